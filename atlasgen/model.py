@@ -6,6 +6,8 @@ import hashlib
 import importlib.metadata
 import importlib.util
 import re
+import warnings
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -195,13 +197,18 @@ def _load_file(path: Path):
 def _load_vgg16_weights(path: Path):
     _check_hdf5(path)
     model = _vgg16()
-    try:
-        model.load_weights(str(path))
-    except Exception as exc:
-        detail = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
-        raise AtlasgenError(
-            f"weights file {path} does not fit VGG16 without its top (13 conv layers, 3x3 kernels): {detail}"
-        ) from None
+    # Keras warns about each part it cannot match before it raises: the one-line error replaces
+    # those warnings when the load fails; they are shown as usual when it succeeds.
+    with warnings.catch_warnings(record=True) as caught:
+        try:
+            model.load_weights(str(path))
+        except Exception as exc:
+            detail = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
+            raise AtlasgenError(
+                f"weights file {path} does not fit VGG16 without its top (13 conv layers, 3x3 kernels): {detail}"
+            ) from None
+    for warning in caught:
+        warnings.showwarning(warning.message, warning.category, warning.filename, warning.lineno)
     return model
 
 
@@ -213,6 +220,8 @@ def _check_hdf5(path: Path) -> None:
 
 
 def _load_saved_model(path: Path):
+    if not zipfile.is_zipfile(path):
+        raise AtlasgenError(f"{path} is not a .keras archive (corrupt or wrong type); expected a model saved with model.save")
     _, keras = tf_runtime.load()
     try:
         model = keras.saving.load_model(str(path), compile=False)

@@ -1,0 +1,145 @@
+"""The real CLI in subprocesses: `atlasgen layers` output, and one-line errors with exit code 2."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from atlasgen.geometry import receptive_fields, square
+from atlasgen.model import hed_weights_path, spatial_ops
+from conftest import CUSTOM_CONVS, PUBLISHED_VGG16, VGG16_NAMES, cli_env
+
+LAYER_FIELDS = {"name", "filters", "r", "S", "P", "output_size", "centre_unit", "centre_box"}
+
+
+def test_layers_json_for_the_hed_trunk(run_cli, hed_model):
+    result = run_cli("layers", "--weights", "hed-bsds500", "--json")
+    assert result.returncode == 0 and result.stderr == "", result.stderr
+    document = json.loads(result.stdout)
+    layers = document["layers"]
+    assert [layer["name"] for layer in layers] == VGG16_NAMES
+    assert sum(layer["filters"] for layer in layers) == document["total_filters"] == 4224
+    assert all(LAYER_FIELDS <= set(layer) for layer in layers)
+    by_name = {layer["name"]: layer for layer in layers}
+    for name, (r, S, P) in PUBLISHED_VGG16.items():
+        if name in by_name:
+            assert (by_name[name]["r"], by_name[name]["S"], by_name[name]["P"]) == (r, S, P), name
+    assert by_name["block5_conv3"]["output_size"] == 14 and by_name["block5_conv3"]["centre_unit"] == [6, 6]
+    assert document["model"] == "vgg16" and document["input_size"] == 224
+    weights = document["weights"]
+    assert (weights["source"], weights["spec"]) == ("hed-bsds500", "hed-bsds500")
+    assert "HED BSDS500" in weights["label"]
+    # The same weights give the same fingerprint in another process.
+    assert weights["fingerprint"] == hed_model.fingerprint
+    assert document["input_convention"].startswith("BGR x255 minus mean")
+
+
+def test_layers_table_through_the_console_script(hed_model):
+    script = Path(sys.executable).parent / "atlasgen"
+    command = [str(script)] if script.exists() else [shutil.which("atlasgen") or "atlasgen"]
+    result = subprocess.run(
+        [*command, "layers", "--weights", "hed-bsds500", "--size", "96"],
+        capture_output=True, text=True, env=cli_env(), timeout=300,
+    )
+    assert result.returncode == 0 and result.stderr == "", result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].split() == ["layer", "filters", "r", "S", "P", "output"]
+    assert lines[2].split() == ["block1_conv1", "64", "3", "1", "1", "96"]
+    assert lines[14].split() == ["block5_conv3", "512", "196", "16", "90", "6"]
+    assert "13 conv layers, 4224 filters, input 96 px" in result.stdout
+    assert "weights: HED BSDS500" in result.stdout
+    assert f"fingerprint sha256:{hed_model.fingerprint}" in result.stdout
+
+
+def test_layers_json_for_a_custom_keras_model(run_cli, custom_cnn, custom_cnn_path):
+    result = run_cli("layers", "--weights", custom_cnn_path, "--size", "37", "--json")
+    assert result.returncode == 0 and result.stderr == "", result.stderr
+    document = json.loads(result.stdout)
+    assert [(layer["name"], layer["filters"]) for layer in document["layers"]] == CUSTOM_CONVS
+    assert document["total_filters"] == sum(filters for _, filters in CUSTOM_CONVS)
+    assert document["model"] == "tiny_cnn" and document["weights"]["source"] == "file"
+    assert document["input_convention"].startswith("RGB x1")
+    fields = receptive_fields(spatial_ops(custom_cnn), (37, 37))
+    for layer in document["layers"]:
+        field = fields[layer["name"]]
+        expected = [square(field.r), square(field.S), square(field.P), square(field.size)]
+        assert [layer["r"], layer["S"], layer["P"], layer["output_size"]] == expected, layer["name"]
+    # The head's (3, 2) kernel and (2, 1) stride show as per-axis [y, x] pairs.
+    head = document["layers"][-1]
+    assert isinstance(head["r"], list) and head["S"] == [8, 4]
+
+
+# --- errors: one line on stderr, "Error: ...", exit code 2, never a traceback ----------------
+
+
+def test_imagenet_without_network(run_cli, one_line_error, tmp_path):
+    # An empty Keras cache forces a download; a dead proxy makes it fail fast even with network.
+    dead = "http://127.0.0.1:9"
+    env = {"KERAS_HOME": str(tmp_path), "https_proxy": dead, "HTTPS_PROXY": dead, "http_proxy": dead,
+           "HTTP_PROXY": dead, "no_proxy": "", "NO_PROXY": ""}
+    result = run_cli("layers", env=env)  # imagenet is the default
+    one_line_error(result, "ImageNet", "--weights hed-bsds500", "--weights FILE")
+    assert result.stdout == ""
+
+
+def _random_bytes(path: Path) -> Path:
+    path.write_bytes(b"\x89HDF junk" + bytes(range(256)) * 40)
+    return path
+
+
+def _truncated_weights(path: Path) -> Path:
+    with open(hed_weights_path(), "rb") as source:
+        path.write_bytes(source.read(1 << 20))
+    return path
+
+
+def _vgg19_weights(path: Path) -> Path:
+    from atlasgen import tf as tf_runtime
+
+    keras = tf_runtime.load()[1]
+    keras.applications.VGG19(weights=None, include_top=False).save_weights(path)
+    return path
+
+
+def _model_without_conv(path: Path) -> Path:
+    from atlasgen import tf as tf_runtime
+
+    keras = tf_runtime.load()[1]
+    image = keras.Input((None, None, 3))
+    keras.Model(image, keras.layers.Dense(4)(image)).save(path)
+    return path
+
+
+BAD_WEIGHTS = {
+    "missing": ("nowhere.weights.h5", None, ["does not exist", "imagenet, hed-bsds500"]),
+    "random_h5": ("random.h5", _random_bytes, ["not an HDF5 file", "expected Keras .h5 weights"]),
+    "random_keras": ("random.keras", _random_bytes, ["not a .keras archive", "expected a model"]),
+    "truncated": ("truncated.weights.h5", _truncated_weights, ["does not fit VGG16", "truncated"]),
+    "vgg19_as_vgg16": ("vgg19.weights.h5", _vgg19_weights, ["does not fit VGG16", "13 conv layers"]),
+    "no_conv_layer": ("dense.keras", _model_without_conv, ["no Conv2D layer", "expected a convolutional network"]),
+}
+
+
+@pytest.mark.parametrize("case", BAD_WEIGHTS)
+def test_bad_weights_file(run_cli, one_line_error, tmp_path, case):
+    name, make, fragments = BAD_WEIGHTS[case]
+    path = tmp_path / name
+    if make:
+        make(path)
+    result = run_cli("layers", "--weights", path)
+    one_line_error(result, str(path), *fragments)
+    assert result.stdout == ""
+
+
+def test_size_too_small(run_cli, one_line_error):
+    result = run_cli("layers", "--weights", "hed-bsds500", "--size", "8")
+    one_line_error(result, "--size 8 is too small", "block5_conv1", "use --size 16 or more")
+
+
+def test_unknown_option(run_cli, one_line_error):
+    one_line_error(run_cli("layers", "--colour"), "No such option", "--colour")

