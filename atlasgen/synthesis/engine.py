@@ -1,0 +1,157 @@
+"""The model cut at one convolutional layer: nothing after the target layer is ever computed."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+from atlasgen import geometry
+from atlasgen.errors import AtlasgenError
+from atlasgen.model import LoadedModel, conv_layers, spatial_ops
+from atlasgen.tf import load
+
+tf, keras = load()
+
+# Bytes kept per activation element for a training-style step: the forward value, its gradient,
+# and the backward pass's scratch; measured peaks on the CPU stay under this.
+BYTES_PER_ACTIVATION = 4 * 4
+DEFAULT_MAX_BATCH = 64
+
+
+@dataclass(frozen=True)
+class PatchPlan:
+    """Where the centre neuron's receptive-field patch sits and which unit to read inside it.
+
+    `patch` is aligned to the layer's stride grid (or to the image border), so every intermediate
+    unit the neuron depends on sees exactly the pixels and padding it would see in the full image.
+    """
+
+    image_size: geometry.Pair
+    unit: geometry.Pair  # the centre unit, in the full image's output map
+    box: geometry.Box  # its receptive field, clipped to the image
+    patch: geometry.Box  # the optimised region, in image coordinates
+    unit_in_patch: geometry.Pair
+    stride: geometry.Pair
+
+
+class LayerEngine:
+    """What feeds one conv layer (the trunk), plus that layer's kernel for any chosen filters."""
+
+    def __init__(self, loaded: LoadedModel, layer_name: str):
+        names = [c.name for c in conv_layers(loaded.model)]
+        if layer_name not in names:
+            raise AtlasgenError(
+                f"layer {layer_name!r} is not a convolutional layer of {loaded.architecture}; "
+                f"choose one of {', '.join(names)}"
+            )
+        self.loaded = loaded
+        self.layer = loaded.model.get_layer(layer_name)
+        self.name = layer_name
+        self.filters = int(self.layer.filters)
+        self.trunk = keras.Model(loaded.model.inputs, self.layer.input, name=f"trunk_to_{layer_name}")
+        self._ops = spatial_ops(loaded.model)
+        convention = loaded.input_convention
+        self._bgr = convention.channel_order == "BGR"
+        self._scale = float(convention.scale)
+        self._mean = tf.constant(np.array(convention.mean, dtype=np.float32))
+
+    # --- geometry -------------------------------------------------------------------------
+
+    def field(self, size: geometry.Pair) -> geometry.Field:
+        return geometry.receptive_fields(self._ops, size)[self.name]
+
+    def output_size(self, size: geometry.Pair) -> geometry.Pair:
+        return self.field(size).size
+
+    def patch_plan(self, size: int) -> PatchPlan:
+        """The smallest stride-aligned patch that gives the centre unit its exact inputs."""
+        image = (size, size)
+        full = self.field(image)
+        unit = full.centre_unit(image)
+        box = full.unit_box(unit)
+        start, end, unit_in_patch = [], [], []
+        for a in (0, 1):
+            lo, hi = (box.top, box.bottom) if a == 0 else (box.left, box.right)
+            s = full.S[a]
+            first = 0 if lo <= 0 else (lo // s) * s
+            last = image[a] if hi >= image[a] else hi
+            start.append(first)
+            end.append(last)
+            unit_in_patch.append(unit[a] - first // s)
+        patch = geometry.Box(start[0], start[1], end[0], end[1])
+        plan = PatchPlan(image, unit, box.clipped(image), patch, tuple(unit_in_patch), full.S)  # type: ignore[arg-type]
+        if not self._patch_is_exact(plan, box):
+            whole = geometry.Box(0, 0, size, size)
+            plan = PatchPlan(image, unit, box.clipped(image), whole, unit, full.S)
+        return plan
+
+    def _patch_is_exact(self, plan: PatchPlan, box: geometry.Box) -> bool:
+        """True when the patch model sees the same box, with the same padding, as the full image."""
+        patch_field = self.field((plan.patch.height, plan.patch.width))
+        if min(patch_field.size) < 1:
+            return False
+        inner = patch_field.unit_box(plan.unit_in_patch)
+        shifted = geometry.Box(
+            inner.top + plan.patch.top, inner.left + plan.patch.left,
+            inner.bottom + plan.patch.top, inner.right + plan.patch.left,
+        )
+        return shifted == box and all(
+            0 <= plan.unit_in_patch[a] < patch_field.size[a] for a in (0, 1)
+        )
+
+    # --- forward passes -------------------------------------------------------------------
+
+    def to_model_input(self, images):
+        """RGB images in [0, 1] to the model's own input convention."""
+        if self._bgr:
+            images = images[..., ::-1]
+        return images * self._scale - self._mean
+
+    def maps(self, images, filter_ids):
+        """Pre-ReLU maps of the listed filters for every image: (batch, h, w, len(filter_ids))."""
+        features = self.trunk(self.to_model_input(images), training=False)
+        kernel = tf.gather(self.layer.kernel, filter_ids, axis=3)
+        out = self.layer.convolution_op(features, kernel)
+        if self.layer.use_bias:
+            out = out + tf.gather(self.layer.bias, filter_ids)
+        return out
+
+    def own_maps(self, images, filter_ids):
+        """Pre-ReLU map of image i's own filter filter_ids[i]: (batch, h, w)."""
+        out = self.maps(images, filter_ids)
+        own = tf.one_hot(tf.range(tf.shape(filter_ids)[0]), tf.shape(filter_ids)[0], dtype=out.dtype)
+        return tf.reduce_sum(out * own[:, None, None, :], axis=-1)
+
+    # --- memory ---------------------------------------------------------------------------
+
+    def bytes_per_image(self, size: geometry.Pair) -> int:
+        """Activation bytes one image needs for a forward and backward pass up to this layer."""
+        fields = geometry.receptive_fields(self._ops, size)
+        elements = 3 * size[0] * size[1]
+        for layer in self.trunk.layers:
+            if layer.name in fields and layer.name != self.name:
+                h, w = fields[layer.name].size
+                elements += h * w * int(layer.output.shape[-1])
+        h, w = fields[self.name].size
+        elements += h * w * self.filters
+        return elements * BYTES_PER_ACTIVATION
+
+
+def available_memory_bytes() -> int:
+    """Memory the synthesis may use: a quarter of what the machine has free right now."""
+    try:
+        with open("/proc/meminfo") as handle:
+            for line in handle:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024 // 4
+    except OSError:
+        pass
+    return (os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")) // 8
+
+
+def choose_batch_size(bytes_per_image: int, budget_bytes: int, wanted: int, limit: int = DEFAULT_MAX_BATCH) -> int:
+    """The largest batch up to `wanted` (and `limit`) whose activations fit the budget; at least 1."""
+    fits = max(1, budget_bytes // max(bytes_per_image, 1))
+    return int(max(1, min(wanted, limit, fits)))

@@ -1,0 +1,151 @@
+"""Whole-filter and centre-neuron images, and receptive-field crops: the records the build stores."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image
+
+from atlasgen import geometry
+from atlasgen.errors import AtlasgenError
+from atlasgen.synthesis import objectives
+from atlasgen.synthesis.engine import LayerEngine, available_memory_bytes, choose_batch_size
+from atlasgen.synthesis.optimise import Optimised, Optimiser, SynthesisParams
+from atlasgen.synthesis.transforms import NEUTRAL
+from atlasgen.tf import load
+
+tf, _ = load()
+
+NEUTRAL_BYTE = int(np.round(NEUTRAL * 255))
+RF_CROP_DISPLAY = 224
+
+
+@dataclass
+class FilterImage:
+    """One synthesised image and what it achieved."""
+
+    layer: str
+    filter: int
+    kind: str  # "channel" or "neuron"
+    image: np.ndarray  # uint8 (h, w, 3)
+    objective: float  # pre-ReLU objective on the final image, no transforms
+    mean_activation: float  # the filter's post-ReLU spatial mean on the final image
+    history: np.ndarray  # objective at every step, under that step's transforms
+    box: geometry.Box | None = None  # neuron images: the receptive field, clipped
+    changed_outside_box: int | None = None  # neuron images: pixels not neutral outside the box
+
+
+def to_bytes(images: np.ndarray) -> np.ndarray:
+    return np.clip(np.round(images * 255.0), 0, 255).astype(np.uint8)
+
+
+def _check(engine: LayerEngine, filter_ids: list[int], params: SynthesisParams) -> None:
+    bad = [f for f in filter_ids if not 0 <= f < engine.filters]
+    if bad:
+        raise AtlasgenError(
+            f"filter {bad[0]} is out of range for layer {engine.name}; use 0-{engine.filters - 1}"
+        )
+    if params.steps < 1 or params.size < 1:
+        raise AtlasgenError("steps and size must be at least 1")
+    if min(engine.output_size((params.size, params.size))) < 1:
+        raise AtlasgenError(f"--size {params.size} is too small for layer {engine.name}; use a larger --size")
+
+
+def batches(filter_ids: list[int], batch_size: int) -> list[list[int]]:
+    """Batches of `batch_size`; the last is padded with repeats so every batch reuses one graph."""
+    out = []
+    for start in range(0, len(filter_ids), batch_size):
+        chunk = list(filter_ids[start : start + batch_size])
+        if len(filter_ids) > batch_size and len(chunk) < batch_size:
+            chunk += [chunk[-1]] * (batch_size - len(chunk))
+        out.append(chunk)
+    return out
+
+
+def _batch_size(engine: LayerEngine, shape: geometry.Pair, wanted: int, batch_size: int | None) -> int:
+    if batch_size:
+        return min(batch_size, wanted)
+    return choose_batch_size(engine.bytes_per_image(shape), available_memory_bytes(), wanted)
+
+
+def _evaluate(engine: LayerEngine, images: np.ndarray, filter_ids: list[int], unit=None):
+    """Pre-ReLU objective and post-ReLU mean of each image's own filter, without transforms."""
+    maps = engine.own_maps(tf.constant(images, tf.float32), tf.constant(filter_ids, tf.int32)).numpy()
+    objective = maps.mean(axis=(1, 2)) if unit is None else maps[:, unit[0], unit[1]]
+    return objective, np.maximum(maps, 0).mean(axis=(1, 2))
+
+
+def channel_images(
+    engine: LayerEngine, filter_ids: list[int], params: SynthesisParams, optimiser: Optimiser | None = None,
+    batch_size: int | None = None,
+) -> list[FilterImage]:
+    """Images that maximise the spatial mean of each filter's pre-ReLU output."""
+    _check(engine, filter_ids, params)
+    optimiser = optimiser or Optimiser(engine)
+    size = params.size
+    per_batch = _batch_size(engine, (size, size), len(filter_ids), batch_size)
+    results: dict[int, FilterImage] = {}
+    for chunk in batches(filter_ids, per_batch):
+        run = optimiser.run(chunk, objectives.channel_mean(), params, size, size)
+        images = to_bytes(run.images)
+        objective, mean_act = _evaluate(engine, images / 255.0, chunk)
+        for i, f in enumerate(chunk):
+            results.setdefault(
+                f, FilterImage(engine.name, f, "channel", images[i], float(objective[i]), float(mean_act[i]), run.history[:, i])
+            )
+    return [results[f] for f in filter_ids]
+
+
+def neuron_images(
+    engine: LayerEngine, filter_ids: list[int], params: SynthesisParams, optimiser: Optimiser | None = None,
+    batch_size: int | None = None,
+) -> list[FilterImage]:
+    """Images that maximise the pre-ReLU value of each filter's centre unit, changing only its field.
+
+    Only the stride-aligned receptive-field patch is optimised; everything outside the clipped box
+    is pinned to neutral grey by a mask, then the patch is pasted into a neutral canvas.
+    """
+    _check(engine, filter_ids, params)
+    optimiser = optimiser or Optimiser(engine)
+    plan = engine.patch_plan(params.size)
+    patch = plan.patch
+    mask = np.zeros((patch.height, patch.width), np.float32)
+    box = plan.box
+    mask[box.top - patch.top : box.bottom - patch.top, box.left - patch.left : box.right - patch.left] = 1
+    # The pad must be whole strides, or the neuron would see its field on another grid alignment.
+    stride = max(plan.stride)
+    pad = -(-params.pad // stride) * stride if params.pad else 0
+    unit = (plan.unit_in_patch[0] + pad // plan.stride[0], plan.unit_in_patch[1] + pad // plan.stride[1])
+    objective = objectives.neuron(*unit)
+    per_batch = _batch_size(engine, (patch.height + 2 * pad, patch.width + 2 * pad), len(filter_ids), batch_size)
+    results: dict[int, FilterImage] = {}
+    for chunk in batches(filter_ids, per_batch):
+        run: Optimised = optimiser.run(chunk, objective, params, patch.height, patch.width, mask=mask, pad=pad)
+        canvas = np.full((len(chunk), params.size, params.size, 3), NEUTRAL_BYTE, np.uint8)
+        canvas[:, patch.top : patch.bottom, patch.left : patch.right] = to_bytes(run.images)
+        value, mean_act = _evaluate(engine, canvas / 255.0, chunk, plan.unit)
+        for i, f in enumerate(chunk):
+            results.setdefault(
+                f,
+                FilterImage(
+                    engine.name, f, "neuron", canvas[i], float(value[i]), float(mean_act[i]), run.history[:, i],
+                    box=box, changed_outside_box=changed_outside(canvas[i], box),
+                ),
+            )
+    return [results[f] for f in filter_ids]
+
+
+def changed_outside(image: np.ndarray, box: geometry.Box) -> int:
+    """Pixels outside the box that differ from neutral grey in any channel."""
+    changed = np.any(image != NEUTRAL_BYTE, axis=-1)
+    changed[box.top : box.bottom, box.left : box.right] = False
+    return int(changed.sum())
+
+
+def rf_crop(image: np.ndarray, box: geometry.Box, display: int = RF_CROP_DISPLAY) -> np.ndarray:
+    """The box cut out, its longer side enlarged to `display`; nearest-neighbour keeps pixels honest."""
+    cut = Image.fromarray(image[box.top : box.bottom, box.left : box.right])
+    zoom = display / max(box.height, box.width)
+    size = (max(1, round(box.width * zoom)), max(1, round(box.height * zoom)))
+    return np.asarray(cut.resize(size, Image.NEAREST))

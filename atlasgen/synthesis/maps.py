@@ -1,0 +1,107 @@
+"""Activation maps: where on a real photo a filter fires, as a heatmap and as an overlay."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image
+
+from atlasgen.synthesis.engine import LayerEngine
+from atlasgen.synthesis.probes import Probe
+from atlasgen.tf import load
+
+tf, _ = load()
+
+# Viridis at nine evenly spaced stops; interpolated linearly in between.
+VIRIDIS_STOPS = np.array(
+    [
+        [68, 1, 84], [71, 44, 122], [59, 81, 139], [44, 113, 142], [33, 144, 141],
+        [39, 173, 129], [92, 200, 99], [170, 220, 50], [253, 231, 37],
+    ],
+    dtype=np.float32,
+)
+NORMALISATION = "post-ReLU activation / the filter's maximum over all probe photos (0 = silent, 1 = that maximum)"
+
+
+@dataclass
+class ActivationMap:
+    layer: str
+    filter: int
+    probe: str
+    heatmap: np.ndarray  # uint8 (h, w, 3): the map resized to the photo, colour-mapped
+    overlay: np.ndarray  # uint8 (h, w, 3): the heatmap over a dimmed photo
+    peak: float  # the largest post-ReLU value of this map
+    mean: float  # the spatial mean of this map
+    scale: float  # the value shown as 1: the filter's peak over all probes
+    normalisation: str = NORMALISATION
+
+
+def colour_map(values: np.ndarray) -> np.ndarray:
+    """Values in [0, 1] to viridis RGB bytes."""
+    position = np.clip(values, 0, 1) * (len(VIRIDIS_STOPS) - 1)
+    low = np.floor(position).astype(int).clip(0, len(VIRIDIS_STOPS) - 2)
+    weight = (position - low)[..., None]
+    rgb = VIRIDIS_STOPS[low] * (1 - weight) + VIRIDIS_STOPS[low + 1] * weight
+    return np.round(rgb).astype(np.uint8)
+
+
+def overlay(photo: np.ndarray, normalised: np.ndarray) -> np.ndarray:
+    """The heatmap over a dimmed photo, more opaque where the filter fires."""
+    alpha = (0.25 + 0.65 * np.clip(normalised, 0, 1))[..., None]
+    blended = photo.astype(np.float32) * 0.8 * (1 - alpha) + colour_map(normalised).astype(np.float32) * alpha
+    return np.round(blended).astype(np.uint8)
+
+
+def post_relu_maps(engine: LayerEngine, probe: Probe, filter_ids: list[int]) -> np.ndarray:
+    """(h', w', len(filter_ids)) post-ReLU maps of the filters on one photo at its own size."""
+    image = tf.constant(probe.image[None].astype(np.float32) / 255.0)
+    maps = engine.maps(image, tf.constant(filter_ids, tf.int32))
+    return np.maximum(maps.numpy()[0], 0)
+
+
+def _resize(channel: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    return np.asarray(Image.fromarray(channel.astype(np.float32), mode="F").resize(size, Image.BILINEAR))
+
+
+def activation_maps(engine: LayerEngine, filter_ids: list[int], probes: list[Probe]) -> dict[int, list[ActivationMap]]:
+    """Every filter's map on every probe, normalised by the filter's peak over all probes."""
+    raw = [post_relu_maps(engine, probe, filter_ids) for probe in probes]
+    scales = np.max([m.max(axis=(0, 1)) for m in raw], axis=0)
+    result: dict[int, list[ActivationMap]] = {f: [] for f in filter_ids}
+    for probe, maps in zip(probes, raw):
+        height, width = probe.image.shape[:2]
+        for index, f in enumerate(filter_ids):
+            scale = float(scales[index])
+            resized = _resize(maps[..., index], (width, height))
+            normalised = resized / scale if scale > 0 else np.zeros_like(resized)
+            result[f].append(
+                ActivationMap(
+                    engine.name, f, probe.name, colour_map(normalised), overlay(probe.image, normalised),
+                    peak=float(maps[..., index].max()), mean=float(maps[..., index].mean()), scale=scale,
+                )
+            )
+    return result
+
+
+def probe_means(engine: LayerEngine, filter_ids: list[int], probes: list[Probe]) -> np.ndarray:
+    """(len(probes), len(filter_ids)) spatial means of each filter's post-ReLU map on each photo."""
+    return np.array([post_relu_maps(engine, p, filter_ids).mean(axis=(0, 1)) for p in probes])
+
+
+def crop_means(engine: LayerEngine, filter_ids: list[int], probes: list[Probe], size: int, stride: int) -> np.ndarray:
+    """(crops, filters) post-ReLU means on every size x size crop (step `stride`) of the photos."""
+    crops = []
+    for probe in probes:
+        height, width = probe.image.shape[:2]
+        for top in range(0, max(height - size, 0) + 1, stride):
+            for left in range(0, max(width - size, 0) + 1, stride):
+                crop = probe.image[top : top + size, left : left + size]
+                if crop.shape[:2] == (size, size):
+                    crops.append(crop)
+    means = []
+    ids = tf.constant(filter_ids, tf.int32)
+    for start in range(0, len(crops), 16):
+        batch = tf.constant(np.stack(crops[start : start + 16]).astype(np.float32) / 255.0)
+        means.append(np.maximum(engine.maps(batch, ids).numpy(), 0).mean(axis=(1, 2)))
+    return np.concatenate(means, axis=0)
