@@ -38,5 +38,7 @@ def load():
             # Device probing prints its own lines at first use; do it while stderr is muted.
             tf.config.list_physical_devices()
             keras.config.disable_interactive_logging()
+            # Retracing warnings are expected: each layer, shape and objective compiles its own graph.
+            tf.get_logger().setLevel("ERROR")
         _loaded = (tf, keras)
     return _loaded

@@ -87,21 +87,3 @@ def activation_maps(engine: LayerEngine, filter_ids: list[int], probes: list[Pro
 def probe_means(engine: LayerEngine, filter_ids: list[int], probes: list[Probe]) -> np.ndarray:
     """(len(probes), len(filter_ids)) spatial means of each filter's post-ReLU map on each photo."""
     return np.array([post_relu_maps(engine, p, filter_ids).mean(axis=(0, 1)) for p in probes])
-
-
-def crop_means(engine: LayerEngine, filter_ids: list[int], probes: list[Probe], size: int, stride: int) -> np.ndarray:
-    """(crops, filters) post-ReLU means on every size x size crop (step `stride`) of the photos."""
-    crops = []
-    for probe in probes:
-        height, width = probe.image.shape[:2]
-        for top in range(0, max(height - size, 0) + 1, stride):
-            for left in range(0, max(width - size, 0) + 1, stride):
-                crop = probe.image[top : top + size, left : left + size]
-                if crop.shape[:2] == (size, size):
-                    crops.append(crop)
-    means = []
-    ids = tf.constant(filter_ids, tf.int32)
-    for start in range(0, len(crops), 16):
-        batch = tf.constant(np.stack(crops[start : start + 16]).astype(np.float32) / 255.0)
-        means.append(np.maximum(engine.maps(batch, ids).numpy(), 0).mean(axis=(1, 2)))
-    return np.concatenate(means, axis=0)

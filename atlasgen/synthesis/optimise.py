@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 
@@ -84,7 +84,8 @@ class Optimiser:
     ) -> Optimised:
         """Maximises `objective` for each filter; `mask` (h, w) in {0, 1} pins pixels at neutral grey."""
         pad = params.pad if pad is None else pad
-        key = (objective.description, height, width, len(filter_ids), params, pad, mask is not None)
+        # Steps are a graph input, so runs that differ only in length share one compiled graph.
+        key = (objective.description, height, width, len(filter_ids), replace(params, steps=0), pad, mask is not None)
         if key not in self._compiled:
             self._compiled[key] = self._build(objective, params, height, width, pad, mask is not None)
         compiled = self._compiled[key]
@@ -92,7 +93,7 @@ class Optimiser:
         keys = tf.constant([filter_key(params.seed, f) for f in filter_ids], dtype=tf.int64)
         ids = tf.constant(filter_ids, dtype=tf.int32)
         mask_t = tf.constant(np.ones((height, width), np.float32) if mask is None else mask.astype(np.float32))
-        images, history = compiled(spectrum, keys, ids, mask_t)
+        images, history = compiled(spectrum, keys, ids, mask_t, tf.constant(params.steps))
         return Optimised(images.numpy(), history.numpy(), list(filter_ids))
 
     def _build(self, objective: Objective, params: SynthesisParams, height: int, width: int, pad: int, masked: bool):
@@ -102,7 +103,6 @@ class Optimiser:
             transforms.standard(pad, params.jitter, params.scale, params.rotate_degrees, params.jitter_last)
         )
         lr = params.learning_rate
-        steps = params.steps
 
         def render(spectrum, mask):
             image = param.fourier_rgb(spectrum, scale, height, width, params.decorrelate)
@@ -127,7 +127,7 @@ class Optimiser:
             return i + 1, spectrum, m, v, history.write(i, scores)
 
         @tf.function(reduce_retracing=True)
-        def optimise(spectrum, keys, ids, mask):
+        def optimise(spectrum, keys, ids, mask, steps):
             history = tf.TensorArray(tf.float32, size=steps)
             zeros = tf.zeros_like(spectrum)
             _, spectrum, _, _, history = tf.while_loop(

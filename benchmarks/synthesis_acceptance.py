@@ -1,0 +1,158 @@
+"""Synthesis acceptance and throughput, in one run (issue 3).
+
+    python benchmarks/synthesis_acceptance.py [--size 128] [--steps 256] [--filters 8]
+
+With hed-bsds500 weights, on the first --filters filters of block1_conv1, block3_conv1 and
+block5_conv1 it makes whole-filter and centre-neuron images, then prints and checks:
+  - no flat (constant) image;
+  - >= 90% of whole-filter images drive their filter above its best crop of scikit-image's
+    natural photographs;
+  - >= 80% of filters respond more to their own image than to the other filters' images.
+A filter's response is the quantity the synthesis maximises, the spatial mean of its pre-ReLU
+map; the post-ReLU comparison with the crops is printed beside it (not checked): early edge
+filters fire harder on a photo's few sharp edges after the ReLU cuts their negative side.
+  - zero changed pixels outside every centre neuron's receptive field.
+It also times a naive loop (one filter at a time, the full conv network, pixel-space gradient
+ascent) in the same process and prints both throughputs in image-steps per second.
+Exit status 1 when a check fails.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+import numpy as np
+
+from atlasgen.model import load_model
+from atlasgen.synthesis import LayerEngine, Optimiser, SynthesisParams, channel_images, natural_photos, neuron_images
+from atlasgen.tf import load
+
+tf, keras = load()
+
+LAYERS = ("block1_conv1", "block3_conv1", "block5_conv1")
+FLAT_STD = 2.0  # grey levels: below this an image counts as flat
+
+
+def naive_throughput(loaded, layer: str, filter_ids: list[int], size: int, steps: int) -> float:
+    """Image-steps per second of the textbook loop: one filter, whole network, pixels, no transforms."""
+    model = loaded.model
+    full = keras.Model(model.inputs, [model.get_layer(layer).output, model.outputs[0]])
+    mean = tf.constant(np.array(loaded.input_convention.mean, np.float32))
+
+    @tf.function
+    def step(image, f):
+        with tf.GradientTape() as tape:
+            tape.watch(image)
+            target, rest = full(image[..., ::-1] * 255.0 - mean, training=False)
+            score = tf.reduce_mean(target[..., f])
+        grad = tape.gradient(score, image)
+        image = image + 0.01 * grad / (tf.math.reduce_std(grad) + 1e-8)
+        return tf.clip_by_value(image, 0.0, 1.0), rest
+
+    image = tf.random.uniform((1, size, size, 3), 0.4, 0.6, seed=0)
+    step(image, tf.constant(filter_ids[0]))  # compile outside the clock
+    start = time.perf_counter()
+    for f in filter_ids:
+        image = tf.random.uniform((1, size, size, 3), 0.4, 0.6, seed=f)
+        for _ in range(steps):
+            image, rest = step(image, tf.constant(f))
+        rest.numpy()
+    return len(filter_ids) * steps / (time.perf_counter() - start)
+
+
+def responses(engine: LayerEngine, images: np.ndarray, filter_ids: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    """[i, j]: filter j's spatial mean on image i, pre-ReLU and post-ReLU."""
+    pre, post = [], []
+    for start in range(0, len(images), 16):
+        batch = tf.constant(images[start : start + 16] / 255.0, tf.float32)
+        maps = engine.maps(batch, tf.constant(filter_ids, tf.int32)).numpy()
+        pre.append(maps.mean(axis=(1, 2)))
+        post.append(np.maximum(maps, 0).mean(axis=(1, 2)))
+    return np.concatenate(pre), np.concatenate(post)
+
+
+def crops(photos, size: int, stride: int) -> np.ndarray:
+    out = []
+    for photo in photos:
+        height, width = photo.image.shape[:2]
+        for top in range(0, height - size + 1, stride):
+            for left in range(0, width - size + 1, stride):
+                out.append(photo.image[top : top + size, left : left + size])
+    return np.stack(out)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--size", type=int, default=128)
+    parser.add_argument("--steps", type=int, default=256)
+    parser.add_argument("--filters", type=int, default=8)
+    parser.add_argument("--naive-filters", type=int, default=2)
+    parser.add_argument("--naive-steps", type=int, default=16)
+    args = parser.parse_args()
+
+    loaded = load_model("hed-bsds500")
+    params = SynthesisParams(size=args.size, steps=args.steps)
+    photo_crops = crops(natural_photos(), args.size, args.size // 2)
+    filter_ids = list(range(args.filters))
+    report, beats, selective, flat, outside, total = [], 0, 0, 0, 0, 0
+    for layer in LAYERS:
+        engine = LayerEngine(loaded, layer)
+        optimiser = Optimiser(engine)
+        # Compile both graphs outside the clock: steps are a graph input, so one step suffices.
+        warm = SynthesisParams(size=args.size, steps=1)
+        channel_images(engine, filter_ids, warm, optimiser)
+        neuron_images(engine, filter_ids, warm, optimiser)
+        start = time.perf_counter()
+        channels = channel_images(engine, filter_ids, params, optimiser)
+        channel_s = time.perf_counter() - start
+        start = time.perf_counter()
+        neurons = neuron_images(engine, filter_ids, params, optimiser)
+        neuron_s = time.perf_counter() - start
+        naive = naive_throughput(loaded, layer, filter_ids[: args.naive_filters], args.size, args.naive_steps)
+
+        crop_pre, crop_post = responses(engine, photo_crops, filter_ids)
+        best_crop, best_crop_post = crop_pre.max(axis=0), crop_post.max(axis=0)
+        own_pre, own_post = responses(engine, np.stack([c.image for c in channels]), filter_ids)
+        for i, image in enumerate(channels):
+            own = own_pre[i, i]
+            others = np.delete(own_pre[:, i], i)
+            beats += own > best_crop[i]
+            selective += bool(own > others.max())
+            flat += sum(float(x.image.std()) < FLAT_STD for x in (image, neurons[i]))
+            outside += neurons[i].changed_outside_box
+            total += 1
+        row = {
+            "layer": layer,
+            "channel_s": round(channel_s, 2),
+            "channel_image_steps_per_s": round(len(filter_ids) * args.steps / channel_s, 2),
+            "neuron_s": round(neuron_s, 2),
+            "neuron_image_steps_per_s": round(len(filter_ids) * args.steps / neuron_s, 2),
+            "neuron_patch": list(engine.patch_plan(args.size).patch.as_list()),
+            "naive_image_steps_per_s": round(naive, 2),
+            "speedup_channel_vs_naive": round(len(filter_ids) * args.steps / channel_s / naive, 2),
+            "speedup_neuron_vs_naive": round(len(filter_ids) * args.steps / neuron_s / naive, 2),
+            "own_pre_relu_mean": [round(float(own_pre[i, i]), 3) for i in range(len(filter_ids))],
+            "best_crop_pre_relu_mean": [round(float(b), 3) for b in best_crop],
+            "own_post_relu_mean": [round(float(own_post[i, i]), 3) for i in range(len(filter_ids))],
+            "best_crop_post_relu_mean": [round(float(b), 3) for b in best_crop_post],
+            "own_image_wins": [bool(own_pre[i, i] > np.delete(own_pre[:, i], i).max()) for i in range(len(filter_ids))],
+        }
+        report.append(row)
+        print(json.dumps(row), flush=True)
+
+    checks = {
+        "no_flat_image": flat == 0,
+        "beats_best_crop_fraction": beats / total,
+        "own_image_fraction": selective / total,
+        "changed_pixels_outside_box": int(outside),
+    }
+    passed = flat == 0 and beats / total >= 0.9 and selective / total >= 0.8 and outside == 0
+    print(json.dumps({"checks": checks, "passed": passed}))
+    return 0 if passed else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,130 @@
+"""Whole-filter and centre-neuron images on a few filters of the real trunk, at tiny sizes."""
+
+import numpy as np
+import pytest
+
+from atlasgen import geometry
+from atlasgen.errors import AtlasgenError
+from atlasgen.synthesis import LayerEngine, Optimiser, SynthesisParams, channel_images, neuron_images, rf_crop
+from atlasgen.synthesis.engine import choose_batch_size
+from atlasgen.synthesis.images import NEUTRAL_BYTE, batches, changed_outside
+from atlasgen.tf import load
+
+tf, _ = load()
+
+TINY = SynthesisParams(size=40, steps=12)
+
+
+@pytest.fixture(scope="module")
+def block1(hed_model):
+    return LayerEngine(hed_model, "block1_conv1")
+
+
+@pytest.fixture(scope="module")
+def block3(hed_model):
+    return LayerEngine(hed_model, "block3_conv1")
+
+
+def test_channel_images_are_textured_deterministic_and_improve(block1):
+    optimiser = Optimiser(block1)
+    first = channel_images(block1, [0, 5, 9], TINY, optimiser)
+    again = channel_images(block1, [0, 5, 9], TINY, optimiser)
+    for a, b in zip(first, again):
+        assert a.image.shape == (40, 40, 3) and a.image.dtype == np.uint8
+        assert a.image.std() > 2.0
+        assert np.array_equal(a.image, b.image)
+        assert a.history[-1] > a.history[0]
+    assert not np.array_equal(first[0].image, first[1].image)
+
+
+def test_a_filter_silent_on_grey_still_gets_an_image(block3):
+    """Pre-ReLU objective: a filter whose ReLU output is zero everywhere still has a gradient."""
+    grey = tf.fill((1, 40, 40, 3), 0.5)
+    maps = block3.maps(grey, tf.range(64)).numpy()[0]
+    silent = [f for f in range(64) if maps[..., f].max() < 0]
+    assert silent, "expected some block3_conv1 filter to be silent on a grey image"
+    (image,) = channel_images(block3, silent[:1], TINY)
+    assert image.image.std() > 2.0
+    assert image.history[-1] > image.history[0]
+
+
+def test_filter_image_does_not_depend_on_batch_mates(block1):
+    together = channel_images(block1, [3, 4, 6], TINY)[2].image.astype(int)
+    alone = channel_images(block1, [6], TINY)[0].image.astype(int)
+    assert np.abs(together - alone).mean() < 1.0
+
+
+@pytest.mark.parametrize("layer,size", [("block3_conv1", 64), ("block4_conv1", 96), ("block5_conv1", 64)])
+def test_patch_model_gives_the_neuron_exactly_its_full_image_value(hed_model, layer, size):
+    engine = LayerEngine(hed_model, layer)
+    plan = engine.patch_plan(size)
+    rng = np.random.default_rng(1)
+    image = rng.uniform(size=(1, size, size, 3)).astype(np.float32)
+    ids = tf.constant([0, 7], tf.int32)
+    full = engine.maps(tf.constant(image), ids).numpy()[0][plan.unit]
+    p = plan.patch
+    patch = engine.maps(tf.constant(image[:, p.top : p.bottom, p.left : p.right]), ids).numpy()[0][plan.unit_in_patch]
+    assert np.allclose(full, patch, rtol=1e-4, atol=1e-3)
+    # Pixels outside the receptive field do not matter at all.
+    outside = image.copy()
+    b = plan.box
+    keep = outside[:, b.top : b.bottom, b.left : b.right].copy()
+    outside[:] = rng.uniform(size=outside.shape)
+    outside[:, b.top : b.bottom, b.left : b.right] = keep
+    moved = engine.maps(tf.constant(outside), ids).numpy()[0][plan.unit]
+    assert np.allclose(full, moved, rtol=1e-4, atol=1e-3)
+
+
+def test_patch_is_small_for_early_layers_and_stride_aligned(block3):
+    plan = block3.patch_plan(128)
+    field = block3.field((128, 128))
+    assert plan.box == field.unit_box(plan.unit).clipped((128, 128))
+    assert plan.patch.top % 4 == 0 and plan.patch.left % 4 == 0
+    assert plan.patch.height < 24 + 2 * 4 and plan.patch.top <= plan.box.top and plan.patch.bottom >= plan.box.bottom
+
+
+def test_neuron_images_change_nothing_outside_the_receptive_field(block3):
+    params = SynthesisParams(size=64, steps=12)
+    images = neuron_images(block3, [1, 2], params)
+    for result in images:
+        assert result.changed_outside_box == 0
+        assert changed_outside(result.image, result.box) == 0
+        inside = result.image[result.box.top : result.box.bottom, result.box.left : result.box.right]
+        assert (inside != NEUTRAL_BYTE).any(axis=-1).mean() > 0.5
+        assert result.history[-1] > result.history[0]
+
+
+def test_changed_outside_counts_pixels_not_channels():
+    image = np.full((10, 10, 3), NEUTRAL_BYTE, np.uint8)
+    image[0, 0] = 0
+    image[5, 5, 1] = 3
+    image[2, 2] = 255  # inside the box below
+    assert changed_outside(image, geometry.Box(1, 1, 4, 4)) == 2
+
+
+def test_rf_crop_zooms_the_box_keeping_aspect_and_pixels():
+    image = np.zeros((20, 20, 3), np.uint8)
+    image[4:7, 4:7] = 200
+    crop = rf_crop(image, geometry.Box(4, 4, 7, 7), display=30)
+    assert crop.shape == (30, 30, 3) and np.all(crop == 200)
+    wide = rf_crop(image, geometry.Box(0, 0, 5, 10), display=40)
+    assert wide.shape == (20, 40, 3)
+
+
+def test_bad_filters_and_layers_are_one_line_errors(hed_model, block1):
+    with pytest.raises(AtlasgenError, match="out of range"):
+        channel_images(block1, [64], TINY)
+    with pytest.raises(AtlasgenError, match="not a convolutional layer"):
+        LayerEngine(hed_model, "block1_pool")
+
+
+def test_batches_pad_the_last_one_to_reuse_the_graph():
+    assert batches([1, 2, 3, 4, 5], 2) == [[1, 2], [3, 4], [5, 5]]
+    assert batches([1, 2, 3], 8) == [[1, 2, 3]]
+
+
+def test_batch_size_fits_the_memory_budget():
+    assert choose_batch_size(100, 1000, wanted=64) == 10
+    assert choose_batch_size(100, 50, wanted=64) == 1
+    assert choose_batch_size(1, 10**9, wanted=8) == 8
+    assert choose_batch_size(1, 10**9, wanted=500, limit=64) == 64
