@@ -4,7 +4,7 @@
 
 With hed-bsds500 weights, on the first --filters filters of block1_conv1, block3_conv1 and
 block5_conv1 it makes whole-filter and centre-neuron images, then prints and checks:
-  - no flat (constant) image;
+  - no flat (constant) image (for centre-neuron images: no flat receptive-field box);
   - >= 90% of whole-filter images drive their filter above its best crop of scikit-image's
     natural photographs;
   - >= 80% of filters respond more to their own image than to the other filters' images.
@@ -74,6 +74,12 @@ def responses(engine: LayerEngine, images: np.ndarray, filter_ids: list[int]) ->
     return np.concatenate(pre), np.concatenate(post)
 
 
+def box_pixels(image) -> np.ndarray:
+    """A neuron image's receptive field: the only place it may differ from grey."""
+    b = image.box
+    return image.image[b.top : b.bottom, b.left : b.right]
+
+
 def crops(photos, size: int, stride: int) -> np.ndarray:
     out = []
     for photo in photos:
@@ -121,7 +127,8 @@ def main() -> int:
             others = np.delete(own_pre[:, i], i)
             beats += own > best_crop[i]
             selective += bool(own > others.max())
-            flat += sum(float(x.image.std()) < FLAT_STD for x in (image, neurons[i]))
+            flat += float(image.image.std()) < FLAT_STD
+            flat += float(box_pixels(neurons[i]).std()) < FLAT_STD
             outside += neurons[i].changed_outside_box
             total += 1
         row = {

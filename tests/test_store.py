@@ -1,0 +1,409 @@
+"""The content-addressed store: keys, layout, atomic writes, verification, gc and failures."""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+import multiprocessing
+import os
+import random
+import signal
+import stat
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+from atlasgen import store as store_mod
+from atlasgen.errors import AtlasgenError
+from atlasgen.store import ALGORITHM_VERSION, CorruptBlob, Store, StoreError, recipe_key
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def key_of(i) -> str:
+    return recipe_key({"algorithm": ALGORITHM_VERSION, "artifact": f"test-{i}"})
+
+
+def payload(i, part: str, repeat: int = 64) -> bytes:
+    return hashlib.sha256(f"{i}/{part}".encode()).digest() * repeat
+
+
+def tree(root: Path) -> dict[str, bytes]:
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def temp_files(root: Path) -> list[Path]:
+    return [p for p in root.rglob(f"{store_mod.TEMP_PREFIX}*")]
+
+
+@pytest.fixture
+def store(tmp_path) -> Store:
+    return Store(tmp_path / "store")
+
+
+# ---- keys and layout -------------------------------------------------------------------------
+
+def test_recipe_key_is_canonical_and_pinned():
+    recipe = {"algorithm": 1, "layer": "block3_conv1", "filter": 7, "size": 128, "lr": 0.05,
+              "transforms": ["pad", "jitter"], "note": "café", "crop": None, "fourier": True}
+    canonical = ('{"algorithm":1,"crop":null,"filter":7,"fourier":true,"layer":"block3_conv1","lr":0.05,'
+                 '"note":"caf\\u00e9","size":128,"transforms":["pad","jitter"]}')
+    assert json.dumps(recipe, sort_keys=True, separators=(",", ":"), ensure_ascii=True) == canonical
+    expected = hashlib.sha256(canonical.encode("ascii")).hexdigest()
+    assert recipe_key(recipe) == expected
+    # Pinned, so a change of canonical form (which would orphan every stored artifact) is noticed.
+    assert expected == "ac430d41c580c6bf9baa3f32c5141ffa50b5f579597f2e01b3f5d27478686183"
+    assert recipe_key(dict(reversed(list(recipe.items())))) == expected
+    assert recipe_key({**recipe, "filter": 8}) != expected
+    assert recipe_key({**recipe, "lr": 0.050000001}) != expected
+    assert recipe_key({"nested": {"b": 1, "a": 2}}) == recipe_key({"nested": {"a": 2, "b": 1}})
+
+
+@pytest.mark.parametrize("bad", [{1: "int key"}, {"x": b"bytes"}, {"x": float("nan")}, {"x": {1, 2}}])
+def test_recipe_key_rejects_non_json(bad):
+    with pytest.raises((TypeError, ValueError)):
+        recipe_key(bad)
+
+
+def test_fan_out_layout_and_round_trip(store):
+    digest = store.put_blob(b"hello")
+    assert digest == "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824"
+    assert (store.root / "blobs" / "2c" / digest[2:]).read_bytes() == b"hello"
+    assert store.get_blob(digest) == b"hello"
+    assert store.put_blob(b"hello") == digest  # idempotent
+
+    key = key_of(0)
+    entry = store.put(key, {"image": b"png bytes", "thumb": b"webp"}, {"loss": -1.5, "shape": [3, 4]})
+    path = store.root / "index" / key[:2] / f"{key}.json"
+    assert path.is_file()
+    doc = json.loads(path.read_text())
+    assert doc["key"] == key and doc["meta"] == {"loss": -1.5, "shape": [3, 4]}
+    assert doc["blobs"]["image"] == {"digest": hashlib.sha256(b"png bytes").hexdigest(), "size": 9}
+
+    got = store.get(key)
+    assert got == entry
+    assert store.get_blob(got.blobs["image"].digest) == b"png bytes"
+    assert store.get_blob(got.blobs["thumb"].digest) == b"webp"
+    assert store.has(key) and not store.has(key_of(1))
+    assert store.missing([key_of(2), key, key_of(1)]) == [key_of(2), key_of(1)]
+    assert store.verify().ok
+    assert temp_files(store.root) == []
+
+
+def test_missing_store_reads_as_empty_without_creating_it(store):
+    assert store.get(key_of(0)) is None
+    assert store.missing([key_of(0)]) == [key_of(0)]
+    assert store.verify().ok and store.gc() == []
+    assert not store.root.exists()
+
+
+def test_bad_names_are_refused(store):
+    for bad in ["../../etc/passwd", "AB" * 32, "a" * 63, 123]:
+        with pytest.raises(ValueError):
+            store.get_blob(bad)
+        with pytest.raises(ValueError):
+            store.get(bad)
+
+
+def test_modes_ignore_umask(store):
+    old = os.umask(0o077)
+    try:
+        store.put(key_of(0), {"a": b"x"}, {})
+    finally:
+        os.umask(old)
+    for p in store.root.rglob("*"):
+        want = 0o755 if p.is_dir() else 0o644
+        assert stat.S_IMODE(p.stat().st_mode) == want, p
+    assert stat.S_IMODE(store.root.stat().st_mode) == 0o755
+
+
+# ---- verification ----------------------------------------------------------------------------
+
+def test_flipped_byte_is_caught_quarantined_and_rebuildable(store):
+    store.put(key_of(0), {"a": payload(0, "a")}, {})
+    store.put(key_of(1), {"a": payload(1, "a")}, {})
+    digest = store.get(key_of(0)).blobs["a"].digest
+    path = store.blob_path(digest)
+    data = bytearray(path.read_bytes())
+    data[17] ^= 0x01
+    path.write_bytes(bytes(data))
+
+    with pytest.raises(CorruptBlob):
+        store.get_blob(digest)
+    assert issubclass(CorruptBlob, StoreError) and issubclass(StoreError, AtlasgenError)
+
+    report = store.verify()
+    assert not report.ok
+    assert report.blobs_checked == 2 and report.entries_checked == 2
+    assert report.quarantined_blobs == [f"blobs/{digest[:2]}/{digest[2:]}"]
+    assert report.quarantined_entries == [f"index/{key_of(0)[:2]}/{key_of(0)}.json"]
+    assert not path.exists()
+    moved = list((store.root / "quarantine" / "blobs").rglob("*"))
+    assert [p.read_bytes() for p in moved if p.is_file()] == [bytes(data)]  # kept, not deleted
+    assert store.get(key_of(0)) is None and store.missing([key_of(0), key_of(1)]) == [key_of(0)]
+
+    store.put(key_of(0), {"a": payload(0, "a")}, {})  # the next build recomputes it
+    assert store.get_blob(store.get(key_of(0)).blobs["a"].digest) == payload(0, "a")
+    assert store.verify().ok
+
+
+def test_put_blob_repairs_a_corrupt_copy(store):
+    digest = store.put_blob(b"abc")
+    store.blob_path(digest).write_bytes(b"abd")
+    assert store.put_blob(b"abc") == digest
+    assert store.get_blob(digest) == b"abc"
+
+
+@pytest.mark.parametrize("damage", ["truncated", "not json", "empty", "wrong key", "missing blob",
+                                    "wrong size", "bad digest"])
+def test_bad_index_entries_are_caught(store, damage):
+    store.put(key_of(0), {"a": b"first"}, {"i": 0})
+    store.put(key_of(1), {"a": b"second"}, {"i": 1})
+    path = store.entry_path(key_of(0))
+    text = path.read_text()
+    doc = json.loads(text)
+    if damage == "truncated":
+        path.write_text(text[: len(text) // 2])
+    elif damage == "not json":
+        path.write_bytes(b"\xff\xfe garbage")
+    elif damage == "empty":
+        path.write_text("")
+    elif damage == "wrong key":
+        path.write_text(store.entry_path(key_of(1)).read_text())
+    elif damage == "missing blob":
+        store.blob_path(doc["blobs"]["a"]["digest"]).unlink()
+    elif damage == "wrong size":
+        doc["blobs"]["a"]["size"] += 1
+        path.write_text(json.dumps(doc))
+    elif damage == "bad digest":
+        doc["blobs"]["a"]["digest"] = "../" + "0" * 61
+        path.write_text(json.dumps(doc))
+
+    assert store.get(key_of(0)) is None
+    assert store.get(key_of(1)) is not None
+    report = store.verify()
+    assert report.quarantined_entries == [f"index/{key_of(0)[:2]}/{key_of(0)}.json"]
+    assert report.quarantined_blobs == []
+    assert not path.exists() and store.get(key_of(0)) is None
+    assert store.verify().ok
+    assert store.get_blob(store.get(key_of(1)).blobs["a"].digest) == b"second"
+
+
+def test_put_overwrites_a_bad_entry(store):
+    store.put(key_of(0), {"a": b"x"}, {})
+    store.entry_path(key_of(0)).write_text("{")
+    store.put(key_of(0), {"a": b"x"}, {"again": True})
+    assert store.get(key_of(0)).meta == {"again": True}
+
+
+# ---- gc --------------------------------------------------------------------------------------
+
+def test_gc_removes_only_unreferenced_blobs(store):
+    store.put(key_of(0), {"a": b"kept", "b": b"shared"}, {})
+    store.put(key_of(1), {"a": b"shared"}, {})
+    orphan = store.put_blob(b"orphan")
+    before = tree(store.root)
+
+    assert store.gc(dry_run=True) == [orphan]
+    assert tree(store.root) == before
+
+    assert store.gc() == [orphan]
+    assert not store.blob_path(orphan).exists()
+    assert store.gc() == []
+    assert store.verify().ok
+    for i, want in [(0, {"a": b"kept", "b": b"shared"}), (1, {"a": b"shared"})]:
+        entry = store.get(key_of(i))
+        assert {n: store.get_blob(r.digest) for n, r in entry.blobs.items()} == want
+
+
+def test_gc_clears_only_stale_temp_files(store):
+    store.put(key_of(0), {"a": b"x"}, {})
+    folder = store.blob_path(store.get(key_of(0)).blobs["a"].digest).parent
+    stale, fresh = folder / ".tmp-stale", folder / ".tmp-fresh"
+    stale.write_bytes(b"half")
+    fresh.write_bytes(b"half")
+    old = time.time() - 2 * store_mod.STALE_TEMP_SECONDS
+    os.utime(stale, (old, old))
+
+    report = store.verify()
+    assert report.ok and len(report.temp_files) == 2  # listed, not corruption
+    assert store.gc(dry_run=True) == [] and stale.exists()
+    assert store.gc() == []
+    assert not stale.exists() and fresh.exists()
+    assert store.has(key_of(0))
+
+
+def test_gc_refuses_while_an_entry_is_unreadable(store):
+    store.put(key_of(0), {"a": b"x"}, {})
+    store.entry_path(key_of(0)).write_text("{")
+    with pytest.raises(StoreError, match="verify"):
+        store.gc()
+    assert store.blob_path(hashlib.sha256(b"x").hexdigest()).exists()
+
+
+# ---- failures --------------------------------------------------------------------------------
+
+def fake_enospc(monkeypatch, after_bytes: int):
+    """os.write that writes `after_bytes` for real, then reports a full disk."""
+    real_write = os.write
+    budget = [after_bytes]
+
+    def write(fd, data):
+        if budget[0] <= 0:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        n = real_write(fd, bytes(data[: budget[0]]))
+        budget[0] -= n
+        return n
+
+    monkeypatch.setattr(os, "write", write)
+
+
+BIG = 32 * 1024  # bytes in each blob of the full-disk test
+
+
+@pytest.mark.parametrize("after_bytes", [0, 100, BIG + 10], ids=["at-start", "mid-blob", "mid-index"])
+def test_full_disk_raises_one_line_and_damages_nothing(store, monkeypatch, after_bytes):
+    first = store.put(key_of(0), {"a": payload(0, "a", 1024)}, {"v": 1})
+    before = tree(store.root)
+
+    with monkeypatch.context() as m:
+        fake_enospc(m, after_bytes)
+        with pytest.raises(StoreError) as err:
+            store.put(key_of(1), {"a": payload(1, "a", 1024)}, {})
+    with monkeypatch.context() as m:  # overwriting an existing entry fails just the same
+        fake_enospc(m, after_bytes)
+        with pytest.raises(StoreError):
+            store.put(key_of(0), {"a": payload(0, "a", 1024), "b": payload(0, "b", 1024)}, {"v": 2})
+
+    message = str(err.value)
+    assert "\n" not in message and "no space" in message and str(store.root) in message
+    assert temp_files(store.root) == []
+    assert store.get(key_of(1)) is None
+    assert store.get(key_of(0)) == first
+    assert {k: v for k, v in tree(store.root).items() if k.startswith("index/")} == \
+           {k: v for k, v in before.items() if k.startswith("index/")}
+    assert store.verify().ok
+    assert store.get_blob(first.blobs["a"].digest) == payload(0, "a", 1024)
+
+
+def test_permission_denied_simulated(store, monkeypatch):
+    store.put(key_of(0), {"a": b"x"}, {})
+
+    def denied(*args, **kwargs):
+        raise PermissionError(errno.EACCES, "Permission denied")
+
+    monkeypatch.setattr(tempfile, "mkstemp", denied)
+    with pytest.raises(StoreError) as err:
+        store.put(key_of(1), {"a": b"y"}, {})
+    message = str(err.value)
+    assert "\n" not in message and "Permission denied" in message and "writable" in message
+    assert str(store.root) in message
+    monkeypatch.undo()
+    assert store.has(key_of(0)) and not store.has(key_of(1)) and store.verify().ok
+
+
+def test_unwritable_root_simulated_at_mkdir(tmp_path, monkeypatch):
+    store = Store(tmp_path / "ro" / "store")
+
+    def denied(*args, **kwargs):
+        raise PermissionError(errno.EACCES, "Permission denied")
+
+    monkeypatch.setattr(os, "mkdir", denied)
+    with pytest.raises(StoreError, match="writable"):
+        store.put_blob(b"x")
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root ignores file permissions")
+def test_read_only_root(tmp_path):
+    store = Store(tmp_path / "store")
+    store.put(key_of(0), {"a": b"x"}, {})
+    for p in [store.root, *store.root.rglob("*")]:
+        if p.is_dir():
+            p.chmod(0o555)
+    try:
+        with pytest.raises(StoreError, match="writable"):
+            store.put(key_of(1), {"a": b"y"}, {})
+        assert store.has(key_of(0))
+    finally:
+        for p in [store.root, *store.root.rglob("*")]:
+            if p.is_dir():
+                p.chmod(0o755)
+
+
+# ---- concurrency and crashes -----------------------------------------------------------------
+
+def _writer(root: str, worker: int) -> None:
+    """One of several processes writing the same 50 entries and 10 of its own."""
+    store = Store(root)
+    own = [f"own-{worker}-{j}" for j in range(10)]
+    for n, i in enumerate([*range(50), *own]):
+        store.put(key_of(i), {"a": payload(i, "a"), "b": payload(n % 5, "shared")}, {"i": i})
+
+
+def test_concurrent_writers_leave_a_valid_store(tmp_path):
+    root = tmp_path / "store"
+    ctx = multiprocessing.get_context("spawn")
+    procs = [ctx.Process(target=_writer, args=(str(root), w)) for w in range(4)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+    assert [p.exitcode for p in procs] == [0] * 4
+
+    store = Store(root)
+    report = store.verify()
+    assert report.ok and report.temp_files == []
+    assert report.entries_checked == 50 + 4 * 10
+    assert report.blobs_checked == 50 + 40 + 5
+    ids = [*range(50), *(f"own-{w}-{i}" for w in range(4) for i in range(10))]
+    assert store.missing([key_of(i) for i in ids]) == []
+    for i in ids:
+        entry = store.get(key_of(i))
+        assert entry.meta == {"i": i}
+        assert store.get_blob(entry.blobs["a"].digest) == payload(i, "a")
+
+
+KILLED_WRITER = """
+import sys
+from atlasgen.store import Store
+from test_store import key_of, payload
+store = Store(sys.argv[1])
+print("ready", flush=True)
+i = 0
+while True:
+    store.put(key_of(i), {"a": payload(i, "a", 8192), "b": payload(i, "b", 8192)}, {"i": i})
+    i += 1
+"""
+
+
+@pytest.mark.parametrize("attempt", range(3))
+def test_sigkill_mid_write_leaves_nothing_corrupt(tmp_path, attempt):
+    root = tmp_path / "store"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "tests")])}
+    proc = subprocess.Popen([sys.executable, "-c", KILLED_WRITER, str(root)],
+                            stdout=subprocess.PIPE, env=env, cwd=REPO)
+    try:
+        assert proc.stdout.readline() == b"ready\n"
+        delay = random.uniform(0.05, 0.5)
+        time.sleep(delay)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        proc.stdout.close()
+
+    store = Store(root)
+    report = store.verify()
+    assert report.ok, (delay, report)
+    # Entries are written in order, so every one before the last that `get` returns is complete.
+    found = [i for i in range(report.entries_checked + 1) if store.has(key_of(i))]
+    assert found == list(range(len(found))), (delay, found)
+    for i in found:
+        entry = store.get(key_of(i))
+        assert entry.meta == {"i": i}
+        for name in "ab":
+            assert store.get_blob(entry.blobs[name].digest) == payload(i, name, 8192)
