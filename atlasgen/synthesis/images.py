@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -114,7 +115,7 @@ def neuron_images(
     box = plan.box
     mask[box.top - patch.top : box.bottom - patch.top, box.left - patch.left : box.right - patch.left] = 1
     # The pad must be whole strides, or the neuron would see its field on another grid alignment.
-    stride = max(plan.stride)
+    stride = math.lcm(*plan.stride)
     pad = -(-params.pad // stride) * stride if params.pad else 0
     unit = (plan.unit_in_patch[0] + pad // plan.stride[0], plan.unit_in_patch[1] + pad // plan.stride[1])
     objective = objectives.neuron(*unit)
