@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
@@ -47,7 +47,6 @@ class Optimised:
 
     images: np.ndarray  # (batch, h, w, 3)
     history: np.ndarray  # (steps, batch), objective under that step's transforms
-    filter_ids: list[int] = field(default_factory=list)
 
 
 def filter_key(seed: int, filter_id: int) -> int:
@@ -94,7 +93,7 @@ class Optimiser:
         ids = tf.constant(filter_ids, dtype=tf.int32)
         mask_t = tf.constant(np.ones((height, width), np.float32) if mask is None else mask.astype(np.float32))
         images, history = compiled(spectrum, keys, ids, mask_t, tf.constant(params.steps))
-        return Optimised(images.numpy(), history.numpy(), list(filter_ids))
+        return Optimised(images.numpy(), history.numpy())
 
     def _build(self, objective: Objective, params: SynthesisParams, height: int, width: int, pad: int, masked: bool):
         engine = self.engine
