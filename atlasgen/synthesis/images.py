@@ -11,7 +11,7 @@ from PIL import Image
 from atlasgen import geometry
 from atlasgen.errors import AtlasgenError
 from atlasgen.synthesis import objectives
-from atlasgen.synthesis.engine import LayerEngine, available_memory_bytes, choose_batch_size
+from atlasgen.synthesis.engine import LayerEngine, PatchPlan, available_memory_bytes, choose_batch_size
 from atlasgen.synthesis.optimise import Optimised, Optimiser, SynthesisParams
 from atlasgen.synthesis.transforms import NEUTRAL
 from atlasgen.tf import load
@@ -70,6 +70,19 @@ def _batch_size(engine: LayerEngine, shape: geometry.Pair, wanted: int, batch_si
     return choose_batch_size(engine.bytes_per_image(shape), available_memory_bytes(), wanted)
 
 
+def channel_batch_size(engine: LayerEngine, params: SynthesisParams, wanted: int) -> int:
+    """How many whole-filter images fit one batch in memory (at most `wanted`)."""
+    side = params.size + 2 * params.pad
+    return _batch_size(engine, (side, side), wanted, None)
+
+
+def neuron_batch_size(engine: LayerEngine, params: SynthesisParams, wanted: int) -> int:
+    """How many centre-neuron images fit one batch in memory (at most `wanted`)."""
+    setup = _neuron_setup(engine, params)
+    shape = (setup.plan.patch.height + 2 * setup.pad, setup.plan.patch.width + 2 * setup.pad)
+    return _batch_size(engine, shape, wanted, None)
+
+
 def _evaluate(engine: LayerEngine, images: np.ndarray, filter_ids: list[int], unit=None):
     """Pre-ReLU objective and post-ReLU mean of each image's own filter, without transforms."""
     maps = engine.own_maps(tf.constant(images, tf.float32), tf.constant(filter_ids, tf.int32)).numpy()
@@ -109,16 +122,9 @@ def neuron_images(
     """
     _check(engine, filter_ids, params)
     optimiser = optimiser or Optimiser(engine)
-    plan = engine.patch_plan(params.size)
-    patch = plan.patch
-    mask = np.zeros((patch.height, patch.width), np.float32)
-    box = plan.box
-    mask[box.top - patch.top : box.bottom - patch.top, box.left - patch.left : box.right - patch.left] = 1
-    # The pad must be whole strides, or the neuron would see its field on another grid alignment.
-    stride = math.lcm(*plan.stride)
-    pad = -(-params.pad // stride) * stride if params.pad else 0
-    unit = (plan.unit_in_patch[0] + pad // plan.stride[0], plan.unit_in_patch[1] + pad // plan.stride[1])
-    objective = objectives.neuron(*unit)
+    setup = _neuron_setup(engine, params)
+    plan, patch, box, pad = setup.plan, setup.plan.patch, setup.plan.box, setup.pad
+    mask, objective = setup.mask, setup.objective
     per_batch = _batch_size(engine, (patch.height + 2 * pad, patch.width + 2 * pad), len(filter_ids), batch_size)
     results: dict[int, FilterImage] = {}
     for chunk in batches(filter_ids, per_batch):
@@ -135,6 +141,25 @@ def neuron_images(
                 ),
             )
     return [results[f] for f in filter_ids]
+
+
+@dataclass(frozen=True)
+class _NeuronSetup:
+    plan: PatchPlan
+    mask: np.ndarray  # (patch h, patch w): 1 inside the clipped box
+    pad: int  # whole strides, or the neuron would see its field on another grid alignment
+    objective: objectives.Objective
+
+
+def _neuron_setup(engine: LayerEngine, params: SynthesisParams) -> _NeuronSetup:
+    plan = engine.patch_plan(params.size)
+    patch, box = plan.patch, plan.box
+    mask = np.zeros((patch.height, patch.width), np.float32)
+    mask[box.top - patch.top : box.bottom - patch.top, box.left - patch.left : box.right - patch.left] = 1
+    stride = math.lcm(*plan.stride)
+    pad = -(-params.pad // stride) * stride if params.pad else 0
+    unit = (plan.unit_in_patch[0] + pad // plan.stride[0], plan.unit_in_patch[1] + pad // plan.stride[1])
+    return _NeuronSetup(plan, mask, pad, objectives.neuron(*unit))
 
 
 def changed_outside(image: np.ndarray, box: geometry.Box) -> int:

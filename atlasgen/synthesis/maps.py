@@ -64,20 +64,26 @@ def _resize(channel: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return np.asarray(Image.fromarray(channel.astype(np.float32), mode="F").resize(size, Image.BILINEAR))
 
 
+def render_map(raw: np.ndarray, scale: float, photo: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A post-ReLU map at layer resolution to (heatmap, overlay) at the photo's size, 1 = `scale`."""
+    height, width = photo.shape[:2]
+    resized = _resize(raw, (width, height))
+    normalised = resized / scale if scale > 0 else np.zeros_like(resized)
+    return colour_map(normalised), overlay(photo, normalised)
+
+
 def activation_maps(engine: LayerEngine, filter_ids: list[int], probes: list[Probe]) -> dict[int, list[ActivationMap]]:
     """Every filter's map on every probe, normalised by the filter's peak over all probes."""
     raw = [post_relu_maps(engine, probe, filter_ids) for probe in probes]
     scales = np.max([m.max(axis=(0, 1)) for m in raw], axis=0)
     result: dict[int, list[ActivationMap]] = {f: [] for f in filter_ids}
     for probe, maps in zip(probes, raw):
-        height, width = probe.image.shape[:2]
         for index, f in enumerate(filter_ids):
             scale = float(scales[index])
-            resized = _resize(maps[..., index], (width, height))
-            normalised = resized / scale if scale > 0 else np.zeros_like(resized)
+            heatmap, blended = render_map(maps[..., index], scale, probe.image)
             result[f].append(
                 ActivationMap(
-                    engine.name, f, probe.name, colour_map(normalised), overlay(probe.image, normalised),
+                    engine.name, f, probe.name, heatmap, blended,
                     peak=float(maps[..., index].max()), mean=float(maps[..., index].mean()), scale=scale,
                 )
             )
