@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 import click
 
@@ -30,6 +31,106 @@ def layers(weights: str, size: int, as_json: bool) -> None:
     loaded = load_model(weights)
     document = layers_document(loaded, describe_layers(loaded, size), size)
     click.echo(json.dumps(document, indent=2) if as_json else layers_table(document))
+
+
+def plan_options(command):
+    """The options that define a plan, shared by build and status."""
+    options = [
+        click.option("--preset", type=click.Choice(["quick", "full"]), default="full", show_default=True,
+                     help="quick: a small offline atlas in minutes on a CPU; full: every filter at publication settings"),
+        click.option("--weights", default=None, help=WEIGHTS_HELP + " [preset's]"),
+        click.option("--layers", default=None, help="comma list of conv layers [preset's; full: all]"),
+        click.option("--filters", default=None, help="indices and ranges, e.g. 0-7,12,40-47 [preset's; full: all]"),
+        click.option("--size", type=int, default=None, help="image size in pixels [quick 64, full 224]"),
+        click.option("--steps", type=int, default=None, help="optimisation steps [quick 64, full 512]"),
+        click.option("--probe", "probes", multiple=True, type=click.Path(path_type=Path),
+                     help="photo or folder of photos for activation maps (repeatable) [scikit-image's astronaut]"),
+        click.option("--store", type=click.Path(path_type=Path), default=Path(".atlas-store"), show_default=True,
+                     help="content-addressed store folder"),
+        click.option("--out", type=click.Path(path_type=Path), default=Path("site"), show_default=True,
+                     help="output folder of the atlas"),
+        click.option("--shard", default="1/1", show_default=True, help="K/N: do part K of N of the plan"),
+        click.option("--batch-size", type=click.IntRange(min=1), default=None, help="images per batch [fit to memory]"),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def _config(preset, weights, layers, filters, size, steps, probes, store, out, shard, batch_size):
+    from atlasgen.plan import BuildConfig, parse_shard
+
+    return BuildConfig(
+        preset=preset, weights=weights,
+        layers=tuple(name.strip() for name in layers.split(",") if name.strip()) if layers else None,
+        filters=filters, size=size, steps=steps, probes=tuple(probes), store=store, out=out,
+        shard=parse_shard(shard), batch_size=batch_size,
+    )
+
+
+@cli.command()
+@plan_options
+def build(**options) -> None:
+    """Build an atlas: synthesise what the store lacks, then export images and atlas.json."""
+    from atlasgen.build import run_build
+
+    result = run_build(_config(**options))
+    if result.complete:
+        click.echo(f"atlas complete: {result.planned} artifacts, {result.computed} computed now, "
+                   f"{result.seconds:.1f} s; manifest {result.manifest}")
+    else:
+        click.echo(f"shard done: {result.computed} computed of {result.in_shard} in this shard "
+                   f"({result.seconds:.1f} s); the atlas is exported when every shard has finished")
+
+
+@cli.command()
+@plan_options
+@click.option("--json", "as_json", is_flag=True, help="print JSON")
+def status(as_json: bool, **options) -> None:
+    """Tell what a plan has done and what is missing in the store."""
+    from atlasgen.build import build_status
+
+    report = build_status(_config(**options))
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+        return
+    for name, kinds in report["layers"].items():
+        cells = ", ".join(f"{kind} {c['planned'] - c['missing']}/{c['planned']}" for kind, c in kinds.items())
+        click.echo(f"{name:<24} {cells}")
+    click.echo(f"done {report['done']}/{report['planned']}, missing {report['missing']}")
+
+
+@cli.command()
+@click.option("--store", type=click.Path(path_type=Path), default=Path(".atlas-store"), show_default=True)
+def verify(store: Path) -> None:
+    """Re-hash every blob and index entry; quarantine what is corrupt (exit 1 if anything was)."""
+    from atlasgen.store import Store
+
+    _require_store(store)
+    report = Store(store).verify()
+    click.echo(f"checked {report.blobs_checked} blobs and {report.entries_checked} entries")
+    for path in report.quarantined_blobs + report.quarantined_entries:
+        click.echo(f"corrupt, quarantined: {path}")
+    if not report.ok:
+        click.echo("the next build recomputes what was quarantined", err=True)
+        sys.exit(1)
+
+
+@cli.command()
+@click.option("--store", type=click.Path(path_type=Path), default=Path(".atlas-store"), show_default=True)
+@click.option("--dry-run", is_flag=True, help="list what would be removed, remove nothing")
+def gc(store: Path, dry_run: bool) -> None:
+    """Remove blobs that no index entry references (run it while no build writes to the store)."""
+    from atlasgen.store import Store
+
+    _require_store(store)
+    removed = Store(store).gc(dry_run=dry_run)
+    click.echo(f"{'would remove' if dry_run else 'removed'} {len(removed)} unreferenced blobs")
+
+
+def _require_store(store: Path) -> None:
+    if not store.is_dir():
+        raise AtlasgenError(f"--store {store} is not a folder; give the store a build wrote (default .atlas-store)")
 
 
 def main(argv: list[str] | None = None) -> None:
