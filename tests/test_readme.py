@@ -41,5 +41,5 @@ def test_ci_runs_the_readme_test_command_last():
 def test_readme_quick_start_runs_the_main_job_offline():
     command = readme_command("## Quick start")
     assert command.startswith("python3 -m venv .venv && ")
-    assert command.endswith(".venv/bin/atlasgen layers --weights hed-bsds500")
+    assert command.endswith(".venv/bin/atlasgen build --preset quick")
     assert "'.[offline]'" in command
