@@ -180,3 +180,36 @@ def test_bad_probe_and_unwritable_folders_are_one_line(tmp_path, run_cli, one_li
     result = run_cli("build", *TINY_ARGS, "--store", tmp_path / "store", "--out", blocker / "site")
     one_line_error(result, "--out", "not writable")
     one_line_error(run_cli("verify", "--store", tmp_path / "nowhere"), "not a folder")
+
+
+def test_progress_draws_bars_on_a_terminal_and_lines_elsewhere():
+    stream = io.StringIO()
+    progress = Progress(stream=stream, bars=True)
+    progress.start(4)
+    progress.layer("block1_conv1", 4)
+    progress.advance(4, "channel images")
+    progress.close()
+    assert "atlas" in stream.getvalue() and "4/4" in stream.getvalue() and "artifact/s" in stream.getvalue()
+    lines = io.StringIO()
+    plain = Progress(stream=lines, bars=False)
+    plain.start(2)
+    plain.layer("block1_conv1", 2)
+    plain.advance(1, "neuron images")
+    assert "block1_conv1: neuron images 1/2; overall 1/2" in lines.getvalue() and "ETA" in lines.getvalue()
+    assert "\r" not in lines.getvalue()
+
+
+def test_status_and_gc_commands(tmp_path, run_cli):
+    run_build(config(tmp_path), quiet())
+    status = run_cli("status", *TINY_ARGS, "--store", tmp_path / "store", "--json")
+    assert status.returncode == 0, status.stderr
+    report = json.loads(status.stdout)
+    assert report["done"] == 6 and report["missing"] == 0
+    more = run_cli("status", *TINY_ARGS, "--filters", "0-2", "--store", tmp_path / "store")
+    assert "missing 3" in more.stdout
+    orphan = Store(tmp_path / "store").put_blob(b"nobody refers to this")
+    dry = run_cli("gc", "--store", tmp_path / "store", "--dry-run")
+    assert "would remove 1" in dry.stdout and Store(tmp_path / "store").blob_path(orphan).exists()
+    real = run_cli("gc", "--store", tmp_path / "store")
+    assert "removed 1" in real.stdout and not Store(tmp_path / "store").blob_path(orphan).exists()
+    assert Store(tmp_path / "store").verify().ok
