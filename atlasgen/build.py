@@ -44,6 +44,7 @@ class BuildResult:
     manifest: Path | None
     seconds: float
     layers: dict = field(default_factory=dict)
+    rendered: object = None  # atlasgen.site.RenderResult once the atlas is complete
 
 
 def ensure_writable(folder: Path, option: str) -> None:
@@ -121,8 +122,15 @@ def run_build(config: BuildConfig, progress: Progress | None = None) -> BuildRes
     if complete:
         from atlasgen.export import export_atlas
 
+        from atlasgen.site import render_site
+
         manifest = export_atlas(prepared, store)
-    return BuildResult(len(plan.artifacts), len(mine), len(todo), complete, manifest, time.perf_counter() - start, per_layer)
+        rendered = render_site(config.out, config.base_url)
+    else:
+        rendered = None
+    return BuildResult(
+        len(plan.artifacts), len(mine), len(todo), complete, manifest, time.perf_counter() - start, per_layer, rendered
+    )
 
 
 def _compute_layer(prepared: Prepared, store: Store, layer: str, work: list, progress: Progress) -> None:

