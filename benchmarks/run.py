@@ -1,0 +1,264 @@
+"""atlasgen against tf-keras-vis and against the machine's limit, in one run (issue 6).
+
+    pip install tf-keras-vis   # the peer; not a dependency of atlasgen
+    python benchmarks/run.py [--filters 16] [--steps 128] [--size 128] [--skip-noop]
+
+Workload: the first --filters filters of block1_conv1, block3_conv1 and block5_conv1 of VGG16
+(hed-bsds500 weights), whole-filter and centre-neuron images, --size px, --steps steps.
+
+- tf-keras-vis the way its documentation does it: ExtractIntermediateLayer + ReplaceToLinear on a
+  model that takes RGB 0..255 (the VGG preprocessing is its first layer), a score on the channel
+  mean or on the centre unit, the filters of a layer batched, its default input modifiers,
+  regularisers and optimiser.
+- atlasgen's engine on the same filters, batch size chosen from memory.
+Each engine runs in its own child process (so its peak memory is its own), graphs compiled before
+the clock starts. Every image's achieved pre-ReLU activation (the channel mean, or the centre unit)
+is measured by the same code on the final 8-bit image.
+- Equal steps: throughput ratio and activation ratio when both run --steps steps.
+- Time to quality: tf-keras-vis's wall time for its --steps steps, over atlasgen's wall time for the
+  fewest steps (of 8, 16, 32, 64, --steps) at which every image of a layer and kind reached the
+  activation tf-keras-vis reached for the same filter.
+- The machine's limit: float32 matmul FLOP rate in TensorFlow against atlasgen's convolution FLOP
+  rate on the whole-filter workload (forward, plus backward to the input, of the truncated model).
+- No-op rebuild: wall time of `atlasgen build --preset quick` on a finished store.
+The last line is one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+LAYERS = ("block1_conv1", "block3_conv1", "block5_conv1")
+KINDS = ("channel", "neuron")
+TTQ_STEPS = (8, 16, 32, 64)
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def achieved(engine, images, filters, kind, size):
+    """Pre-ReLU activation of each image's own filter: channel mean, or the centre unit."""
+    import numpy as np
+
+    from atlasgen.tf import load
+
+    tf, _ = load()
+    maps = engine.own_maps(tf.constant(np.asarray(images, np.float32) / 255.0), tf.constant(filters, tf.int32)).numpy()
+    if kind == "channel":
+        return maps.mean(axis=(1, 2)).tolist()
+    uy, ux = engine.field((size, size)).centre_unit((size, size))
+    return maps[:, uy, ux].tolist()
+
+
+def run_peer(filters: list[int], size: int, steps: int) -> dict:
+    import numpy as np
+
+    from atlasgen.model import load_model
+    from atlasgen.synthesis import LayerEngine
+    from atlasgen.tf import load
+
+    tf, keras = load()
+    from tf_keras_vis.activation_maximization import ActivationMaximization
+    from tf_keras_vis.utils.model_modifiers import ExtractIntermediateLayer, ReplaceToLinear
+
+    @keras.saving.register_keras_serializable(package="atlasgen_bench")
+    class CaffeInput(keras.layers.Layer):
+        """RGB 0..255 to the trunk's BGR-minus-mean input, so tf-keras-vis optimises plain pixels."""
+
+        def __init__(self, mean=(0.0, 0.0, 0.0), **kwargs):
+            super().__init__(**kwargs)
+            self.mean = tuple(float(m) for m in mean)
+
+        def call(self, images):
+            return images[..., ::-1] - tf.constant(self.mean)
+
+        def get_config(self):
+            return {**super().get_config(), "mean": self.mean}
+
+    loaded = load_model("hed-bsds500")
+    results = {}
+    for layer in LAYERS:
+        image = keras.Input((size, size, 3))
+        x = CaffeInput(loaded.input_convention.mean, name="caffe_input")(image)
+        for part in loaded.model.layers[1:]:
+            x = part(x)
+            if part.name == layer:
+                break
+        model = keras.Model(image, x)
+        engine = LayerEngine(loaded, layer)
+        uy, ux = engine.field((size, size)).centre_unit((size, size))
+        scores = {
+            "channel": lambda out: tf.stack([tf.reduce_mean(out[i, ..., f]) for i, f in enumerate(filters)]),
+            "neuron": lambda out: tf.stack([out[i, uy, ux, f] for i, f in enumerate(filters)]),
+        }
+        maximiser = ActivationMaximization(model, model_modifier=[ExtractIntermediateLayer(layer), ReplaceToLinear()])
+        results[layer] = {}
+        for kind in KINDS:
+            seed = tf.random.uniform((len(filters), size, size, 3), 0, 255, seed=1)
+            maximiser(scores[kind], seed_input=seed, steps=1)  # trace outside the clock
+            start = time.perf_counter()
+            images = maximiser(scores[kind], seed_input=seed, steps=steps)
+            images = np.clip(np.round(np.asarray(images)), 0, 255)
+            wall = time.perf_counter() - start
+            results[layer][kind] = {"wall_s": wall, "activations": achieved(engine, images, filters, kind, size)}
+            print(f"  tf-keras-vis {layer} {kind}: {wall:.1f} s", flush=True)
+    return {"layers": results, "peak_rss_mb": peak_rss_mb()}
+
+
+def conv_flops_per_image_step(engine, size: int, batch: int) -> float:
+    """Forward plus backward-to-input FLOPs of the truncated model for one image at the padded size."""
+    from atlasgen import geometry
+
+    fields = geometry.receptive_fields(engine._ops, (size, size))
+    flops = 0.0
+    for layer in engine.trunk.layers + [engine.layer]:
+        if type(layer).__name__ != "Conv2D":
+            continue
+        h, w = fields[layer.name].size
+        k = layer.kernel.shape
+        out_channels = batch if layer is engine.layer else k[3]  # the target layer: only the batch's filters
+        flops += 2.0 * h * w * k[0] * k[1] * k[2] * out_channels
+    return 2.0 * flops  # backward to the input costs what the forward pass does
+
+
+def run_atlasgen(filters: list[int], size: int, steps: int, peer: dict) -> dict:
+    from atlasgen.model import load_model
+    from atlasgen.synthesis import LayerEngine, Optimiser, SynthesisParams, channel_images, neuron_images
+    from atlasgen.synthesis.images import channel_batch_size, neuron_batch_size
+
+    loaded = load_model("hed-bsds500")
+    results, flops, flop_seconds = {}, 0.0, 0.0
+    for layer in LAYERS:
+        engine = LayerEngine(loaded, layer)
+        optimiser = Optimiser(engine)
+        results[layer] = {}
+        for kind, make, sizer in (("channel", channel_images, channel_batch_size), ("neuron", neuron_images, neuron_batch_size)):
+            params = SynthesisParams(size=size, steps=steps)
+            batch = sizer(engine, params, len(filters))
+            make(engine, filters, SynthesisParams(size=size, steps=1), optimiser, batch_size=batch)  # compile
+            start = time.perf_counter()
+            images = make(engine, filters, params, optimiser, batch_size=batch)
+            wall = time.perf_counter() - start
+            activations = [r.objective for r in images]
+            target = peer["layers"][layer][kind]["activations"]
+            ttq_steps, ttq_wall = (steps, wall) if all(a >= t for a, t in zip(activations, target)) else (None, None)
+            for fewer in TTQ_STEPS:
+                if fewer >= steps or (ttq_steps is not None and fewer >= ttq_steps):
+                    break
+                start = time.perf_counter()
+                short = make(engine, filters, SynthesisParams(size=size, steps=fewer), optimiser, batch_size=batch)
+                short_wall = time.perf_counter() - start
+                if all(r.objective >= t for r, t in zip(short, target)):
+                    ttq_steps, ttq_wall = fewer, short_wall
+                    break
+            results[layer][kind] = {"wall_s": wall, "activations": activations, "batch_size": batch,
+                                    "ttq_steps": ttq_steps, "ttq_wall_s": ttq_wall,
+                                    "estimated_activation_mb": (engine.bytes_per_image((size + 2 * params.pad,) * 2) * batch / 2**20
+                                                                if kind == "channel" else None)}
+            if kind == "channel":
+                flops += conv_flops_per_image_step(engine, size + 2 * params.pad, batch) * len(filters) * steps
+                flop_seconds += wall
+            print(f"  atlasgen {layer} {kind}: {wall:.1f} s (batch {batch}); quality reached at {ttq_steps} steps", flush=True)
+    return {"layers": results, "peak_rss_mb": peak_rss_mb(), "whole_filter_flops": flops, "whole_filter_s": flop_seconds}
+
+
+def matmul_peak_flops(n: int = 4096, repeats: int = 10) -> float:
+    from atlasgen.tf import load
+
+    tf, _ = load()
+    a = tf.random.normal((n, n))
+    b = tf.random.normal((n, n))
+    multiply = tf.function(lambda x, y: tf.reduce_sum(tf.matmul(x, y)))
+    multiply(a, b).numpy()
+    start = time.perf_counter()
+    for _ in range(repeats):
+        multiply(a, b).numpy()
+    return 2.0 * n**3 * repeats / (time.perf_counter() - start)
+
+
+def noop_rebuild_s() -> float:
+    folder = Path(tempfile.mkdtemp(prefix="atlas-noop-"))
+    command = [sys.executable, "-m", "atlasgen.cli", "build", "--preset", "quick", "--store", str(folder / "store"),
+               "--out", str(folder / "site")]
+    subprocess.run(command, check=True, capture_output=True)
+    start = time.perf_counter()
+    subprocess.run(command, check=True, capture_output=True)
+    return time.perf_counter() - start
+
+
+def in_child(function, *args):
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        return pool.apply(function, args)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--filters", type=int, default=16)
+    parser.add_argument("--steps", type=int, default=128)
+    parser.add_argument("--size", type=int, default=128)
+    parser.add_argument("--skip-noop", action="store_true", help="skip the no-op rebuild (it first builds the quick atlas)")
+    args = parser.parse_args()
+    filters = list(range(args.filters))
+    image_steps = len(filters) * args.steps
+
+    print("tf-keras-vis:", flush=True)
+    peer = in_child(run_peer, filters, args.size, args.steps)
+    print("atlasgen:", flush=True)
+    ours = in_child(run_atlasgen, filters, args.size, args.steps, peer)
+    peak = in_child(matmul_peak_flops)
+
+    rows, ratios, peer_total, our_total, ttq_total, reached = [], [], 0.0, 0.0, 0.0, True
+    for layer in LAYERS:
+        for kind in KINDS:
+            p, o = peer["layers"][layer][kind], ours["layers"][layer][kind]
+            peer_total += p["wall_s"]
+            our_total += o["wall_s"]
+            reached &= o["ttq_steps"] is not None
+            ttq_total += o["ttq_wall_s"] if o["ttq_wall_s"] is not None else o["wall_s"]
+            per_image = [a / t for a, t in zip(o["activations"], p["activations"]) if t > 0]
+            ratios += per_image
+            rows.append({
+                "layer": layer, "kind": kind,
+                "tf_keras_vis": {"wall_s": round(p["wall_s"], 2), "image_steps_per_s": round(image_steps / p["wall_s"], 2),
+                                 "activations": [round(a, 3) for a in p["activations"]]},
+                "atlasgen": {"wall_s": round(o["wall_s"], 2), "image_steps_per_s": round(image_steps / o["wall_s"], 2),
+                             "batch_size": o["batch_size"], "estimated_activation_mb": o["estimated_activation_mb"] and round(o["estimated_activation_mb"], 1),
+                             "activations": [round(a, 3) for a in o["activations"]],
+                             "quality_reached_at_steps": o["ttq_steps"],
+                             "time_to_quality_s": None if o["ttq_wall_s"] is None else round(o["ttq_wall_s"], 2)},
+                "images_higher_than_peer": sum(a > t for a, t in zip(o["activations"], p["activations"])),
+            })
+            print(json.dumps(rows[-1]), flush=True)
+    achieved_flops = ours["whole_filter_flops"] / ours["whole_filter_s"]
+    summary = {
+        "workload": {"layers": LAYERS, "filters": len(filters), "size": args.size, "steps": args.steps},
+        "tf_keras_vis_wall_s": round(peer_total, 2),
+        "atlasgen_wall_s": round(our_total, 2),
+        "atlasgen_time_to_quality_s": round(ttq_total, 2),
+        "quality_reached_everywhere": reached,
+        "speedup_vs_tf_keras_vis": round(peer_total / ttq_total, 2),
+        "equal_steps_speedup": round(peer_total / our_total, 2),
+        "activation_ratio_vs_tf_keras_vis": round(statistics.median(ratios), 2) if ratios else None,
+        "images_higher_than_peer": sum(r["images_higher_than_peer"] for r in rows),
+        "images": len(rows) * len(filters),
+        "peak_rss_mb": {"tf_keras_vis": round(peer["peak_rss_mb"]), "atlasgen": round(ours["peak_rss_mb"])},
+        "matmul_gflops": round(peak / 1e9, 1),
+        "atlasgen_whole_filter_conv_gflops": round(achieved_flops / 1e9, 1),
+        "fraction_of_matmul_peak": round(achieved_flops / peak, 3),
+        "noop_rebuild_s": None if args.skip_noop else round(noop_rebuild_s(), 2),
+    }
+    print(json.dumps(summary))
+
+
+if __name__ == "__main__":
+    main()
