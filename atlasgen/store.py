@@ -30,7 +30,7 @@ from pathlib import Path
 from atlasgen.errors import AtlasgenError
 
 #: Put this in every recipe; bump it when synthesis changes so old artifacts are not reused.
-ALGORITHM_VERSION = 1
+ALGORITHM_VERSION = 2
 
 FILE_MODE = 0o644
 DIR_MODE = 0o755

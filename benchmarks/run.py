@@ -111,7 +111,8 @@ def run_peer(filters: list[int], size: int, steps: int) -> dict:
             images = np.clip(np.round(np.asarray(images)), 0, 255)
             wall = time.perf_counter() - start
             results[layer][kind] = {"wall_s": wall, "activations": achieved(engine, images, filters, kind, size)}
-            print(f"  tf-keras-vis {layer} {kind}: {wall:.1f} s", flush=True)
+            print(f"  tf-keras-vis {layer} {kind}: {wall:.1f} s; activations "
+                  f"{[round(a, 1) for a in results[layer][kind]['activations']]}", flush=True)
     return {"layers": results, "peak_rss_mb": peak_rss_mb()}
 
 

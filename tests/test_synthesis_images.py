@@ -128,3 +128,14 @@ def test_batch_size_fits_the_memory_budget():
     assert choose_batch_size(100, 50, wanted=64) == 1
     assert choose_batch_size(1, 10**9, wanted=8) == 8
     assert choose_batch_size(1, 10**9, wanted=500, limit=64) == 64
+
+
+@pytest.mark.parametrize("layer", ["block1_conv1", "block3_conv1"])
+def test_neuron_images_drive_their_neuron_above_grey(hed_model, layer):
+    """The final, untransformed image must excite the neuron: jitter larger than a small field broke this."""
+    engine = LayerEngine(hed_model, layer)
+    params = SynthesisParams(size=48, steps=24)
+    plan = engine.patch_plan(48)
+    grey = engine.maps(tf.fill((1, 48, 48, 3), 0.5), tf.constant([0, 1, 2], tf.int32)).numpy()[0][plan.unit]
+    for result, baseline in zip(neuron_images(engine, [0, 1, 2], params), grey):
+        assert result.objective > baseline + 1.0, (result.filter, result.objective, baseline)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from PIL import Image
@@ -79,7 +79,8 @@ def channel_batch_size(engine: LayerEngine, params: SynthesisParams, wanted: int
 def neuron_batch_size(engine: LayerEngine, params: SynthesisParams, wanted: int) -> int:
     """How many centre-neuron images fit one batch in memory (at most `wanted`)."""
     setup = _neuron_setup(engine, params)
-    shape = (setup.plan.patch.height + 2 * setup.pad, setup.plan.patch.width + 2 * setup.pad)
+    pad = setup.params.pad
+    shape = (setup.plan.patch.height + 2 * pad, setup.plan.patch.width + 2 * pad)
     return _batch_size(engine, shape, wanted, None)
 
 
@@ -123,12 +124,12 @@ def neuron_images(
     _check(engine, filter_ids, params)
     optimiser = optimiser or Optimiser(engine)
     setup = _neuron_setup(engine, params)
-    plan, patch, box, pad = setup.plan, setup.plan.patch, setup.plan.box, setup.pad
+    plan, patch, box, pad = setup.plan, setup.plan.patch, setup.plan.box, setup.params.pad
     mask, objective = setup.mask, setup.objective
     per_batch = _batch_size(engine, (patch.height + 2 * pad, patch.width + 2 * pad), len(filter_ids), batch_size)
     results: dict[int, FilterImage] = {}
     for chunk in batches(filter_ids, per_batch):
-        run: Optimised = optimiser.run(chunk, objective, params, patch.height, patch.width, mask=mask, pad=pad)
+        run: Optimised = optimiser.run(chunk, objective, setup.params, patch.height, patch.width, mask=mask)
         canvas = np.full((len(chunk), params.size, params.size, 3), NEUTRAL_BYTE, np.uint8)
         canvas[:, patch.top : patch.bottom, patch.left : patch.right] = to_bytes(run.images)
         value, mean_act = _evaluate(engine, canvas / 255.0, chunk, plan.unit)
@@ -147,8 +148,14 @@ def neuron_images(
 class _NeuronSetup:
     plan: PatchPlan
     mask: np.ndarray  # (patch h, patch w): 1 inside the clipped box
-    pad: int  # whole strides, or the neuron would see its field on another grid alignment
+    params: SynthesisParams  # what the optimiser runs with: pad and jitter fitted to the field
     objective: objectives.Objective
+
+
+# Jitter moves the field's content under the neuron; beyond a fraction of the field the neuron
+# mostly sees grey and the image stops being about it (at block1_conv1, r = 3, jitter 8 made the
+# final image drive the neuron negative).
+JITTER_PER_FIELD, LAST_JITTER_PER_FIELD = 1 / 8, 1 / 16
 
 
 def _neuron_setup(engine: LayerEngine, params: SynthesisParams) -> _NeuronSetup:
@@ -156,10 +163,18 @@ def _neuron_setup(engine: LayerEngine, params: SynthesisParams) -> _NeuronSetup:
     patch, box = plan.patch, plan.box
     mask = np.zeros((patch.height, patch.width), np.float32)
     mask[box.top - patch.top : box.bottom - patch.top, box.left - patch.left : box.right - patch.left] = 1
+    # The pad must be whole strides, or the neuron would see its field on another grid alignment.
     stride = math.lcm(*plan.stride)
     pad = -(-params.pad // stride) * stride if params.pad else 0
+    field = min(engine.field(plan.image_size).r)
+    fitted = replace(
+        params,
+        pad=pad,
+        jitter=min(params.jitter, int(field * JITTER_PER_FIELD)),
+        jitter_last=min(params.jitter_last, int(field * LAST_JITTER_PER_FIELD)),
+    )
     unit = (plan.unit_in_patch[0] + pad // plan.stride[0], plan.unit_in_patch[1] + pad // plan.stride[1])
-    return _NeuronSetup(plan, mask, pad, objectives.neuron(*unit))
+    return _NeuronSetup(plan, mask, fitted, objectives.neuron(*unit))
 
 
 def changed_outside(image: np.ndarray, box: geometry.Box) -> int:

@@ -79,14 +79,12 @@ class Optimiser:
         height: int,
         width: int,
         mask: np.ndarray | None = None,
-        pad: int | None = None,
     ) -> Optimised:
         """Maximises `objective` for each filter; `mask` (h, w) in {0, 1} pins pixels at neutral grey."""
-        pad = params.pad if pad is None else pad
         # Steps are a graph input, so runs that differ only in length share one compiled graph.
-        key = (objective.description, height, width, len(filter_ids), replace(params, steps=0), pad, mask is not None)
+        key = (objective.description, height, width, len(filter_ids), replace(params, steps=0), mask is not None)
         if key not in self._compiled:
-            self._compiled[key] = self._build(objective, params, height, width, pad, mask is not None)
+            self._compiled[key] = self._build(objective, params, height, width, mask is not None)
         compiled = self._compiled[key]
         spectrum = tf.constant(initial_spectra(filter_ids, height, width, params))
         keys = tf.constant([filter_key(params.seed, f) for f in filter_ids], dtype=tf.int64)
@@ -95,11 +93,11 @@ class Optimiser:
         images, history = compiled(spectrum, keys, ids, mask_t, tf.constant(params.steps))
         return Optimised(images.numpy(), history.numpy())
 
-    def _build(self, objective: Objective, params: SynthesisParams, height: int, width: int, pad: int, masked: bool):
+    def _build(self, objective: Objective, params: SynthesisParams, height: int, width: int, masked: bool):
         engine = self.engine
         scale = tf.constant(param.spectrum_scale(height, width, params.decay_power))
         augment = transforms.compose(
-            transforms.standard(pad, params.jitter, params.scale, params.rotate_degrees, params.jitter_last)
+            transforms.standard(params.pad, params.jitter, params.scale, params.rotate_degrees, params.jitter_last)
         )
         lr = params.learning_rate
 
