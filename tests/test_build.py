@@ -90,13 +90,16 @@ def run_cli_build(tmp_path, *extra, out="site"):
 def test_flipped_byte_is_caught_by_verify_and_repaired_by_the_next_build(tmp_path, run_cli):
     run_build(config(tmp_path), quiet())
     store = Store(tmp_path / "store")
-    blob = sorted((tmp_path / "store" / "blobs").rglob("*"))[-1]
+    # A whole-filter image's blob: derived views would be re-derived without counting as computed.
+    entries = [json.loads(p.read_text()) for p in (tmp_path / "store" / "index").rglob("*.json")]
+    channel = next(e for e in entries if e["meta"]["recipe"]["kind"] == "channel")
+    blob = store.blob_path(channel["blobs"]["image"]["digest"])
     data = bytearray(blob.read_bytes())
     data[len(data) // 2] ^= 0xFF
     blob.write_bytes(bytes(data))
     result = run_cli("verify", "--store", tmp_path / "store")
     assert result.returncode == 1 and "quarantined" in result.stdout
-    assert run_build(config(tmp_path), quiet()).computed >= 1
+    assert run_build(config(tmp_path), quiet()).computed == 1
     assert store.verify().ok
     assert run_cli("verify", "--store", tmp_path / "store").returncode == 0
 
