@@ -144,8 +144,10 @@ def _export_blob(store: Store, entry, name: str, path: Path) -> None:
 
 
 def _metrics(channel: dict, neuron: dict, best_probe_mean: float) -> dict:
+    from atlasgen.synthesis.metrics import activation_vs_best_probe
+
     def ratio(value):
-        return value / best_probe_mean if best_probe_mean > 0 else None
+        return activation_vs_best_probe(value, best_probe_mean)
 
     return {
         "channel": {

@@ -5,6 +5,11 @@ from __future__ import annotations
 from atlasgen.synthesis.images import FilterImage
 
 
+def activation_vs_best_probe(mean_activation: float, probe_best_mean: float | None) -> float | None:
+    """The image's mean activation over the filter's best probe photo; None when every probe is silent."""
+    return mean_activation / probe_best_mean if probe_best_mean and probe_best_mean > 0 else None
+
+
 def image_metrics(image: FilterImage, probe_best_mean: float | None) -> dict:
     """Objective, mean activation, and that activation over the filter's best probe photo.
 
@@ -14,9 +19,7 @@ def image_metrics(image: FilterImage, probe_best_mean: float | None) -> dict:
     metrics = {
         "objective": image.objective,
         "mean_activation": image.mean_activation,
-        "activation_vs_best_probe": (
-            image.mean_activation / probe_best_mean if probe_best_mean and probe_best_mean > 0 else None
-        ),
+        "activation_vs_best_probe": activation_vs_best_probe(image.mean_activation, probe_best_mean),
         "steps": int(len(image.history)),
     }
     if image.kind == "neuron":
