@@ -27,7 +27,7 @@ def cli() -> None:
 def layers(weights: str, size: int, as_json: bool) -> None:
     """List the convolutional layers with their receptive fields (r, S, P)."""
     from atlasgen.layers import describe_layers, layers_document, layers_table
-    from atlasgen.model import load_model
+    from atlasgen.weights import load_model
 
     loaded = load_model(weights)
     document = layers_document(loaded, describe_layers(loaded, size), size)
@@ -52,6 +52,8 @@ def plan_options(command):
                      help="output folder of the atlas"),
         click.option("--shard", default="1/1", show_default=True, help="K/N: do part K of N of the plan"),
         click.option("--batch-size", type=click.IntRange(min=1), default=None, help="images per batch [fit to memory]"),
+        click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
+                     help="seed of every filter's start and transforms (part of every recipe)"),
         click.option("--base-url", default=None, help=BASE_URL_HELP),
     ]
     for option in reversed(options):
@@ -59,14 +61,14 @@ def plan_options(command):
     return command
 
 
-def _config(preset, weights, layers, filters, size, steps, probes, store, out, shard, batch_size, base_url):
+def _config(preset, weights, layers, filters, size, steps, probes, store, out, shard, batch_size, seed, base_url):
     from atlasgen.plan import BuildConfig, parse_shard
 
     return BuildConfig(
         preset=preset, weights=weights,
         layers=tuple(name.strip() for name in layers.split(",") if name.strip()) if layers else None,
         filters=filters, size=size, steps=steps, probes=tuple(probes), store=store, out=out,
-        shard=parse_shard(shard), batch_size=batch_size, base_url=base_url,
+        shard=parse_shard(shard), batch_size=batch_size, seed=seed, base_url=base_url,
     )
 
 
@@ -89,17 +91,15 @@ def build(**options) -> None:
 def _echo_render(rendered) -> None:
     click.echo(
         f"site: {rendered.pages} pages, {rendered.filters} filters, {rendered.site_bytes / 1e6:.1f} MB, "
-        f"{rendered.bytes_per_filter / 1e3:.1f} kB per filter; all 4,224 VGG16 filters at these settings: "
-        f"{rendered.projected_full_vgg16_bytes / 1e9:.2f} GB"
+        f"{rendered.bytes_per_filter / 1e3:.1f} kB per filter; all {rendered.model_filters:,} filters of "
+        f"{rendered.model} at these settings: {rendered.projected_model_bytes / 1e9:.2f} GB"
     )
 
 
 @cli.command()
 @click.option("--out", type=click.Path(path_type=Path), default=Path("site"), show_default=True, help="atlas folder")
-@click.option("--store", type=click.Path(path_type=Path), default=Path(".atlas-store"), show_default=True,
-              help="accepted for symmetry with build; pages are rendered from OUT/atlas.json")
 @click.option("--base-url", default=None, help=BASE_URL_HELP)
-def render(out: Path, store: Path, base_url: str | None) -> None:
+def render(out: Path, base_url: str | None) -> None:
     """Render the pages of a built atlas from its atlas.json."""
     from atlasgen.site import render_site
 

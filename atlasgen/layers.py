@@ -6,7 +6,8 @@ from dataclasses import dataclass
 
 from atlasgen import geometry
 from atlasgen.errors import AtlasgenError
-from atlasgen.model import LoadedModel, conv_layers, spatial_ops
+from atlasgen.graph import conv_layers, spatial_ops
+from atlasgen.weights import LoadedModel
 
 MAX_SEARCHED_SIZE = 4096
 

@@ -1,4 +1,8 @@
-"""The build plan: every artifact of an atlas, each with the recipe whose hash is its store key."""
+"""The build plan: every artifact of an atlas, each with the recipe whose hash is its store key.
+
+Which artifacts a filter has, and what each recipe holds, is the kinds registry's business
+(`atlasgen.kinds`); this module walks layers, filters and probes and asks it.
+"""
 
 from __future__ import annotations
 
@@ -8,9 +12,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from atlasgen.errors import AtlasgenError
-from atlasgen.store import ALGORITHM_VERSION, recipe_key
+from atlasgen.store import recipe_key
+from atlasgen.weights import VGG16_LAYERS
 
-CHANNEL, NEURON, MAP = "channel", "neuron", "map"
+#: In every recipe; bump it when synthesis changes, so that old artifacts are not reused.
+ALGORITHM_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -24,7 +30,7 @@ class Preset:
 
 PRESETS = {
     # The README's offline main job: the first conv of every block, a few filters, minutes on a CPU.
-    "quick": Preset("hed-bsds500", ("block1_conv1", "block2_conv1", "block3_conv1", "block4_conv1", "block5_conv1"), "0-3", 64, 64),
+    "quick": Preset("hed-bsds500", tuple(name for name in VGG16_LAYERS if name.endswith("_conv1")), "0-3", 64, 64),
     # Publication settings for a GPU: every filter of every conv layer.
     "full": Preset("imagenet", None, None, 224, 512),
 }
@@ -68,12 +74,12 @@ class BuildConfig:
 class Artifact:
     """One thing the atlas needs: its kind, whose it is, and the recipe that names it."""
 
-    kind: str  # CHANNEL, NEURON or MAP
-    layer: str
-    filter: int
+    kind: str  # a name in atlasgen.kinds.KINDS
+    layer: str | None  # None for atlas-wide kinds (probe photos)
+    filter: int | None
     recipe: dict = field(compare=False, hash=False)
     key: str = ""
-    probe: str | None = None  # MAP only: the probe's name
+    probe: str | None = None  # per-probe kinds: the probe's name
 
 
 @dataclass
@@ -82,16 +88,21 @@ class LayerPlan:
     filters: list[int]
     artifacts: list[Artifact]
 
+    def unit(self, filter_id: int) -> dict[tuple[str, str | None], Artifact]:
+        """This filter's artifacts by (kind, probe)."""
+        return {(a.kind, a.probe): a for a in self.artifacts if a.filter == filter_id}
+
 
 @dataclass
 class Plan:
     model: str
     fingerprint: str
     layers: list[LayerPlan]
+    shared: list[Artifact]  # atlas-wide artifacts: one per probe photo
 
     @property
     def artifacts(self) -> list[Artifact]:
-        return [a for layer in self.layers for a in layer.artifacts]
+        return self.shared + [a for layer in self.layers for a in layer.artifacts]
 
 
 def parse_filters(spec: str, count: int, layer: str) -> list[int]:
@@ -120,40 +131,47 @@ def parse_shard(spec: str) -> tuple[int, int]:
     return int(match.group(1)), int(match.group(2))
 
 
-def in_shard(layer: str, filter_id: int, shard: tuple[int, int]) -> bool:
-    """All artifacts of one filter go to the same shard, chosen by a hash, so shards balance."""
+def in_shard(artifact: Artifact, shard: tuple[int, int]) -> bool:
+    """All artifacts of one filter go to the same shard, chosen by a hash, so shards balance.
+    Atlas-wide artifacts are cheap and every shard makes any that is missing."""
+    if artifact.layer is None:
+        return True
     k, n = shard
-    digest = hashlib.sha256(f"{layer}/{filter_id}".encode()).digest()
+    digest = hashlib.sha256(f"{artifact.layer}/{artifact.filter}".encode()).digest()
     return int.from_bytes(digest[:8], "big") % n == k - 1
 
 
-def synthesis_recipe(kind: str, model: str, fingerprint: str, layer: str, filter_id: int, params: dict) -> dict:
-    objective = "channel mean (pre-ReLU)" if kind == CHANNEL else "centre neuron (pre-ReLU)"
-    return {
-        "algorithm": ALGORITHM_VERSION, "kind": kind, "model": model, "weights": fingerprint,
-        "layer": layer, "filter": filter_id, "objective": objective, "params": params,
-    }
+@dataclass(frozen=True)
+class ProbeRef:
+    name: str
+    digest: str  # sha256 of the photo's bytes
 
 
-def map_recipe(model: str, fingerprint: str, layer: str, filter_id: int, probe_digest: str) -> dict:
-    # No synthesis parameters: more steps must not recompute activation maps.
-    return {
-        "algorithm": ALGORITHM_VERSION, "kind": MAP, "model": model, "weights": fingerprint,
-        "layer": layer, "filter": filter_id, "probe": probe_digest,
-    }
+def make_plan(model: str, fingerprint: str, layers: list[tuple[str, list[int]]], params: dict,
+              probes: list[ProbeRef]) -> Plan:
+    """Every artifact of every kind for these (layer, filters) and probe photos, in layer order."""
+    from atlasgen.kinds import KINDS, RecipeContext
 
+    base = {"algorithm": ALGORITHM_VERSION, "model": model, "weights": fingerprint}
 
-def make_plan(model: str, fingerprint: str, layers: list[tuple[str, list[int]]], params: dict, probes) -> Plan:
-    """Every artifact for these (layer, filters), in layer order; probes are (name, digest) pairs."""
+    def artifact(kind, context: RecipeContext, layer=None, filter_id=None, probe=None) -> Artifact:
+        recipe = {**base, "kind": kind.name, **kind.recipe(context)}
+        return Artifact(kind.name, layer, filter_id, recipe, recipe_key(recipe), probe.name if probe else None)
+
+    shared = [
+        artifact(kind, RecipeContext(params, probe, probes, {}), probe=probe)
+        for kind in KINDS.values() if kind.scope == "probe" for probe in probes
+    ]
     plan_layers = []
     for name, filters in layers:
         artifacts = []
         for f in filters:
-            for kind in (CHANNEL, NEURON):
-                recipe = synthesis_recipe(kind, model, fingerprint, name, f, params)
-                artifacts.append(Artifact(kind, name, f, recipe, recipe_key(recipe)))
-            for probe_name, digest in probes:
-                recipe = map_recipe(model, fingerprint, name, f, digest)
-                artifacts.append(Artifact(MAP, name, f, recipe, recipe_key(recipe), probe_name))
+            made: dict[tuple[str, str | None], str] = {}
+            for kind in KINDS.values():
+                for probe in probes if kind.scope == "unit-probe" else [None] if kind.scope == "unit" else []:
+                    context = RecipeContext(params, probe, probes, made, name, f)
+                    item = artifact(kind, context, name, f, probe)
+                    made[(kind.name, item.probe)] = item.key
+                    artifacts.append(item)
         plan_layers.append(LayerPlan(name, list(filters), artifacts))
-    return Plan(model, fingerprint, plan_layers)
+    return Plan(model, fingerprint, plan_layers, shared)

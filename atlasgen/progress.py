@@ -11,7 +11,7 @@ from tqdm import tqdm
 class Progress:
     """Counts finished artifacts; `stream` gets bars if it is a terminal and lines otherwise."""
 
-    def __init__(self, total: int = 0, stream=None, bars: bool | None = None):
+    def __init__(self, total: int = 0, stream=None, bars: bool | None = None, interval: float = 2.0):
         self.stream = stream or sys.stderr
         self.bars = self.stream.isatty() if bars is None else bars
         self.total = total
@@ -22,6 +22,9 @@ class Progress:
         self._layer_total = 0
         self._layer_done = 0
         self._started = time.perf_counter()
+        # Plain lines at most this often (and at the end of each layer), so logs stay readable.
+        self.interval = interval
+        self._last_line = float("-inf")
 
     def start(self, total: int) -> None:
         self.total, self.done, self._started = total, 0, time.perf_counter()
@@ -44,7 +47,11 @@ class Progress:
             self._overall.update(count)
             self._layer.update(count)
             return
-        elapsed = time.perf_counter() - self._started
+        now = time.perf_counter()
+        if now - self._last_line < self.interval and self._layer_done < self._layer_total:
+            return
+        self._last_line = now
+        elapsed = now - self._started
         rate = self.done / elapsed if elapsed > 0 else 0.0
         eta = (self.total - self.done) / rate if rate > 0 else 0.0
         self._line(

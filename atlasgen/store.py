@@ -7,11 +7,11 @@ Layout under the store's root::
     quarantine/…            what `verify` found corrupt, moved aside (never deleted)
 
 An artifact's *key* is `recipe_key(recipe)`, the sha256 of its recipe in canonical JSON, so the same
-recipe always finds the same entry and any change to the recipe (or to ALGORITHM_VERSION inside it)
-makes a new one. Every file is written to a temp file in its own folder and renamed into place, so a
+recipe always finds the same entry and any change to the recipe (or to the algorithm version the
+plan puts inside it) makes a new one. Every file is written to a temp file in its own folder and renamed into place, so a
 reader sees either nothing or the whole file; reads of blobs are verified against their hash.
 
-Files are 0644 and folders 0755 whatever the umask, so the store can be published on GitHub Pages.
+Writes go through `atlasgen.fs.atomic_write`, the one atomic writer of atlasgen.
 """
 
 from __future__ import annotations
@@ -21,20 +21,14 @@ import errno
 import hashlib
 import json
 import os
-import tempfile
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
 from atlasgen.errors import AtlasgenError
+from atlasgen.fs import TEMP_PREFIX, atomic_write, fsync_dir, make_dirs
 
-#: Put this in every recipe; bump it when synthesis changes so old artifacts are not reused.
-ALGORITHM_VERSION = 2
-
-FILE_MODE = 0o644
-DIR_MODE = 0o755
-TEMP_PREFIX = ".tmp-"
 #: Temp files older than this are leftovers of a killed writer, and `gc` may remove them.
 STALE_TEMP_SECONDS = 3600
 _HEX = frozenset("0123456789abcdef")
@@ -121,24 +115,6 @@ def _require_digest(s, what: str) -> None:
     # Also keeps a hostile name like "../x" from escaping the store.
     if not _is_digest(s):
         raise ValueError(f"{what} must be 64 lower-case hex digits, got {s!r}")
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view):]
-
-
-def _fsync_dir(path: Path) -> None:
-    """Make a rename or a new name in `path` durable (git without this lost objects in crashes)."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    except OSError as e:  # some filesystems cannot fsync a folder; the rename is still atomic
-        if e.errno not in (errno.EINVAL, errno.EBADF):
-            raise
-    finally:
-        os.close(fd)
 
 
 def _is_stale(path: Path) -> bool:
@@ -324,7 +300,7 @@ class Store:
         self._mkdirs(dest.parent)
         try:
             os.replace(path, dest)
-            _fsync_dir(path.parent)
+            fsync_dir(path.parent)
         except OSError as e:
             raise self._error(e, path) from e
         return rel.as_posix()
@@ -336,48 +312,18 @@ class Store:
             raise self._error(e, path) from e
 
     def _mkdirs(self, folder: Path) -> None:
-        """Creates `folder` and any missing parents with mode 0755 (chmod, because mkdir obeys umask)."""
-        missing = []
-        while not folder.exists():
-            missing.append(folder)
-            folder = folder.parent
-        for d in reversed(missing):
-            try:
-                os.mkdir(d, DIR_MODE)
-            except FileExistsError:
-                continue  # another writer made it first
-            except OSError as e:
-                raise self._error(e, d) from e
-            try:
-                os.chmod(d, DIR_MODE)
-                _fsync_dir(d.parent)
-            except OSError as e:
-                raise self._error(e, d) from e
+        try:
+            make_dirs(folder)
+        except OSError as e:
+            raise self._error(e, folder) from e
 
     def _atomic_write(self, path: Path, data: bytes) -> None:
-        """Temp file in the same folder, write, fsync, rename over `path`, fsync the folder.
-
-        Readers see the old file or the new one, never a part. Two writers of the same content both
-        succeed. On failure the temp file is removed and whatever was at `path` is untouched."""
-        self._mkdirs(path.parent)
-        tmp = None
+        """Readers see the old file or the new one, never a part. Two writers of the same content
+        both succeed. On failure whatever was at `path` is untouched."""
         try:
-            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=TEMP_PREFIX)
-            try:
-                os.fchmod(fd, FILE_MODE)
-                _write_all(fd, data)
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            os.replace(tmp, path)
-            tmp = None
-            _fsync_dir(path.parent)
+            atomic_write(path, data)
         except OSError as e:
             raise self._error(e, path) from e
-        finally:
-            if tmp is not None:
-                with contextlib.suppress(OSError):
-                    os.unlink(tmp)
 
     def _error(self, e: OSError, path: Path) -> StoreError:
         if e.errno in (errno.ENOSPC, errno.EDQUOT):

@@ -42,3 +42,22 @@ def load():
             tf.get_logger().setLevel("ERROR")
         _loaded = (tf, keras)
     return _loaded
+
+
+class _LazyModule:
+    """Stands for tensorflow or keras and imports them (quietly) at the first attribute used, so that
+    importing an atlasgen module never starts TensorFlow by itself."""
+
+    def __init__(self, index: int, name: str):
+        self._index = index
+        self._name = name
+
+    def __getattr__(self, attribute: str):
+        return getattr(load()[self._index], attribute)
+
+    def __repr__(self) -> str:
+        return f"<lazy {self._name}>"
+
+
+tf = _LazyModule(0, "tensorflow")
+keras = _LazyModule(1, "keras")

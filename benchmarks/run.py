@@ -63,7 +63,7 @@ def achieved(engine, images, filters, kind, size):
 def run_peer(filters: list[int], size: int, steps: int) -> dict:
     import numpy as np
 
-    from atlasgen.model import load_model
+    from atlasgen.weights import load_model
     from atlasgen.synthesis import LayerEngine
     from atlasgen.tf import load
 
@@ -133,22 +133,21 @@ def conv_flops_per_image_step(engine, size: int, batch: int) -> float:
 
 
 def run_atlasgen(filters: list[int], size: int, steps: int, peer: dict) -> dict:
-    from atlasgen.model import load_model
-    from atlasgen.synthesis import LayerEngine, Optimiser, SynthesisParams, channel_images, neuron_images
+    from atlasgen.weights import load_model
+    from atlasgen.synthesis import LayerEngine, SynthesisParams, channel_images, neuron_images
     from atlasgen.synthesis.images import channel_batch_size, neuron_batch_size
 
     loaded = load_model("hed-bsds500")
     results, flops, flop_seconds = {}, 0.0, 0.0
     for layer in LAYERS:
         engine = LayerEngine(loaded, layer)
-        optimiser = Optimiser(engine)
         results[layer] = {}
         for kind, make, sizer in (("channel", channel_images, channel_batch_size), ("neuron", neuron_images, neuron_batch_size)):
             params = SynthesisParams(size=size, steps=steps)
             batch = sizer(engine, params, len(filters))
-            make(engine, filters, SynthesisParams(size=size, steps=1), optimiser, batch_size=batch)  # compile
+            make(engine, filters, SynthesisParams(size=size, steps=1), batch_size=batch)  # compile
             start = time.perf_counter()
-            images = make(engine, filters, params, optimiser, batch_size=batch)
+            images = make(engine, filters, params, batch_size=batch)
             wall = time.perf_counter() - start
             activations = [r.objective for r in images]
             target = peer["layers"][layer][kind]["activations"]
@@ -157,7 +156,7 @@ def run_atlasgen(filters: list[int], size: int, steps: int, peer: dict) -> dict:
                 if fewer >= steps or (ttq_steps is not None and fewer >= ttq_steps):
                     break
                 start = time.perf_counter()
-                short = make(engine, filters, SynthesisParams(size=size, steps=fewer), optimiser, batch_size=batch)
+                short = make(engine, filters, SynthesisParams(size=size, steps=fewer), batch_size=batch)
                 short_wall = time.perf_counter() - start
                 if all(r.objective >= t for r, t in zip(short, target)):
                     ttq_steps, ttq_wall = fewer, short_wall

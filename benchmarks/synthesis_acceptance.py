@@ -26,8 +26,8 @@ import time
 
 import numpy as np
 
-from atlasgen.model import load_model
-from atlasgen.synthesis import LayerEngine, Optimiser, SynthesisParams, channel_images, natural_photos, neuron_images
+from atlasgen.weights import load_model
+from atlasgen.synthesis import LayerEngine, SynthesisParams, channel_images, natural_photos, neuron_images
 from atlasgen.tf import load
 
 tf, keras = load()
@@ -106,16 +106,15 @@ def main() -> int:
     report, beats, selective, flat, outside, total = [], 0, 0, 0, 0, 0
     for layer in LAYERS:
         engine = LayerEngine(loaded, layer)
-        optimiser = Optimiser(engine)
         # Compile both graphs outside the clock: steps are a graph input, so one step suffices.
         warm = SynthesisParams(size=args.size, steps=1)
-        channel_images(engine, filter_ids, warm, optimiser)
-        neuron_images(engine, filter_ids, warm, optimiser)
+        channel_images(engine, filter_ids, warm)
+        neuron_images(engine, filter_ids, warm)
         start = time.perf_counter()
-        channels = channel_images(engine, filter_ids, params, optimiser)
+        channels = channel_images(engine, filter_ids, params)
         channel_s = time.perf_counter() - start
         start = time.perf_counter()
-        neurons = neuron_images(engine, filter_ids, params, optimiser)
+        neurons = neuron_images(engine, filter_ids, params)
         neuron_s = time.perf_counter() - start
         naive = naive_throughput(loaded, layer, filter_ids[: args.naive_filters], args.size, args.naive_steps)
 

@@ -9,10 +9,10 @@ import numpy as np
 
 from atlasgen import geometry
 from atlasgen.errors import AtlasgenError
-from atlasgen.model import LoadedModel, conv_layers, spatial_ops
-from atlasgen.tf import load
+from atlasgen.graph import conv_layers, spatial_ops
+from atlasgen.weights import LoadedModel
+from atlasgen.tf import keras, tf
 
-tf, keras = load()
 
 # Bytes kept per activation element for a training-style step: the forward value, its gradient,
 # and the backward pass's scratch; measured peaks on the CPU stay under this.
@@ -52,6 +52,8 @@ class LayerEngine:
         self.filters = int(self.layer.filters)
         self.trunk = keras.Model(loaded.model.inputs, self.layer.input, name=f"trunk_to_{layer_name}")
         self._ops = spatial_ops(loaded.model)
+        # Compiled optimisation graphs of this layer, by the explicit cache key `optimise` is given.
+        self.compiled: dict = {}
         convention = loaded.input_convention
         self._bgr = convention.channel_order == "BGR"
         self._scale = float(convention.scale)

@@ -12,14 +12,13 @@ from atlasgen import geometry
 from atlasgen.errors import AtlasgenError
 from atlasgen.synthesis import objectives
 from atlasgen.synthesis.engine import LayerEngine, PatchPlan, available_memory_bytes, choose_batch_size
-from atlasgen.synthesis.optimise import Optimised, Optimiser, SynthesisParams
-from atlasgen.synthesis.transforms import NEUTRAL
-from atlasgen.tf import load
-
-tf, _ = load()
+from atlasgen.synthesis.optimise import FourierImage, Optimised, SynthesisParams, filter_key, optimise
+from atlasgen.synthesis.transforms import NEUTRAL, standard
+from atlasgen.tf import tf
 
 NEUTRAL_BYTE = int(np.round(NEUTRAL * 255))
 RF_CROP_DISPLAY = 224
+CHANNEL, NEURON = "channel", "neuron"
 
 
 @dataclass
@@ -64,16 +63,14 @@ def batches(filter_ids: list[int], batch_size: int) -> list[list[int]]:
     return out
 
 
-def _batch_size(engine: LayerEngine, shape: geometry.Pair, wanted: int, batch_size: int | None) -> int:
-    if batch_size:
-        return min(batch_size, wanted)
+def _batch_size(engine: LayerEngine, shape: geometry.Pair, wanted: int) -> int:
     return choose_batch_size(engine.bytes_per_image(shape), available_memory_bytes(), wanted)
 
 
 def channel_batch_size(engine: LayerEngine, params: SynthesisParams, wanted: int) -> int:
     """How many whole-filter images fit one batch in memory (at most `wanted`)."""
     side = params.size + 2 * params.pad
-    return _batch_size(engine, (side, side), wanted, None)
+    return _batch_size(engine, (side, side), wanted)
 
 
 def neuron_batch_size(engine: LayerEngine, params: SynthesisParams, wanted: int) -> int:
@@ -81,7 +78,7 @@ def neuron_batch_size(engine: LayerEngine, params: SynthesisParams, wanted: int)
     setup = _neuron_setup(engine, params)
     pad = setup.params.pad
     shape = (setup.plan.patch.height + 2 * pad, setup.plan.patch.width + 2 * pad)
-    return _batch_size(engine, shape, wanted, None)
+    return _batch_size(engine, shape, wanted)
 
 
 def _evaluate(engine: LayerEngine, images: np.ndarray, filter_ids: list[int], unit=None):
@@ -91,56 +88,82 @@ def _evaluate(engine: LayerEngine, images: np.ndarray, filter_ids: list[int], un
     return objective, np.maximum(maps, 0).mean(axis=(1, 2))
 
 
-def channel_images(
-    engine: LayerEngine, filter_ids: list[int], params: SynthesisParams, optimiser: Optimiser | None = None,
-    batch_size: int | None = None,
-) -> list[FilterImage]:
-    """Images that maximise the spatial mean of each filter's pre-ReLU output."""
-    _check(engine, filter_ids, params)
-    optimiser = optimiser or Optimiser(engine)
-    size = params.size
-    per_batch = _batch_size(engine, (size, size), len(filter_ids), batch_size)
-    results: dict[int, FilterImage] = {}
-    for chunk in batches(filter_ids, per_batch):
-        run = optimiser.run(chunk, objectives.channel_mean(), params, size, size)
-        images = to_bytes(run.images)
-        objective, mean_act = _evaluate(engine, images / 255.0, chunk)
-        for i, f in enumerate(chunk):
-            results.setdefault(
-                f, FilterImage(engine.name, f, "channel", images[i], float(objective[i]), float(mean_act[i]), run.history[:, i])
-            )
-    return [results[f] for f in filter_ids]
+def _run(engine: LayerEngine, kind: str, objective, param_f: FourierImage, params: SynthesisParams,
+         filter_ids: list[int]) -> Optimised:
+    transforms = standard(params.pad, params.jitter, params.scale, params.rotate_degrees, params.jitter_last)
+    # Everything that shapes the graph; steps do not (they are a graph input).
+    cache_key = (kind, param_f, objective.description, replace(params, steps=0), len(filter_ids))
+    return optimise(
+        engine, objective, param_f, transforms, params.steps, filter_ids=filter_ids,
+        keys=[filter_key(params.seed, f) for f in filter_ids], learning_rate=params.learning_rate,
+        cache_key=cache_key,
+    )
 
 
-def neuron_images(
-    engine: LayerEngine, filter_ids: list[int], params: SynthesisParams, optimiser: Optimiser | None = None,
-    batch_size: int | None = None,
-) -> list[FilterImage]:
-    """Images that maximise the pre-ReLU value of each filter's centre unit, changing only its field.
+def channel_batch(engine: LayerEngine, filter_ids: list[int], params: SynthesisParams) -> list[FilterImage]:
+    """One batch of images, each maximising the spatial mean of its filter's pre-ReLU output."""
+    param_f = FourierImage(params.size, params.size, params.init_sd, params.decay_power, params.decorrelate)
+    run = _run(engine, CHANNEL, objectives.channel_mean(), param_f, params, filter_ids)
+    images = to_bytes(run.images)
+    objective, mean_act = _evaluate(engine, images / 255.0, filter_ids)
+    return [
+        FilterImage(engine.name, f, CHANNEL, images[i], float(objective[i]), float(mean_act[i]), run.history[:, i])
+        for i, f in enumerate(filter_ids)
+    ]
+
+
+def neuron_batch(engine: LayerEngine, filter_ids: list[int], params: SynthesisParams) -> list[FilterImage]:
+    """One batch of images, each maximising the pre-ReLU value of its filter's centre unit and
+    changing only that unit's receptive field.
 
     Only the stride-aligned receptive-field patch is optimised; everything outside the clipped box
-    is pinned to neutral grey by a mask, then the patch is pasted into a neutral canvas.
-    """
-    _check(engine, filter_ids, params)
-    optimiser = optimiser or Optimiser(engine)
+    is pinned to neutral grey by a mask, then the patch is pasted into a neutral canvas."""
     setup = _neuron_setup(engine, params)
-    plan, patch, box, pad = setup.plan, setup.plan.patch, setup.plan.box, setup.params.pad
-    mask, objective = setup.mask, setup.objective
-    per_batch = _batch_size(engine, (patch.height + 2 * pad, patch.width + 2 * pad), len(filter_ids), batch_size)
+    plan, patch, box = setup.plan, setup.plan.patch, setup.plan.box
+    fitted = setup.params
+    param_f = FourierImage(patch.height, patch.width, fitted.init_sd, fitted.decay_power, fitted.decorrelate, setup.mask)
+    run = _run(engine, NEURON, setup.objective, param_f, fitted, filter_ids)
+    canvas = np.full((len(filter_ids), params.size, params.size, 3), NEUTRAL_BYTE, np.uint8)
+    canvas[:, patch.top : patch.bottom, patch.left : patch.right] = to_bytes(run.images)
+    value, mean_act = _evaluate(engine, canvas / 255.0, filter_ids, plan.unit)
+    return [
+        FilterImage(
+            engine.name, f, NEURON, canvas[i], float(value[i]), float(mean_act[i]), run.history[:, i],
+            box=box, changed_outside_box=changed_outside(canvas[i], box),
+        )
+        for i, f in enumerate(filter_ids)
+    ]
+
+
+SYNTHESISERS = {CHANNEL: channel_batch, NEURON: neuron_batch}
+
+
+def synthesise(engine: LayerEngine, kind: str, filter_ids: list[int], params: SynthesisParams) -> list[FilterImage]:
+    """One batch of `kind` images ("channel" or "neuron"): image i maximises filter_ids[i].
+
+    The caller chooses the batch (the build sizes it to memory); nothing here re-batches."""
+    _check(engine, filter_ids, params)
+    return SYNTHESISERS[kind](engine, list(filter_ids), params)
+
+
+def channel_images(engine: LayerEngine, filter_ids: list[int], params: SynthesisParams,
+                   batch_size: int | None = None) -> list[FilterImage]:
+    """Whole-filter images of any number of filters, in batches that fit memory."""
+    return _in_batches(engine, CHANNEL, filter_ids, params, batch_size or channel_batch_size(engine, params, len(filter_ids)))
+
+
+def neuron_images(engine: LayerEngine, filter_ids: list[int], params: SynthesisParams,
+                  batch_size: int | None = None) -> list[FilterImage]:
+    """Centre-neuron images of any number of filters, in batches that fit memory."""
+    return _in_batches(engine, NEURON, filter_ids, params, batch_size or neuron_batch_size(engine, params, len(filter_ids)))
+
+
+def _in_batches(engine, kind, filter_ids, params, batch_size) -> list[FilterImage]:
+    _check(engine, filter_ids, params)
     results: dict[int, FilterImage] = {}
-    for chunk in batches(filter_ids, per_batch):
-        run: Optimised = optimiser.run(chunk, objective, setup.params, patch.height, patch.width, mask=mask)
-        canvas = np.full((len(chunk), params.size, params.size, 3), NEUTRAL_BYTE, np.uint8)
-        canvas[:, patch.top : patch.bottom, patch.left : patch.right] = to_bytes(run.images)
-        value, mean_act = _evaluate(engine, canvas / 255.0, chunk, plan.unit)
-        for i, f in enumerate(chunk):
-            results.setdefault(
-                f,
-                FilterImage(
-                    engine.name, f, "neuron", canvas[i], float(value[i]), float(mean_act[i]), run.history[:, i],
-                    box=box, changed_outside_box=changed_outside(canvas[i], box),
-                ),
-            )
+    for chunk in batches(list(filter_ids), batch_size):
+        for image in synthesise(engine, kind, chunk, params):
+            results.setdefault(image.filter, image)
     return [results[f] for f in filter_ids]
 
 

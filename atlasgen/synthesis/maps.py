@@ -9,9 +9,8 @@ from PIL import Image
 
 from atlasgen.synthesis.engine import LayerEngine
 from atlasgen.synthesis.probes import Probe
-from atlasgen.tf import load
+from atlasgen.tf import tf
 
-tf, _ = load()
 
 # Viridis at nine evenly spaced stops; interpolated linearly in between.
 VIRIDIS_STOPS = np.array(

@@ -10,9 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from atlasgen.tf import load
+from atlasgen.tf import tf
 
-tf, _ = load()
 
 
 @dataclass(frozen=True)

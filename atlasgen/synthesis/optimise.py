@@ -1,18 +1,23 @@
-"""The optimiser loop: a batch of images, one filter each, all steps inside one compiled graph."""
+"""The optimiser loop, in Lucid's shape: `optimise(engine, objective, param_f, transforms, steps)`.
+
+A batch of images, one filter each, runs all its steps inside one compiled graph. The compiled graph
+is cached on the engine under a key the caller gives explicitly, so what makes two runs share a
+graph is written down where the run is asked for, not inferred.
+"""
 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field
+from typing import Hashable, Sequence
 
 import numpy as np
 
-from atlasgen.synthesis import param, transforms
+from atlasgen.synthesis import param, transforms as transforms_mod
 from atlasgen.synthesis.engine import LayerEngine
 from atlasgen.synthesis.objectives import Objective
-from atlasgen.tf import load
+from atlasgen.tf import tf
 
-tf, _ = load()
 
 ADAM_BETA1, ADAM_BETA2, ADAM_EPSILON = 0.9, 0.999, 1e-8
 
@@ -55,83 +60,95 @@ def filter_key(seed: int, filter_id: int) -> int:
     return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF
 
 
-def initial_spectra(filter_ids: list[int], height: int, width: int, params: SynthesisParams) -> np.ndarray:
-    """Each filter's own N(0, sd) start, independent of which filters share its batch."""
-    spectra = [
-        param.initial_spectrum(1, height, width, params.init_sd, np.random.default_rng(filter_key(params.seed, f)))
-        for f in filter_ids
-    ]
-    return np.concatenate(spectra, axis=1)
+@dataclass(frozen=True)
+class FourierImage:
+    """param_f: Lucid's parametrisation of a height x width image, one spectrum per filter key.
 
+    `mask` (h, w) in {0, 1}, when given, pins every pixel where it is 0 at neutral grey."""
 
-class Optimiser:
-    """Compiles one graph per (engine, objective, image shape, batch, params) and reuses it."""
+    height: int
+    width: int
+    init_sd: float = 0.01
+    decay_power: float = 1.0
+    decorrelate: bool = True
+    mask: np.ndarray | None = field(default=None, compare=False, hash=False)
 
-    def __init__(self, engine: LayerEngine):
-        self.engine = engine
-        self._compiled: dict = {}
-
-    def run(
-        self,
-        filter_ids: list[int],
-        objective: Objective,
-        params: SynthesisParams,
-        height: int,
-        width: int,
-        mask: np.ndarray | None = None,
-    ) -> Optimised:
-        """Maximises `objective` for each filter; `mask` (h, w) in {0, 1} pins pixels at neutral grey."""
-        # Steps are a graph input, so runs that differ only in length share one compiled graph.
-        key = (objective.description, height, width, len(filter_ids), replace(params, steps=0), mask is not None)
-        if key not in self._compiled:
-            self._compiled[key] = self._build(objective, params, height, width, mask is not None)
-        compiled = self._compiled[key]
-        spectrum = tf.constant(initial_spectra(filter_ids, height, width, params))
-        keys = tf.constant([filter_key(params.seed, f) for f in filter_ids], dtype=tf.int64)
-        ids = tf.constant(filter_ids, dtype=tf.int32)
-        mask_t = tf.constant(np.ones((height, width), np.float32) if mask is None else mask.astype(np.float32))
-        images, history = compiled(spectrum, keys, ids, mask_t, tf.constant(params.steps))
-        return Optimised(images.numpy(), history.numpy())
-
-    def _build(self, objective: Objective, params: SynthesisParams, height: int, width: int, masked: bool):
-        engine = self.engine
-        scale = tf.constant(param.spectrum_scale(height, width, params.decay_power))
-        augment = transforms.compose(
-            transforms.standard(params.pad, params.jitter, params.scale, params.rotate_degrees, params.jitter_last)
+    def initial(self, keys: Sequence[int]) -> np.ndarray:
+        """Each key's own N(0, sd) start, independent of which keys share its batch."""
+        return np.concatenate(
+            [param.initial_spectrum(1, self.height, self.width, self.init_sd, np.random.default_rng(k)) for k in keys],
+            axis=1,
         )
-        lr = params.learning_rate
 
-        def render(spectrum, mask):
-            image = param.fourier_rgb(spectrum, scale, height, width, params.decorrelate)
-            if masked:
-                image = transforms.NEUTRAL + mask[None, :, :, None] * (image - transforms.NEUTRAL)
+    def graph(self):
+        """The spectrum -> image function, with its constants, for use inside a compiled graph."""
+        scale = tf.constant(param.spectrum_scale(self.height, self.width, self.decay_power))
+        mask = None if self.mask is None else tf.constant(self.mask.astype(np.float32)[None, :, :, None])
+
+        def render(spectrum):
+            image = param.fourier_rgb(spectrum, scale, self.height, self.width, self.decorrelate)
+            if mask is not None:
+                image = transforms_mod.NEUTRAL + mask * (image - transforms_mod.NEUTRAL)
             return image
 
-        def step(i, spectrum, m, v, history, keys, ids, mask):
-            with tf.GradientTape() as tape:
-                tape.watch(spectrum)
-                image = render(spectrum, mask)
-                step_keys = transforms.hash32(keys * 1_000_003 + tf.cast(i, tf.int64))
-                scores = objective(engine.own_maps(augment(image, step_keys), ids))
-                loss = -tf.reduce_sum(scores)
-            grad = tape.gradient(loss, spectrum)
-            t = tf.cast(i + 1, tf.float32)
-            m = ADAM_BETA1 * m + (1 - ADAM_BETA1) * grad
-            v = ADAM_BETA2 * v + (1 - ADAM_BETA2) * tf.square(grad)
-            m_hat = m / (1 - ADAM_BETA1**t)
-            v_hat = v / (1 - ADAM_BETA2**t)
-            spectrum = spectrum - lr * m_hat / (tf.sqrt(v_hat) + ADAM_EPSILON)
-            return i + 1, spectrum, m, v, history.write(i, scores)
+        return render
 
-        @tf.function(reduce_retracing=True)
-        def optimise(spectrum, keys, ids, mask, steps):
-            history = tf.TensorArray(tf.float32, size=steps)
-            zeros = tf.zeros_like(spectrum)
-            _, spectrum, _, _, history = tf.while_loop(
-                lambda i, *_: i < steps,
-                lambda i, s, m, v, h: step(i, s, m, v, h, keys, ids, mask),
-                (tf.constant(0), spectrum, zeros, zeros, history),
-            )
-            return render(spectrum, mask), history.stack()
 
-        return optimise
+def optimise(
+    engine: LayerEngine,
+    objective: Objective,
+    param_f: FourierImage,
+    transforms: Sequence,
+    steps: int,
+    *,
+    filter_ids: Sequence[int],
+    keys: Sequence[int],
+    learning_rate: float,
+    cache_key: Hashable,
+) -> Optimised:
+    """Maximises `objective` for image i on filter `filter_ids[i]`, by Adam on the spectra of `param_f`.
+
+    `keys[i]` seeds image i's start and its random transforms. `cache_key` must name everything that
+    shapes the compiled graph (objective, parametrisation, transforms, learning rate, batch size);
+    `steps` is a graph input, so runs that differ only in length share one graph."""
+    compiled = engine.compiled.get(cache_key)
+    if compiled is None:
+        compiled = engine.compiled[cache_key] = _compile(engine, objective, param_f, transforms, learning_rate)
+    spectrum = tf.constant(param_f.initial(keys))
+    images, history = compiled(
+        spectrum, tf.constant(list(keys), dtype=tf.int64), tf.constant(list(filter_ids), dtype=tf.int32), tf.constant(steps)
+    )
+    return Optimised(images.numpy(), history.numpy())
+
+
+def _compile(engine: LayerEngine, objective: Objective, param_f: FourierImage, transforms: Sequence, lr: float):
+    render = param_f.graph()
+    augment = transforms_mod.compose(transforms)
+
+    def step(i, spectrum, m, v, history, keys, ids):
+        with tf.GradientTape() as tape:
+            tape.watch(spectrum)
+            step_keys = transforms_mod.hash32(keys * 1_000_003 + tf.cast(i, tf.int64))
+            scores = objective(engine.own_maps(augment(render(spectrum), step_keys), ids))
+            loss = -tf.reduce_sum(scores)
+        grad = tape.gradient(loss, spectrum)
+        t = tf.cast(i + 1, tf.float32)
+        m = ADAM_BETA1 * m + (1 - ADAM_BETA1) * grad
+        v = ADAM_BETA2 * v + (1 - ADAM_BETA2) * tf.square(grad)
+        m_hat = m / (1 - ADAM_BETA1**t)
+        v_hat = v / (1 - ADAM_BETA2**t)
+        spectrum = spectrum - lr * m_hat / (tf.sqrt(v_hat) + ADAM_EPSILON)
+        return i + 1, spectrum, m, v, history.write(i, scores)
+
+    @tf.function(reduce_retracing=True)
+    def run(spectrum, keys, ids, steps):
+        history = tf.TensorArray(tf.float32, size=steps)
+        zeros = tf.zeros_like(spectrum)
+        _, spectrum, _, _, history = tf.while_loop(
+            lambda i, *_: i < steps,
+            lambda i, s, m, v, h: step(i, s, m, v, h, keys, ids),
+            (tf.constant(0), spectrum, zeros, zeros, history),
+        )
+        return render(spectrum), history.stack()
+
+    return run

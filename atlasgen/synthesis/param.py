@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from atlasgen.tf import load
+from atlasgen.tf import tf
 
-tf, _ = load()
 
 # Lucid's colour correlation square root, estimated on ImageNet.
 COLOR_CORRELATION_SVD_SQRT = np.array(

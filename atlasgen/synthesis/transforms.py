@@ -12,9 +12,8 @@ from __future__ import annotations
 import math
 from typing import Callable, Sequence
 
-from atlasgen.tf import load
+from atlasgen.tf import tf
 
-tf, _ = load()
 
 NEUTRAL = 0.5
 Transform = Callable[..., object]

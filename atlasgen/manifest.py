@@ -1,0 +1,243 @@
+"""atlas.json as typed records: what the export writes and the only thing the site reads.
+
+`Manifest.from_json` checks a document against these records, field by field, so a damaged or
+hostile manifest stops with one line that names the bad field instead of failing somewhere later.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from atlasgen.errors import AtlasgenError
+from atlasgen.synthesis.optimise import SynthesisParams
+
+MANIFEST = "atlas.json"
+SCHEMA_VERSION = 2
+#: atlas.json larger than this is refused: the full VGG16 atlas is about 6 MB.
+MAX_MANIFEST_BYTES = 256 * 1024 * 1024
+
+
+class ManifestError(AtlasgenError):
+    """atlas.json is missing, unreadable or does not match its schema."""
+
+
+@dataclass(frozen=True)
+class Generator:
+    name: str
+    version: str
+    algorithm: int
+
+
+@dataclass(frozen=True)
+class Weights:
+    source: str  # "imagenet", "hed-bsds500" or "file"
+    spec: str  # what was given to --weights
+    label: str  # the truthful description shown wherever results are shown
+    fingerprint: str  # sha256 over every weight tensor
+
+
+@dataclass(frozen=True)
+class ProbeRecord:
+    name: str
+    sha256: str
+    image: str
+    width: int
+    height: int
+
+
+@dataclass(frozen=True)
+class SynthesisMetrics:
+    objective: float  # pre-ReLU objective on the final image
+    mean_activation: float  # post-ReLU spatial mean on the final image
+    activation_vs_best_probe: float | None  # that mean over the best probe photo's; None if all are silent
+    steps: int
+    changed_pixels_outside_box: int | None = None  # centre-neuron images only: 0
+
+
+@dataclass(frozen=True)
+class Metrics:
+    channel: SynthesisMetrics
+    neuron: SynthesisMetrics
+    best_probe_mean_activation: float
+
+
+@dataclass(frozen=True)
+class MapRecord:
+    probe: str
+    images: dict[str, str]  # "heatmap", "overlay" -> path
+    peak: float  # largest post-ReLU value on this photo
+    mean: float  # spatial mean of the post-ReLU map on this photo
+    scale: float  # the value drawn as 1: the filter's peak over all probes
+
+
+@dataclass(frozen=True)
+class UnitRecord:
+    index: int
+    page: str  # the filter's permanent folder
+    images: dict[str, str]  # output name (e.g. "channel", "neuron", "rf_crop") -> path
+    rf_box: list[int]  # [top, left, bottom, right] of the centre unit's field, bottom and right excluded
+    activation_maps: list[MapRecord]
+    metrics: Metrics
+
+
+@dataclass(frozen=True)
+class LayerRecord:
+    name: str
+    path: str
+    filters: int  # in the layer, not only those built
+    r: int | list[int]
+    S: int | list[int]
+    P: int | list[int]
+    output_size: int | list[int]
+    centre_unit: list[int]
+    units: list[UnitRecord]
+
+
+@dataclass(frozen=True)
+class Manifest:
+    schema: int
+    generator: Generator
+    model: str
+    model_filters: int  # every filter of every conv layer of the model
+    weights: Weights
+    input_convention: str
+    preset: str
+    parameters: SynthesisParams  # every synthesis parameter, as recorded in the recipes
+    probes: list[ProbeRecord]
+    activation_map_normalisation: str
+    layers: list[LayerRecord] = field(default_factory=list)
+
+    def to_json(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def to_bytes(self) -> bytes:
+        return (json.dumps(self.to_json(), indent=1, allow_nan=False) + "\n").encode()
+
+    @classmethod
+    def from_json(cls, document) -> "Manifest":
+        manifest = _decode(cls, document, "atlas.json")
+        if manifest.schema != SCHEMA_VERSION:
+            raise ManifestError(
+                f"atlas.json has schema {manifest.schema}, this atlasgen reads {SCHEMA_VERSION}; rebuild with atlasgen build"
+            )
+        return manifest
+
+    @property
+    def units(self) -> int:
+        return sum(len(layer.units) for layer in self.layers)
+
+
+def load_manifest(out: Path) -> Manifest:
+    """The manifest in `out`, checked against its schema; one line naming the problem otherwise."""
+    path = out / MANIFEST
+    try:
+        if path.is_symlink() or (path.exists() and not path.is_file()):
+            raise ManifestError(f"{path} is not a regular file; rebuild with atlasgen build")
+        with open(path, "rb") as handle:
+            data = handle.read(MAX_MANIFEST_BYTES + 1)
+    except FileNotFoundError:
+        raise ManifestError(f"{path} does not exist; run `atlasgen build` first (render reads its manifest)") from None
+    except OSError as exc:
+        raise ManifestError(f"{path} cannot be read ({exc.strerror}); check its permissions") from None
+    if len(data) > MAX_MANIFEST_BYTES:
+        raise ManifestError(f"{path} is larger than {MAX_MANIFEST_BYTES >> 20} MiB; it is not an atlas manifest")
+    try:
+        document = json.loads(data)
+    except (ValueError, RecursionError) as exc:
+        raise ManifestError(f"{path} is not valid JSON ({str(exc)[:80]}); rebuild with atlasgen build") from None
+    return Manifest.from_json(document)
+
+
+def activation_vs_best_probe(mean_activation: float, best_probe_mean: float) -> float | None:
+    """A synthesised image's mean activation over the filter's best probe photo's; None when every photo is silent."""
+    return mean_activation / best_probe_mean if best_probe_mean > 0 else None
+
+
+def unit_metrics(channel: dict, neuron: dict, probe_means: list[float]) -> Metrics:
+    """The one place a unit's metrics are assembled, from its stored images' facts and its maps' means."""
+    best = max(probe_means, default=0.0)
+
+    def of(facts: dict, with_box: bool) -> SynthesisMetrics:
+        return SynthesisMetrics(
+            objective=facts["objective"], mean_activation=facts["mean_activation"],
+            activation_vs_best_probe=activation_vs_best_probe(facts["mean_activation"], best), steps=facts["steps"],
+            changed_pixels_outside_box=facts["changed_pixels_outside_box"] if with_box else None,
+        )
+
+    return Metrics(channel=of(channel, False), neuron=of(neuron, True), best_probe_mean_activation=best)
+
+
+# --- checking a document against the records ---------------------------------------------------
+
+
+def _decode(kind, value, where: str):
+    origin = typing.get_origin(kind)
+    if dataclasses.is_dataclass(kind):
+        if not isinstance(value, dict):
+            raise _bad(where, "an object", value)
+        hints = typing.get_type_hints(kind)
+        values = {}
+        for f in dataclasses.fields(kind):
+            if f.name not in value:
+                if f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING:
+                    continue
+                raise ManifestError(f"{where}.{f.name} is missing; rebuild with atlasgen build")
+            values[f.name] = _decode(hints[f.name], value[f.name], f"{where}.{f.name}")
+        return kind(**values)
+    if origin in (typing.Union, types.UnionType):
+        for option in typing.get_args(kind):
+            try:
+                return _decode(option, value, where)
+            except ManifestError:
+                continue
+        raise _bad(where, " or ".join(_name(o) for o in typing.get_args(kind)), value)
+    if origin is tuple:
+        args = typing.get_args(kind)
+        if not isinstance(value, list) or len(value) != len(args):
+            raise _bad(where, f"a list of {len(args)}", value)
+        return tuple(_decode(a, v, f"{where}[{i}]") for i, (a, v) in enumerate(zip(args, value)))
+    if origin is list:
+        if not isinstance(value, list):
+            raise _bad(where, "a list", value)
+        (item,) = typing.get_args(kind)
+        return [_decode(item, v, f"{where}[{i}]") for i, v in enumerate(value)]
+    if origin is dict or kind is dict:
+        if not isinstance(value, dict):
+            raise _bad(where, "an object", value)
+        args = typing.get_args(kind)
+        if not args:
+            return value
+        return {k: _decode(args[1], v, f"{where}.{k}") for k, v in value.items()}
+    if kind is type(None):
+        if value is not None:
+            raise _bad(where, "null", value)
+        return None
+    if kind is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise _bad(where, "a number", value)
+        return float(value)
+    if kind is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise _bad(where, "an integer", value)
+        return value
+    if kind in (str, bool):
+        if not isinstance(value, kind):
+            raise _bad(where, _name(kind), value)
+        return value
+    raise TypeError(f"no decoder for {kind}")
+
+
+def _name(kind) -> str:
+    return {str: "a string", int: "an integer", float: "a number", bool: "true or false", type(None): "null"}.get(
+        kind, getattr(kind, "__name__", str(kind))
+    )
+
+
+def _bad(where: str, expected: str, value) -> ManifestError:
+    shown = json.dumps(value)[:40] if not isinstance(value, (dict, list)) else type(value).__name__
+    return ManifestError(f"{where} should be {expected}, not {shown}; rebuild with atlasgen build")
