@@ -125,8 +125,11 @@ class OwnedFiles:
         self.written: set[str] = set()
 
     def write(self, relative: str, data: bytes) -> bool:
+        path = self.root / relative
+        if Path(relative).is_absolute() or not _inside(self.root, path.parent):
+            raise AtlasgenError(f"refusing to write {relative!r}: it is outside {self.root}; rebuild the atlas")
         self.written.add(relative)
-        return write_if_changed(self.root / relative, data)
+        return write_if_changed(path, data)
 
     def finish(self) -> list[str]:
         """Removes what this stage wrote before and not now (unless another stage still owns it);

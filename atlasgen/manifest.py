@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -120,12 +122,12 @@ class Manifest:
 
     @classmethod
     def from_json(cls, document) -> "Manifest":
-        manifest = _decode(cls, document, "atlas.json")
-        if manifest.schema != SCHEMA_VERSION:
+        schema = document.get("schema") if isinstance(document, dict) else None
+        if isinstance(schema, int) and not isinstance(schema, bool) and schema != SCHEMA_VERSION:
             raise ManifestError(
-                f"atlas.json has schema {manifest.schema}, this atlasgen reads {SCHEMA_VERSION}; rebuild with atlasgen build"
+                f"atlas.json has schema {schema}, this atlasgen reads {SCHEMA_VERSION}; rebuild with atlasgen build"
             )
-        return manifest
+        return _decode(cls, document, "atlas.json")
 
     @property
     def units(self) -> int:
@@ -212,7 +214,7 @@ def _decode(kind, value, where: str):
         args = typing.get_args(kind)
         if not args:
             return value
-        return {k: _decode(args[1], v, f"{where}.{k}") for k, v in value.items()}
+        return {k: _decode(args[1], v, _member(where, k)) for k, v in value.items()}
     if kind is type(None):
         if value is not None:
             raise _bad(where, "null", value)
@@ -220,7 +222,13 @@ def _decode(kind, value, where: str):
     if kind is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise _bad(where, "a number", value)
-        return float(value)
+        try:
+            number = float(value)
+        except OverflowError:
+            number = math.inf
+        if not math.isfinite(number):
+            raise _bad(where, "a finite number", value)
+        return number
     if kind is int:
         if isinstance(value, bool) or not isinstance(value, int):
             raise _bad(where, "an integer", value)
@@ -232,6 +240,11 @@ def _decode(kind, value, where: str):
     raise TypeError(f"no decoder for {kind}")
 
 
+def _member(where: str, key: str) -> str:
+    """`where.key`, or `where["key"]` escaped and cut short when the key is not a plain name."""
+    return f"{where}.{key}" if re.fullmatch(r"[A-Za-z0-9_.-]{1,40}", key) else f"{where}[{json.dumps(key)[:40]}]"
+
+
 def _name(kind) -> str:
     return {str: "a string", int: "an integer", float: "a number", bool: "true or false", type(None): "null"}.get(
         kind, getattr(kind, "__name__", str(kind))
@@ -239,5 +252,10 @@ def _name(kind) -> str:
 
 
 def _bad(where: str, expected: str, value) -> ManifestError:
-    shown = json.dumps(value)[:40] if not isinstance(value, (dict, list)) else type(value).__name__
+    if isinstance(value, (dict, list)):
+        shown = type(value).__name__
+    elif isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10**15:
+        shown = "a huge integer"
+    else:
+        shown = json.dumps(value)[:40]
     return ManifestError(f"{where} should be {expected}, not {shown}; rebuild with atlasgen build")

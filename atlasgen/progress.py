@@ -22,9 +22,10 @@ class Progress:
         self._layer_total = 0
         self._layer_done = 0
         self._started = time.perf_counter()
-        # Plain lines at most this often (and at the end of each layer), so logs stay readable.
+        # Plain lines at most this often (and when a kind starts or a layer ends), so logs stay readable.
         self.interval = interval
         self._last_line = float("-inf")
+        self._last_what = ""
 
     def start(self, total: int) -> None:
         self.total, self.done, self._started = total, 0, time.perf_counter()
@@ -48,9 +49,9 @@ class Progress:
             self._layer.update(count)
             return
         now = time.perf_counter()
-        if now - self._last_line < self.interval and self._layer_done < self._layer_total:
+        if now - self._last_line < self.interval and self._layer_done < self._layer_total and what == self._last_what:
             return
-        self._last_line = now
+        self._last_line, self._last_what = now, what
         elapsed = now - self._started
         rate = self.done / elapsed if elapsed > 0 else 0.0
         eta = (self.total - self.done) / rate if rate > 0 else 0.0

@@ -131,6 +131,22 @@ VGG16_CONVS = tuple(
 VGG16_LAYERS = tuple(f"block{b}_conv{i}" for b, i, _ in VGG16_CONVS)
 
 
+def vgg16_ops() -> list:
+    """VGG16 without its top as geometry ops, from its published architecture and without Keras:
+    3x3 'same' convs, each block closed by a 2x2 stride-2 'valid' pool."""
+    from atlasgen.geometry import SpatialOp
+
+    ops, previous = [SpatialOp("image", "input")], "image"
+    for block, index, _ in VGG16_CONVS:
+        name = f"block{block}_conv{index}"
+        ops.append(SpatialOp(name, "conv", (previous,), (3, 3), (1, 1), (1, 1), "same"))
+        previous = name
+        if not any(b == block and i > index for b, i, _ in VGG16_CONVS):
+            ops.append(SpatialOp(f"block{block}_pool", "pool", (previous,), (2, 2), (2, 2), (1, 1), "valid"))
+            previous = f"block{block}_pool"
+    return ops
+
+
 def vgg16_conv_names() -> list[tuple[int, int]]:
     return [(b, i) for b, i, _ in VGG16_CONVS]
 

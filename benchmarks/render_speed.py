@@ -17,46 +17,44 @@ from pathlib import Path
 
 from atlasgen.site import render_site
 
-VGG16 = [  # name, filters, r, S, P
-    ("block1_conv1", 64, 3, 1, 1), ("block1_conv2", 64, 5, 1, 2), ("block2_conv1", 128, 10, 2, 4),
-    ("block2_conv2", 128, 14, 2, 6), ("block3_conv1", 256, 24, 4, 10), ("block3_conv2", 256, 32, 4, 14),
-    ("block3_conv3", 256, 40, 4, 18), ("block4_conv1", 512, 60, 8, 26), ("block4_conv2", 512, 76, 8, 34),
-    ("block4_conv3", 512, 92, 8, 42), ("block5_conv1", 512, 132, 16, 58), ("block5_conv2", 512, 164, 16, 74),
-    ("block5_conv3", 512, 196, 16, 90),
-]
+def synthetic_manifest(layers=None, probes=("astronaut",), size=224, model="vgg16") -> dict:
+    """An atlas.json as export writes it, with VGG16's real layers and fields, made-up numbers and
+    no images behind it. `layers` is a list of (name, filters) and defaults to all of VGG16."""
+    from atlasgen.geometry import square
+    from atlasgen.manifest import (
+        SCHEMA_VERSION, Generator, LayerRecord, Manifest, MapRecord, Metrics, ProbeRecord, SynthesisMetrics,
+        UnitRecord, Weights,
+    )
+    from atlasgen.names import layer_folder, probe_image, unit_folder
+    from atlasgen.synthesis.optimise import SynthesisParams
+    from atlasgen.geometry import receptive_fields
+    from atlasgen.weights import VGG16_CONVS, vgg16_ops
 
+    fields = receptive_fields(vgg16_ops(), (size, size))
+    layers = layers or [(f"block{b}_conv{i}", filters) for b, i, filters in VGG16_CONVS]
 
-def synthetic_manifest(layers=VGG16, probes=("astronaut",), size=224, model="vgg16") -> dict:
-    """An atlas.json as export writes it, with made-up numbers and no images behind it."""
+    def unit(layer: str, index: int) -> UnitRecord:
+        folder = unit_folder(model, layer, index)
+        maps = [MapRecord(p, {"heatmap": f"{folder}maps/{p}.webp", "overlay": f"{folder}maps/{p}-overlay.webp"},
+                          1.5, 0.25, 2.0) for p in probes]
+        stats = SynthesisMetrics(3.0, 2.0, 8.0, 512)
+        images = {"channel": folder + "channel.webp", "neuron": folder + "neuron.webp", "rf_crop": folder + "rf-crop.webp"}
+        return UnitRecord(index, folder, images, [100, 100, 124, 124], maps,
+                          Metrics(stats, SynthesisMetrics(3.0, 2.0, 8.0, 512, 0), 0.25))
 
-    def unit(layer: str, index: int) -> dict:
-        folder = f"{model}/{layer}/{index}/"
-        maps = [{"probe": p, "heatmap": f"{folder}maps/{p}.webp", "overlay": f"{folder}maps/{p}-overlay.webp",
-                 "peak": 1.5, "mean": 0.25, "scale": 2.0} for p in probes]
-        stats = {"objective": 3.0, "mean_activation": 2.0, "activation_vs_best_probe": 8.0, "steps": 512}
-        return {"index": index, "page": folder, "channel_image": f"{folder}channel.webp",
-                "neuron_image": f"{folder}neuron.webp", "rf_crop": f"{folder}rf-crop.webp",
-                "rf_box": [100, 100, 124, 124], "activation_maps": maps,
-                "metrics": {"channel": stats, "neuron": {**stats, "changed_pixels_outside_box": 0},
-                            "best_probe_mean_activation": 0.25}}
+    def layer_record(name: str, count: int) -> LayerRecord:
+        f = fields[name]
+        return LayerRecord(name, layer_folder(model, name), count, square(f.r), square(f.S), square(f.P),
+                           square(f.size), [f.size[0] // 2, f.size[1] // 2], [unit(name, i) for i in range(count)])
 
-    return {
-        "schema": 1, "generator": {"name": "atlasgen", "version": "bench", "algorithm": 1}, "model": model,
-        "weights": {"source": "imagenet", "spec": "imagenet", "label": "ImageNet (keras.applications VGG16)",
-                    "fingerprint": "0" * 64},
-        "input_convention": "BGR x255 minus mean", "preset": "full",
-        "parameters": {"size": size, "steps": 512, "learning_rate": 0.05, "seed": 0, "init_sd": 0.01,
-                       "decay_power": 1.0, "decorrelate": True, "pad": 12, "jitter": 8, "scale": [0.9, 1.1],
-                       "rotate_degrees": 10.0, "jitter_last": 4},
-        "probes": [{"name": p, "sha256": "1" * 64, "image": f"probes/{p}.webp", "width": 512, "height": 512} for p in probes],
-        "activation_map_normalisation": "post-ReLU activation / the filter's maximum over all probe photos",
-        "layers": [
-            {"name": name, "path": f"{model}/{name}/", "filters": count, "r": r, "S": S, "P": P,
-             "output_size": size // S, "centre_unit": [size // S // 2, size // S // 2],
-             "units": [unit(name, i) for i in range(count)]}
-            for name, count, r, S, P in layers
-        ],
-    }
+    return Manifest(
+        schema=SCHEMA_VERSION, generator=Generator("atlasgen", "bench", 1), model=model, model_filters=4224,
+        weights=Weights("imagenet", "imagenet", "ImageNet (keras.applications VGG16)", "0" * 64),
+        input_convention="BGR x255 minus mean", preset="full", parameters=SynthesisParams(size=size, steps=512),
+        probes=[ProbeRecord(p, "1" * 64, probe_image(p), 512, 512) for p in probes],
+        activation_map_normalisation="post-ReLU activation / the filter's maximum over all probe photos",
+        layers=[layer_record(name, count) for name, count in layers],
+    ).to_json()
 
 
 def main() -> None:

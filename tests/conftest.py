@@ -1,4 +1,4 @@
-"""Shared fixtures: the loaded HED trunk, a small custom CNN, and a runner for the real CLI."""
+"""Shared fixtures: the loaded HED trunk, a small custom CNN, the CLI in process and as a subprocess."""
 
 from __future__ import annotations
 
@@ -9,21 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from support import TINY, CliResult, assert_one_line_error, build_custom_cnn, cli_env, quiet_progress
+
 # In-process TensorFlow: keep its C++ log lines out of pytest's output.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-
-REPO = Path(__file__).resolve().parent.parent
-
-# Araujo, Norris & Sim, Distill 2019 (google-research/receptive_field): layer -> (r, S, P).
-PUBLISHED_VGG16 = {
-    "block1_conv1": (3, 1, 1),
-    "block2_conv1": (10, 2, 4),
-    "block3_conv1": (24, 4, 10),
-    "block4_conv1": (60, 8, 26),
-    "block5_conv3": (196, 16, 90),
-    "block5_pool": (212, 32, 90),
-}
-VGG16_NAMES = [f"block{b}_conv{i}" for b, n in ((1, 2), (2, 2), (3, 3), (4, 3), (5, 3)) for i in range(1, n + 1)]
 
 
 def pytest_configure(config):
@@ -40,33 +29,10 @@ def keras():
 
 @pytest.fixture(scope="session")
 def hed_model():
-    """atlasgen.model.load_model("hed-bsds500"), loaded once. Do not change its weights."""
-    from atlasgen.model import load_model
+    """atlasgen.weights.load_model("hed-bsds500"), loaded once. Do not change its weights."""
+    from atlasgen.weights import load_model
 
     return load_model("hed-bsds500")
-
-
-def build_custom_cnn(keras):
-    """A small CNN with every geometry case: 'same' stride 2, dilation, asymmetric padding,
-    pooling, a residual Add of equal stride, cropping and a non-square kernel and stride.
-
-    Every kernel is at least as large as the gaps between its taps, so each unit's receptive
-    field is a solid box (the gradient test relies on that)."""
-    L = keras.layers
-    image = keras.Input((None, None, 3), name="image")
-    x = L.Conv2D(8, 3, padding="same", activation="relu", name="c1")(image)
-    x = L.Conv2D(8, 3, dilation_rate=2, padding="same", activation="relu", name="dilated")(x)
-    x = L.Conv2D(12, 3, strides=2, padding="same", activation="relu", name="strided_same")(x)
-    x = L.ZeroPadding2D(((1, 2), (2, 0)), name="pad")(x)
-    x = L.MaxPooling2D(3, strides=2, name="pool")(x)
-    branch = L.Conv2D(12, 3, padding="same", activation="relu", name="res_conv")(x)
-    x = L.Add(name="add")([x, branch])
-    x = L.Cropping2D(((1, 0), (0, 1)), name="crop")(x)
-    x = L.Conv2D(16, (3, 2), strides=(2, 1), name="head")(x)
-    return keras.Model(image, x, name="tiny_cnn")
-
-
-CUSTOM_CONVS = [("c1", 8), ("dilated", 8), ("strided_same", 12), ("res_conv", 12), ("head", 16)]
 
 
 @pytest.fixture(scope="session")
@@ -81,17 +47,31 @@ def custom_cnn_path(custom_cnn, tmp_path_factory) -> Path:
     return path
 
 
-def cli_env(extra: dict[str, str] | None = None) -> dict[str, str]:
-    # The user's environment, not the quietened one of this process: the CLI must keep
-    # TensorFlow's chatter off stderr on its own.
-    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
-    env.update(extra or {})
-    return env
+@pytest.fixture(scope="session")
+def cli():
+    """Runs `atlasgen ARGS...` in this process (TensorFlow starts once for every test), through the
+    same entry point as the console script: exit code, stdout and stderr as a user sees them."""
+    from click.testing import CliRunner
+
+    from atlasgen.cli import main
+
+    def run(*args) -> CliResult:
+        runner = CliRunner()
+        with runner.isolation() as (stdout, stderr, _):
+            try:
+                main([str(a) for a in args])
+                code = 0
+            except SystemExit as exc:
+                code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        return CliResult(code, stdout.getvalue().decode(), stderr.getvalue().decode())
+
+    return run
 
 
 @pytest.fixture(scope="session")
 def run_cli():
-    """Runs `python -m atlasgen.cli ARGS...` in a subprocess, as a user would run `atlasgen`."""
+    """Runs `python -m atlasgen.cli ARGS...` in a subprocess, for what only a new process shows
+    (start-up chatter on stderr, signals, concurrency)."""
 
     def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
         return subprocess.run(
@@ -102,18 +82,34 @@ def run_cli():
     return run
 
 
-def assert_one_line_error(result: subprocess.CompletedProcess, *fragments: str) -> str:
-    """Exit code 2, stderr exactly one non-empty line starting 'Error:', no traceback anywhere."""
-    assert "Traceback" not in result.stdout + result.stderr, result.stderr
-    assert result.returncode == 2, (result.returncode, result.stderr)
-    lines = result.stderr.splitlines()
-    assert len(lines) == 1 and lines[0].strip(), result.stderr
-    assert lines[0].startswith("Error:"), result.stderr
-    for fragment in fragments:
-        assert fragment in lines[0], (fragment, lines[0])
-    return lines[0]
-
-
 @pytest.fixture(scope="session")
 def one_line_error():
     return assert_one_line_error
+
+
+@pytest.fixture
+def quiet():
+    """A Progress that writes plain lines nowhere."""
+    return quiet_progress()
+
+
+@pytest.fixture
+def tiny_config(tmp_path):
+    """BuildConfig of the tiny real build in tmp_path, with overrides."""
+    from atlasgen.plan import BuildConfig
+
+    def make(**overrides):
+        return BuildConfig(**{**TINY, "store": tmp_path / "store", "out": tmp_path / "site", **overrides})
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def photo_dir(tmp_path_factory):
+    """Two small probe photos, red.png and blue.png."""
+    from PIL import Image
+
+    folder = tmp_path_factory.mktemp("photos")
+    Image.new("RGB", (40, 30), (200, 30, 30)).save(folder / "red.png")
+    Image.new("RGB", (30, 40), (20, 30, 220)).save(folder / "blue.png")
+    return folder

@@ -1,11 +1,13 @@
-"""The build plan: filter and shard specs, recipes and their keys."""
+"""The build plan: presets, filter and shard specs, and every kind's artifacts with their keys."""
 
 import pytest
 
 from atlasgen.errors import AtlasgenError
-from atlasgen.plan import CHANNEL, MAP, NEURON, BuildConfig, in_shard, make_plan, parse_filters, parse_shard
+from atlasgen.plan import ALGORITHM_VERSION, Artifact, BuildConfig, ProbeRef, in_shard, make_plan, parse_filters, parse_shard
+from atlasgen.weights import VGG16_LAYERS
 
 PARAMS = {"size": 64, "steps": 10}
+PROBES = [ProbeRef("astronaut", "d1"), ProbeRef("cat", "d2")]
 
 
 def test_parse_filters_ranges_and_lists():
@@ -27,11 +29,11 @@ def test_parse_shard():
 
 
 def test_shards_partition_the_filters():
-    filters = [("block1_conv1", f) for f in range(64)] + [("block2_conv1", f) for f in range(64)]
-    counts = [sum(in_shard(layer, f, (k, 3)) for layer, f in filters) for k in (1, 2, 3)]
+    filters = [Artifact("channel", layer, f, {}) for layer in ("block1_conv1", "block2_conv1") for f in range(64)]
+    counts = [sum(in_shard(a, (k, 3)) for a in filters) for k in (1, 2, 3)]
     assert sum(counts) == len(filters) and min(counts) > 20
-    for layer, f in filters:
-        assert sum(in_shard(layer, f, (k, 3)) for k in (1, 2, 3)) == 1
+    for a in filters:
+        assert sum(in_shard(a, (k, 3)) for k in (1, 2, 3)) == 1
 
 
 def keys_by_kind(plan):
@@ -39,25 +41,29 @@ def keys_by_kind(plan):
 
 
 def test_plan_lists_every_artifact_with_distinct_keys():
-    plan = make_plan("vgg16", "fp", [("a", [0, 1]), ("b", [3])], PARAMS, [("astronaut", "d1"), ("cat", "d2")])
-    assert len(plan.artifacts) == 3 * (2 + 2)
+    plan = make_plan("vgg16", "fp", [("a", [0, 1]), ("b", [3])], PARAMS, PROBES)
+    # Per filter: channel, neuron, and a map and a map view per probe; a photo per probe.
+    assert len(plan.artifacts) == 3 * (2 + 2 * 2) + 2
     assert len({a.key for a in plan.artifacts}) == len(plan.artifacts)
-    assert {a.kind for a in plan.artifacts} == {CHANNEL, NEURON, MAP}
+    assert {a.kind for a in plan.artifacts} == {"probe-photo", "channel", "neuron", "map", "map-view"}
+    assert all(a.recipe["algorithm"] == ALGORITHM_VERSION for a in plan.artifacts)
 
 
 def test_more_steps_change_only_synthesis_keys_and_a_new_probe_only_adds_maps():
-    base = keys_by_kind(make_plan("vgg16", "fp", [("a", [0])], PARAMS, [("astronaut", "d1")]))
-    longer = keys_by_kind(make_plan("vgg16", "fp", [("a", [0])], {**PARAMS, "steps": 20}, [("astronaut", "d1")]))
+    base = keys_by_kind(make_plan("vgg16", "fp", [("a", [0])], PARAMS, PROBES[:1]))
+    longer = keys_by_kind(make_plan("vgg16", "fp", [("a", [0])], {**PARAMS, "steps": 20}, PROBES[:1]))
     for what, key in base.items():
-        assert (longer[what] == key) == (what[0] == MAP)
-    more = keys_by_kind(make_plan("vgg16", "fp", [("a", [0])], PARAMS, [("astronaut", "d1"), ("cat", "d2")]))
-    assert set(base.items()) < set(more.items())
-    other_weights = keys_by_kind(make_plan("vgg16", "fp2", [("a", [0])], PARAMS, [("astronaut", "d1")]))
+        assert (longer[what] == key) == (what[0] not in ("channel", "neuron"))
+    more = keys_by_kind(make_plan("vgg16", "fp", [("a", [0])], PARAMS, PROBES))
+    # A new probe: new photo, maps and views; the old probe's views re-colour (a common scale).
+    assert {w for w, k in base.items() if more[w] != k} == {("map-view", "a", 0, "astronaut")}
+    other_weights = keys_by_kind(make_plan("vgg16", "fp2", [("a", [0])], PARAMS, PROBES[:1]))
     assert not set(base.values()) & set(other_weights.values())
 
 
 def test_presets_fill_only_what_is_not_given():
     quick = BuildConfig(preset="quick", steps=5).resolved()
-    assert quick.weights == "hed-bsds500" and quick.steps == 5 and quick.size == 64 and len(quick.layers) == 5
+    assert quick.weights == "hed-bsds500" and quick.steps == 5 and quick.size == 64
+    assert quick.layers == tuple(name for name in VGG16_LAYERS if name.endswith("_conv1")) and len(quick.layers) == 5
     full = BuildConfig().resolved()
     assert full.weights == "imagenet" and full.layers is None and full.filters is None and full.size == 224

@@ -1,30 +1,22 @@
-"""Site rendering from a manifest: links, escaping, GitHub Pages details, serve."""
+"""Site rendering from a manifest: links, escaping, GitHub Pages details, the typed manifest, pruning."""
 
-import importlib.util
 import json
 import re
 import stat
-import threading
-import urllib.request
 from pathlib import Path
 
 import pytest
 
 from atlasgen.errors import AtlasgenError
-from atlasgen.export import unit_folder
-from atlasgen.model import safe_name
-from atlasgen.serve import make_server
 from atlasgen.site import render_site
+from support import synthetic_manifest
 
-_spec = importlib.util.spec_from_file_location("render_speed", Path(__file__).resolve().parent.parent / "benchmarks" / "render_speed.py")
-render_speed = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(render_speed)
 
 HOSTILE = '<b onmouseover="x">evil</b>'
 
 
-def write_atlas(out: Path, layers=(("block1_conv1", 3, 3, 1, 1), ("block2_conv1", 2, 10, 2, 4))) -> dict:
-    manifest = render_speed.synthetic_manifest(layers=layers)
+def write_atlas(out: Path, layers=(("block1_conv1", 3), ("block2_conv1", 2))) -> dict:
+    manifest = synthetic_manifest(layers=list(layers))
     out.mkdir(parents=True, exist_ok=True)
     (out / "atlas.json").write_text(json.dumps(manifest))
     return manifest
@@ -65,7 +57,7 @@ def test_base_url_gives_canonical_open_graph_sitemap_and_a_404_that_works_at_any
 
 
 def test_names_are_escaped_and_paths_are_safe(tmp_path):
-    manifest = write_atlas(tmp_path, layers=(("block1_conv1", 2, 3, 1, 1),))
+    manifest = write_atlas(tmp_path, layers=(("block1_conv1", 2),))
     manifest["layers"][0]["name"] = HOSTILE
     manifest["weights"]["label"] = "<script>alert(1)</script>"
     (tmp_path / "atlas.json").write_text(json.dumps(manifest))
@@ -74,11 +66,6 @@ def test_names_are_escaped_and_paths_are_safe(tmp_path):
         html = page.read_text()
         assert "<b onmouseover" not in html and "<script>alert" not in html
     assert "&lt;b onmouseover=&#34;x&#34;&gt;evil&lt;/b&gt;" in (tmp_path / "vgg16/block1_conv1/index.html").read_text()
-    for name in (HOSTILE, "../../etc", "a/b\\c", "..", ""):
-        segment = safe_name(name)
-        assert segment and "/" not in segment and "\\" not in segment and "<" not in segment
-        assert segment not in (".", "..") and not segment.startswith(".")
-    assert unit_folder("vgg16", "../../x", 3) == "vgg16/x/3/"
 
 
 def test_files_are_world_readable(tmp_path):
@@ -88,22 +75,30 @@ def test_files_are_world_readable(tmp_path):
     assert stat.S_IMODE(page.stat().st_mode) == 0o644
 
 
-def test_render_without_a_manifest_is_one_line(tmp_path, run_cli, one_line_error):
+def test_render_without_a_valid_manifest_is_one_line(tmp_path):
     with pytest.raises(AtlasgenError, match="atlasgen build"):
         render_site(tmp_path)
-    one_line_error(run_cli("render", "--out", tmp_path), "atlas.json", "atlasgen build")
-    one_line_error(run_cli("serve", "--out", tmp_path), "index.html")
+    manifest = write_atlas(tmp_path)
+    del manifest["layers"][0]["units"][1]["page"]
+    (tmp_path / "atlas.json").write_text(json.dumps(manifest))
+    with pytest.raises(AtlasgenError, match=r"layers\[0\]\.units\[1\]\.page is missing"):
+        render_site(tmp_path)
 
 
-def test_serve_listens_on_loopback(tmp_path):
+def test_a_rerender_with_fewer_filters_removes_their_pages_and_keeps_other_files(tmp_path):
     write_atlas(tmp_path)
     render_site(tmp_path)
-    server = make_server(tmp_path, 0)
-    assert server.server_address[0] == "127.0.0.1"
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{server.server_address[1]}/vgg16/block1_conv1/") as response:
-            assert response.status == 200 and b"block1_conv1" in response.read()
-    finally:
-        server.shutdown()
-        server.server_close()
+    (tmp_path / "vgg16" / "notes.html").write_text("mine")
+    assert (tmp_path / "vgg16/block2_conv1/1/index.html").is_file()
+    write_atlas(tmp_path, layers=(("block1_conv1", 3),))
+    render_site(tmp_path)
+    assert not (tmp_path / "vgg16/block2_conv1").exists()
+    assert (tmp_path / "vgg16/block1_conv1/2/index.html").is_file()
+    assert (tmp_path / "vgg16" / "notes.html").read_text() == "mine"
+
+
+def test_render_result_projects_the_models_own_filter_count(tmp_path):
+    write_atlas(tmp_path)
+    result = render_site(tmp_path)
+    assert result.model == "vgg16" and result.model_filters == 4224
+    assert result.projected_model_bytes == pytest.approx(result.bytes_per_filter * 4224)

@@ -11,7 +11,7 @@ import pytest
 from atlasgen.build import run_build
 from atlasgen.plan import BuildConfig
 from atlasgen.serve import make_server
-from test_build import quiet
+from support import quiet_progress
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 FLAGS = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
@@ -26,7 +26,7 @@ def site(tmp_path_factory):
     root = tmp_path_factory.mktemp("atlas")
     config = BuildConfig(preset="quick", layers=("block1_conv1", "block2_conv1"), filters="0-2", size=32, steps=4,
                          store=root / "store", out=root / "site")
-    assert run_build(config, quiet()).complete
+    assert run_build(config, quiet_progress()).complete
     server = make_server(root / "site", 0)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()

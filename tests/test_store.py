@@ -7,7 +7,6 @@ import hashlib
 import json
 import multiprocessing
 import os
-import random
 import signal
 import stat
 import subprocess
@@ -18,19 +17,11 @@ from pathlib import Path
 
 import pytest
 
-from atlasgen import store as store_mod
+from atlasgen import fs, store as store_mod
 from atlasgen.errors import AtlasgenError
-from atlasgen.store import ALGORITHM_VERSION, CorruptBlob, Store, StoreError, recipe_key
+from atlasgen.store import CorruptBlob, Store, StoreError, recipe_key
+from support import REPO, key_of, payload
 
-REPO = Path(__file__).resolve().parent.parent
-
-
-def key_of(i) -> str:
-    return recipe_key({"algorithm": ALGORITHM_VERSION, "artifact": f"test-{i}"})
-
-
-def payload(i, part: str, repeat: int = 64) -> bytes:
-    return hashlib.sha256(f"{i}/{part}".encode()).digest() * repeat
 
 
 def tree(root: Path) -> dict[str, bytes]:
@@ -38,7 +29,7 @@ def tree(root: Path) -> dict[str, bytes]:
 
 
 def temp_files(root: Path) -> list[Path]:
-    return [p for p in root.rglob(f"{store_mod.TEMP_PREFIX}*")]
+    return [p for p in root.rglob(f"{fs.TEMP_PREFIX}*")]
 
 
 @pytest.fixture
@@ -371,26 +362,27 @@ def test_concurrent_writers_leave_a_valid_store(tmp_path):
 KILLED_WRITER = """
 import sys
 from atlasgen.store import Store
-from test_store import key_of, payload
+from support import key_of, payload
 store = Store(sys.argv[1])
-print("ready", flush=True)
 i = 0
 while True:
     store.put(key_of(i), {"a": payload(i, "a", 8192), "b": payload(i, "b", 8192)}, {"i": i})
+    print(i, flush=True)
     i += 1
 """
 
 
-@pytest.mark.parametrize("attempt", range(3))
-def test_sigkill_mid_write_leaves_nothing_corrupt(tmp_path, attempt):
+@pytest.mark.parametrize("puts", [1, 5, 17])
+def test_sigkill_mid_write_leaves_nothing_corrupt(tmp_path, puts):
     root = tmp_path / "store"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "tests")])}
     proc = subprocess.Popen([sys.executable, "-c", KILLED_WRITER, str(root)],
                             stdout=subprocess.PIPE, env=env, cwd=REPO)
     try:
-        assert proc.stdout.readline() == b"ready\n"
-        delay = random.uniform(0.05, 0.5)
-        time.sleep(delay)
+        # Synchronise on the writer's own output: kill it while it writes the entry after `puts`.
+        for _ in range(puts):
+            proc.stdout.readline()
+        delay = puts
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait()

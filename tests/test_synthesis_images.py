@@ -5,12 +5,10 @@ import pytest
 
 from atlasgen import geometry
 from atlasgen.errors import AtlasgenError
-from atlasgen.synthesis import LayerEngine, Optimiser, SynthesisParams, channel_images, neuron_images, rf_crop
+from atlasgen.synthesis import LayerEngine, SynthesisParams, channel_images, neuron_images, rf_crop, synthesise
 from atlasgen.synthesis.engine import choose_batch_size
 from atlasgen.synthesis.images import NEUTRAL_BYTE, batches, changed_outside
-from atlasgen.tf import load
-
-tf, _ = load()
+from atlasgen.tf import tf
 
 TINY = SynthesisParams(size=40, steps=12)
 
@@ -26,9 +24,10 @@ def block3(hed_model):
 
 
 def test_channel_images_are_textured_deterministic_and_improve(block1):
-    optimiser = Optimiser(block1)
-    first = channel_images(block1, [0, 5, 9], TINY, optimiser)
-    again = channel_images(block1, [0, 5, 9], TINY, optimiser)
+    first = synthesise(block1, "channel", [0, 5, 9], TINY)
+    compiled = len(block1.compiled)
+    again = channel_images(block1, [0, 5, 9], TINY, batch_size=3)
+    assert len(block1.compiled) == compiled, "the same batch reuses its compiled graph"
     for a, b in zip(first, again):
         assert a.image.shape == (40, 40, 3) and a.image.dtype == np.uint8
         assert a.image.std() > 2.0

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from atlasgen.errors import AtlasgenError
-from atlasgen.synthesis import FilterImage, LayerEngine, activation_maps, default_probe, image_metrics, load_probes
+from atlasgen.synthesis import LayerEngine, activation_maps, default_probe, load_probes
 from atlasgen.synthesis.maps import VIRIDIS_STOPS, colour_map, probe_means
 from atlasgen.synthesis.probes import Probe
 
@@ -70,9 +70,10 @@ def test_probe_folder_and_bad_probes(tmp_path):
     assert [p.name for p in load_probes([])] == ["astronaut"]
 
 
-def test_metrics_compare_with_the_best_probe():
-    image = FilterImage("l", 0, "neuron", np.zeros((2, 2, 3), np.uint8), 3.0, 2.0, np.zeros(5), None, 0)
-    metrics = image_metrics(image, probe_best_mean=0.5)
-    assert metrics["activation_vs_best_probe"] == pytest.approx(4.0)
-    assert metrics["changed_pixels_outside_box"] == 0 and metrics["steps"] == 5
-    assert image_metrics(image, 0.0)["activation_vs_best_probe"] is None
+def test_probes_whose_names_clean_to_one_file_are_refused(tmp_path):
+    from PIL import Image
+
+    for name in ("a b.png", "a-b.png"):
+        Image.new("RGB", (8, 8)).save(tmp_path / name)
+    with pytest.raises(AtlasgenError, match="would share the file name 'a-b'"):
+        load_probes([tmp_path])

@@ -4,9 +4,8 @@ import numpy as np
 import pytest
 
 from atlasgen.synthesis import objectives
-from atlasgen.tf import load
+from atlasgen.tf import tf
 
-tf, _ = load()
 
 MAPS = tf.constant(np.arange(2 * 3 * 4, dtype=np.float32).reshape(2, 3, 4) - 5)
 

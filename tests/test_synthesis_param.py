@@ -4,9 +4,8 @@ import numpy as np
 import pytest
 
 from atlasgen.synthesis import param
-from atlasgen.tf import load
+from atlasgen.tf import tf
 
-tf, _ = load()
 
 
 def test_spectrum_scale_is_one_over_f_with_dc_capped():

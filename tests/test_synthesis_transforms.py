@@ -4,9 +4,8 @@ import numpy as np
 import pytest
 
 from atlasgen.synthesis import transforms
-from atlasgen.tf import load
+from atlasgen.tf import tf
 
-tf, _ = load()
 
 
 def keys(*values):

@@ -11,6 +11,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from atlasgen.errors import AtlasgenError
+from atlasgen.names import safe_name
 
 MAX_PROBE_SIDE = 512
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
@@ -57,10 +58,14 @@ def load_probes(paths: list[Path]) -> list[Probe]:
         else:
             raise AtlasgenError(f"probe {path} does not exist; give an image file or a folder of images")
     probes = [load_probe(p) for p in files]
-    names = [p.name for p in probes]
-    if len(set(names)) != len(names):
-        duplicate = next(n for n in names if names.count(n) > 1)
-        raise AtlasgenError(f"two probes are both named {duplicate!r}; rename one so pages can tell them apart")
+    # Two names that clean to one file name would share every file of the site.
+    by_file: dict[str, Probe] = {}
+    for probe in probes:
+        other = by_file.setdefault(safe_name(probe.name), probe)
+        if other is not probe:
+            raise AtlasgenError(
+                f"probes {other.name!r} and {probe.name!r} would share the file name {safe_name(probe.name)!r}; rename one"
+            )
     return probes
 
 

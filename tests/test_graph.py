@@ -6,14 +6,14 @@ import numpy as np
 import pytest
 
 from atlasgen.geometry import receptive_fields
-from atlasgen.layers import describe_layers
-from atlasgen.model import conv_layers, spatial_ops
-from conftest import CUSTOM_CONVS, PUBLISHED_VGG16, VGG16_NAMES
+from atlasgen.graph import conv_layers, spatial_ops
+from atlasgen.weights import VGG16_LAYERS
+from support import CUSTOM_CONVS, PUBLISHED_VGG16
 
 
 def test_vgg16_walks_to_13_conv_layers(hed_model):
     convs = conv_layers(hed_model.model)
-    assert [c.name for c in convs] == VGG16_NAMES
+    assert [c.name for c in convs] == list(VGG16_LAYERS)
     assert sum(c.filters for c in convs) == 4224
     assert [c.filters for c in convs][::3] == [64, 128, 256, 512, 512]
 
@@ -78,14 +78,3 @@ def test_vgg16_sizes_match_keras(keras, hed_model, shape):
     fields = receptive_fields(spatial_ops(hed_model.model), shape)
     real = _real_output_sizes(keras, hed_model.model, shape)
     assert {name: fields[name].size for name in real} == real
-
-
-def test_describe_layers(hed_model):
-    layers = describe_layers(hed_model, 96)
-    assert [layer.name for layer in layers] == VGG16_NAMES
-    last = layers[-1].as_dict()
-    assert (last["r"], last["S"], last["P"], last["output_size"]) == (196, 16, 90, 6)
-    # At 96 px conv5_3's centre unit sees the whole image.
-    assert last["centre_box"] == [0, 0, 96, 96]
-    first = layers[0].as_dict()
-    assert first["centre_unit"] == [47, 47] and first["centre_box"] == [46, 46, 49, 49]

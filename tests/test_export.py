@@ -1,0 +1,86 @@
+"""The export: it copies stored blobs to their files and writes atlas.json, computes nothing, and
+prunes only the files an earlier export wrote."""
+
+import hashlib
+import json
+
+from PIL import Image
+
+from atlasgen.build import prepare, run_build
+from atlasgen.export import export_atlas
+from atlasgen.fs import OWNED_RECORD
+from atlasgen.manifest import load_manifest
+from atlasgen.store import Store
+
+
+def test_manifest_describes_the_atlas(tmp_path, tiny_config, quiet):
+    assert run_build(tiny_config(), quiet).complete
+    site = tmp_path / "site"
+    manifest = json.loads((site / "atlas.json").read_text())
+    assert manifest["schema"] == 2 and manifest["model"] == "vgg16" and manifest["model_filters"] == 4224
+    assert manifest["weights"]["source"] == "hed-bsds500"
+    assert "fine-tuned for edge detection" in manifest["weights"]["label"]
+    assert len(manifest["weights"]["fingerprint"]) == 64
+    assert manifest["parameters"]["steps"] == 4 and manifest["parameters"]["size"] == 32
+    assert manifest["probes"] == [{"name": "astronaut", "sha256": manifest["probes"][0]["sha256"],
+                                   "image": "probes/astronaut.webp", "width": 512, "height": 512}]
+    (layer,) = manifest["layers"]
+    assert (layer["name"], layer["r"], layer["S"], layer["P"]) == ("block1_conv1", 3, 1, 1)
+    assert [u["index"] for u in layer["units"]] == [0, 1]
+    for unit in layer["units"]:
+        folder = f"vgg16/block1_conv1/{unit['index']}/"
+        assert unit["page"] == folder
+        assert unit["images"] == {"channel": folder + "channel.webp", "neuron": folder + "neuron.webp",
+                                  "rf_crop": folder + "rf-crop.webp"}
+        for path in unit["images"].values():
+            with Image.open(site / path) as image:
+                assert image.format == "WEBP"
+        (amap,) = unit["activation_maps"]
+        assert amap["probe"] == "astronaut" and amap["scale"] == amap["peak"]
+        assert amap["images"] == {"heatmap": folder + "maps/astronaut.webp", "overlay": folder + "maps/astronaut-overlay.webp"}
+        top, left, bottom, right = unit["rf_box"]
+        assert (bottom - top, right - left) == (3, 3)
+        metrics = unit["metrics"]
+        assert metrics["neuron"]["changed_pixels_outside_box"] == 0
+        assert metrics["channel"]["activation_vs_best_probe"] > 0
+        assert metrics["channel"]["changed_pixels_outside_box"] is None
+    assert load_manifest(site).units == 2
+
+
+def test_export_only_copies_stored_blobs(tmp_path, tiny_config, quiet, monkeypatch):
+    assert run_build(tiny_config(), quiet).complete
+    store = Store(tmp_path / "store")
+    stored = {p.parent.name + p.name for p in (tmp_path / "store" / "blobs").rglob("*") if p.is_file()}
+    site = tmp_path / "site"
+    images = [p for p in site.rglob("*.webp")]
+    assert len(images) == 1 + 2 * 5
+    for path in images:
+        assert hashlib.sha256(path.read_bytes()).hexdigest() in stored, path
+    # With every encoder and model call broken, the export still runs: it computes nothing.
+    for name in ("atlasgen.codec.webp", "atlasgen.codec.grey_png", "atlasgen.synthesis.maps.render_map"):
+        monkeypatch.setattr(name, lambda *a, **k: (_ for _ in ()).throw(AssertionError("export computed")))
+    for path in images:
+        path.unlink()
+    export_atlas(prepare(tiny_config()), store)
+    assert all(path.is_file() for path in images)
+
+
+def test_stale_outputs_are_pruned_and_a_users_files_never_touched(tmp_path, tiny_config, quiet, photo_dir):
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "notes.md").write_text("mine")
+    (site / "vgg16").mkdir()
+    (site / "vgg16" / "mine.webp").write_bytes(b"also mine")
+    run_build(tiny_config(filters="0-2", probes=(photo_dir / "red.png",)), quiet)
+    assert (site / "vgg16/block1_conv1/2/index.html").is_file()
+    assert (site / "vgg16/block1_conv1/0/maps/red.webp").is_file()
+    run_build(tiny_config(filters="0", probes=(photo_dir / "blue.png",)), quiet)
+    assert not (site / "vgg16/block1_conv1/1").exists() and not (site / "vgg16/block1_conv1/2").exists()
+    assert not (site / "vgg16/block1_conv1/0/maps/red.webp").exists() and not (site / "probes/red.webp").exists()
+    assert (site / "vgg16/block1_conv1/0/maps/blue.webp").is_file() and (site / "probes/blue.webp").is_file()
+    assert (site / "notes.md").read_text() == "mine" and (site / "vgg16" / "mine.webp").read_bytes() == b"also mine"
+    record = json.loads((site / OWNED_RECORD).read_text())
+    assert "notes.md" not in record["export"] + record["site"]
+    assert "vgg16/block1_conv1/0/index.html" in record["site"] and "atlas.json" in record["export"]
+    on_disk = {p.relative_to(site).as_posix() for p in site.rglob("*") if p.is_file()}
+    assert on_disk == set(record["export"]) | set(record["site"]) | {"notes.md", "vgg16/mine.webp", OWNED_RECORD}

@@ -1,0 +1,182 @@
+"""The artifact kinds registry and the plan it drives: which artifacts a filter has, their recipes and keys, shards."""
+
+from __future__ import annotations
+
+import typing
+
+import pytest
+
+from atlasgen.kinds import KINDS, Scope
+from atlasgen.plan import ALGORITHM_VERSION, ProbeRef, in_shard, make_plan, parse_shard
+from atlasgen.store import recipe_key
+from atlasgen.synthesis.optimise import SynthesisParams
+
+MODEL, FINGERPRINT = "vgg16", "f" * 64
+PARAMS = SynthesisParams(size=64, steps=64).recipe()
+A, B, C = ProbeRef("a", "1" * 64), ProbeRef("b", "2" * 64), ProbeRef("c", "3" * 64)
+LAYERS = [("block1_conv1", [0, 1])]
+
+UNIT_KINDS = [k.name for k in KINDS.values() if k.scope == "unit"]
+PROBE_KINDS = [k.name for k in KINDS.values() if k.scope == "unit-probe"]
+SHARED_KINDS = [k.name for k in KINDS.values() if k.scope == "probe"]
+
+
+def plan(params=PARAMS, probes=(A, B), layers=LAYERS, fingerprint=FINGERPRINT):
+    return make_plan(MODEL, fingerprint, layers, params, list(probes))
+
+
+def keys(p) -> dict[tuple, str]:
+    return {(a.kind, a.layer, a.filter, a.probe): a.key for a in p.artifacts}
+
+
+# --- the registry ---------------------------------------------------------------------------------
+
+
+def test_the_kinds_the_atlas_is_made_of():
+    assert set(UNIT_KINDS) == {"channel", "neuron"}
+    assert set(PROBE_KINDS) == {"map", "map-view"}
+    assert SHARED_KINDS == ["probe-photo"]
+
+
+@pytest.mark.parametrize("kind", KINDS.values(), ids=list(KINDS))
+def test_a_kind_is_consistent(kind):
+    assert KINDS[kind.name] is kind
+    assert kind.scope in typing.get_args(Scope)
+    assert kind.blobs and len(set(kind.blobs)) == len(kind.blobs)
+    assert len(set(kind.facts)) == len(kind.facts)
+    for output in kind.outputs:
+        assert output.blob in kind.blobs, (kind.name, output)
+        assert not output.file.startswith("/") and ".." not in output.file.split("/")
+        # Per-probe files must differ between probes, or one probe's file would overwrite another's.
+        assert ("{probe}" in output.file) == (kind.scope != "unit"), (kind.name, output.file)
+    assert len({o.file for o in kind.outputs}) == len(kind.outputs)
+
+
+def test_output_names_and_unit_files_are_unique_across_kinds():
+    names = [o.name for k in KINDS.values() for o in k.outputs]
+    assert len(names) == len(set(names)), names
+    unit_files = [o.file for k in KINDS.values() if k.scope != "probe" for o in k.outputs]
+    assert len(unit_files) == len(set(unit_files)), unit_files
+
+
+def test_kinds_are_listed_after_the_kinds_their_recipes_read():
+    order = list(KINDS)
+    assert order.index("map") < order.index("map-view")
+
+
+# --- the plan -------------------------------------------------------------------------------------
+
+
+def test_every_filter_gets_one_artifact_per_kind_and_probe():
+    p = plan()
+    assert [layer.name for layer in p.layers] == ["block1_conv1"] and p.layers[0].filters == [0, 1]
+    expected_unit = {(k, None) for k in UNIT_KINDS} | {(k, probe) for k in PROBE_KINDS for probe in ("a", "b")}
+    assert len(expected_unit) == 6
+    for f in (0, 1):
+        mine = [a for a in p.layers[0].artifacts if a.filter == f]
+        assert sorted((a.kind, a.probe or "") for a in mine) == sorted((k, pr or "") for k, pr in expected_unit)
+        assert all(a.layer == "block1_conv1" for a in mine)
+        assert set(p.layers[0].unit(f)) == expected_unit
+    assert len(p.layers[0].artifacts) == 12
+    assert [(a.kind, a.probe, a.layer, a.filter) for a in p.shared] == [
+        ("probe-photo", "a", None, None), ("probe-photo", "b", None, None)]
+    assert len(p.artifacts) == 14
+
+
+def test_keys_are_unique_and_hash_the_recipe():
+    p = plan(layers=[("block1_conv1", [0, 1]), ("block2_conv1", [0])])
+    assert len({a.key for a in p.artifacts}) == len(p.artifacts) == 2 + 3 * 6
+    for a in p.artifacts:
+        assert a.key == recipe_key(a.recipe)
+        assert a.recipe["kind"] == a.kind
+        assert a.recipe["algorithm"] == ALGORITHM_VERSION
+        assert a.recipe["model"] == MODEL and a.recipe["weights"] == FINGERPRINT
+        if a.layer is not None:
+            assert (a.recipe["layer"], a.recipe["filter"]) == (a.layer, a.filter)
+
+
+def test_only_synthesis_recipes_hold_the_parameters():
+    p = plan()
+    for a in p.artifacts:
+        if a.kind in ("channel", "neuron"):
+            assert a.recipe["params"] == PARAMS
+        else:
+            assert "params" not in a.recipe and not set(PARAMS) & set(a.recipe)
+    base = {"algorithm", "model", "weights", "kind"}
+    fields = {a.kind: set(a.recipe) for a in p.artifacts}
+    assert fields["probe-photo"] == base | {"probe"}
+    assert fields["map"] == base | {"layer", "filter", "probe"}
+    assert fields["map-view"] == base | {"layer", "filter", "probe", "map", "scale_from"}
+
+
+def test_more_steps_change_the_synthesis_keys_only():
+    base = keys(plan())
+    longer = keys(plan(params=SynthesisParams(size=64, steps=512).recipe()))
+    assert base.keys() == longer.keys()
+    for what, key in base.items():
+        assert (longer[what] != key) == (what[0] in ("channel", "neuron")), what
+
+
+def test_other_weights_change_every_key():
+    base = keys(plan())
+    other = keys(plan(fingerprint="e" * 64))
+    assert not set(base.values()) & set(other.values())
+
+
+def test_a_map_view_names_its_map_and_every_probes_map():
+    p = plan()
+    for f in (0, 1):
+        unit = p.layers[0].unit(f)
+        for probe in ("a", "b"):
+            view = unit[("map-view", probe)].recipe
+            assert view["map"] == unit[("map", probe)].key
+            assert view["scale_from"] == [unit[("map", "a")].key, unit[("map", "b")].key]
+            assert view["probe"] == {"a": A, "b": B}[probe].digest
+    # The views of different filters name different maps.
+    assert p.layers[0].unit(0)[("map-view", "a")].recipe["map"] != p.layers[0].unit(1)[("map-view", "a")].recipe["map"]
+
+
+def test_a_new_probe_recolours_the_views_and_nothing_else():
+    base = keys(plan())
+    more = keys(plan(probes=(A, B, C)))
+    for what, key in base.items():
+        assert (more[what] != key) == (what[0] == "map-view"), what
+    added = set(more) - set(base)
+    assert added == {("probe-photo", None, None, "c")} | {
+        (k, "block1_conv1", f, "c") for k in PROBE_KINDS for f in (0, 1)}
+
+
+def test_a_probe_is_known_by_its_bytes_not_only_its_name():
+    base = keys(plan())
+    edited = keys(plan(probes=(A, ProbeRef("b", "4" * 64))))
+    for what, key in base.items():
+        changes = what[0] == "map-view" or what[3] == "b"
+        assert (edited[what] != key) == changes, what
+
+
+# --- shards ---------------------------------------------------------------------------------------
+
+
+def test_shards_partition_the_filters_and_share_the_probe_photos():
+    p = plan(layers=[("block1_conv1", list(range(24))), ("block2_conv1", list(range(24)))])
+    for n in (1, 2, 3, 5):
+        shards = [(k, n) for k in range(1, n + 1)]
+        for a in p.shared:
+            assert all(in_shard(a, s) for s in shards)
+        by_filter: dict[tuple, set[int]] = {}
+        for layer in p.layers:
+            for a in layer.artifacts:
+                homes = [k for k, _ in shards if in_shard(a, (k, n))]
+                assert len(homes) == 1, (a.kind, a.layer, a.filter, a.probe, n)
+                by_filter.setdefault((a.layer, a.filter), set()).update(homes)
+        assert all(len(homes) == 1 for homes in by_filter.values())
+        # The filters spread over the shards, not all into one.
+        used = [sum(1 for homes in by_filter.values() if k in homes) for k, _ in shards]
+        assert min(used) > 0 and sum(used) == 48, (n, used)
+
+
+def test_the_shard_of_a_filter_does_not_depend_on_the_probes_or_parameters():
+    one = {(a.layer, a.filter): in_shard(a, parse_shard("2/3")) for a in plan().layers[0].artifacts}
+    other = {(a.layer, a.filter): in_shard(a, parse_shard("2/3"))
+             for a in plan(params={"steps": 1}, probes=(C,)).layers[0].artifacts}
+    assert one == other

@@ -1,0 +1,246 @@
+"""atlasgen.manifest: atlas.json as typed records, checked field by field on the way in."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from atlasgen.errors import AtlasgenError
+from atlasgen.manifest import (
+    MANIFEST, SCHEMA_VERSION, Generator, LayerRecord, Manifest, ManifestError, MapRecord, Metrics, ProbeRecord,
+    SynthesisMetrics, UnitRecord, Weights, activation_vs_best_probe, load_manifest, unit_metrics,
+)
+from atlasgen.synthesis.optimise import SynthesisParams
+
+CHANNEL_FACTS = {"objective": 3.5, "mean_activation": 2.0, "steps": 64}
+NEURON_FACTS = {"objective": 1.25, "mean_activation": 0.5, "steps": 64, "changed_pixels_outside_box": 0}
+
+
+def make_manifest() -> Manifest:
+    maps = [
+        MapRecord("astronaut", {"heatmap": "vgg16/block1_conv1/0/maps/astronaut.webp",
+                                "overlay": "vgg16/block1_conv1/0/maps/astronaut-overlay.webp"}, 8.0, 4.0, 8.0),
+        MapRecord("cat", {"heatmap": "vgg16/block1_conv1/0/maps/cat.webp",
+                          "overlay": "vgg16/block1_conv1/0/maps/cat-overlay.webp"}, 2.0, 0.25, 8.0),
+    ]
+    unit = UnitRecord(
+        index=0, page="vgg16/block1_conv1/0/",
+        images={"channel": "vgg16/block1_conv1/0/channel.webp", "neuron": "vgg16/block1_conv1/0/neuron.webp",
+                "rf_crop": "vgg16/block1_conv1/0/rf-crop.webp"},
+        rf_box=[31, 31, 34, 34], activation_maps=maps,
+        metrics=unit_metrics(CHANNEL_FACTS, NEURON_FACTS, [m.mean for m in maps]),
+    )
+    layers = [
+        LayerRecord("block1_conv1", "vgg16/block1_conv1/", 64, 3, 1, 1, 224, [112, 112], [unit]),
+        LayerRecord("block2_conv1", "vgg16/block2_conv1/", 128, [10, 10], [2, 2], [4, 4], [112, 112], [56, 56], []),
+    ]
+    return Manifest(
+        schema=SCHEMA_VERSION,
+        generator=Generator("atlasgen", "0.1.0", 2),
+        model="vgg16",
+        model_filters=4224,
+        weights=Weights("imagenet", "imagenet", "ImageNet weights (Keras)", "f" * 64),
+        input_convention="caffe BGR, mean-subtracted",
+        preset="quick",
+        parameters=SynthesisParams(size=64, steps=64),
+        probes=[ProbeRecord("astronaut", "1" * 64, "probes/astronaut.webp", 64, 48),
+                ProbeRecord("cat", "2" * 64, "probes/cat.webp", 40, 64)],
+        activation_map_normalisation="per filter, over every probe",
+        layers=layers,
+    )
+
+
+def document() -> dict:
+    return json.loads(make_manifest().to_bytes())
+
+
+def error_of(document) -> str:
+    with pytest.raises(ManifestError) as caught:
+        Manifest.from_json(document)
+    message = str(caught.value)
+    assert isinstance(caught.value, AtlasgenError)
+    assert "\n" not in message and message.strip() == message and message
+    return message
+
+
+# --- round trip -----------------------------------------------------------------------------------
+
+
+def test_importing_the_records_does_not_start_tensorflow():
+    code = ("import sys, atlasgen.manifest, atlasgen.kinds, atlasgen.plan, atlasgen.fs, atlasgen.names; "
+            "from atlasgen.synthesis.optimise import SynthesisParams; SynthesisParams(); "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras')))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
+
+
+def test_round_trip():
+    m = make_manifest()
+    back = Manifest.from_json(json.loads(m.to_bytes()))
+    assert back == m
+    assert back.to_bytes() == m.to_bytes()
+    assert back.parameters.scale == (0.9, 1.1) and isinstance(back.parameters.scale, tuple)
+    assert back.layers[1].r == [10, 10] and back.layers[0].r == 3
+    assert back.layers[0].units[0].metrics.channel.activation_vs_best_probe == 0.5
+    assert back.units == 1
+
+
+def test_round_trip_sees_a_changed_field():
+    doc = document()
+    doc["layers"][0]["units"][0]["activation_maps"][1]["peak"] = 3.0
+    assert Manifest.from_json(doc) != make_manifest()
+
+
+def test_optional_fields_may_be_left_out():
+    doc = document()
+    del doc["layers"]
+    m = Manifest.from_json(doc)
+    assert m.layers == [] and m.units == 0
+    doc = document()
+    del doc["layers"][0]["units"][0]["metrics"]["channel"]["changed_pixels_outside_box"]
+    assert Manifest.from_json(doc).layers[0].units[0].metrics.channel.changed_pixels_outside_box is None
+
+
+def test_load_manifest_reads_it_back(tmp_path):
+    m = make_manifest()
+    (tmp_path / MANIFEST).write_bytes(m.to_bytes())
+    assert load_manifest(tmp_path) == m
+
+
+# --- refusals -------------------------------------------------------------------------------------
+
+
+def test_an_empty_object_names_a_missing_field():
+    message = error_of({})
+    assert "atlas.json.schema is missing" in message
+
+
+def test_a_list_is_not_a_manifest():
+    message = error_of([1])
+    assert message.startswith("atlas.json should be an object")
+
+
+def mutate(path, value=None, delete=False):
+    def apply(doc):
+        node = doc
+        for step in path[:-1]:
+            node = node[step]
+        if delete:
+            del node[path[-1]]
+        else:
+            node[path[-1]] = value
+        return doc
+    return apply
+
+
+@pytest.mark.parametrize("change,fragments", [
+    (mutate(["layers", 0, "units", 0, "page"], 7), ["atlas.json.layers[0].units[0].page", "a string", "not 7"]),
+    (mutate(["layers", 0, "filters"], True), ["atlas.json.layers[0].filters", "an integer", "not true"]),
+    (mutate(["probes", 1, "width"], False), ["atlas.json.probes[1].width", "an integer"]),
+    (mutate(["model_filters"], 4224.0), ["atlas.json.model_filters", "an integer"]),
+    (mutate(["layers", 0, "r"], "3"), ["atlas.json.layers[0].r", "an integer or list", 'not "3"']),
+    (mutate(["layers", 1, "S"], [2, "2"]), ["atlas.json.layers[1].S"]),
+    (mutate(["layers", 0, "units", 0, "metrics", "neuron", "steps"], delete=True),
+     ["atlas.json.layers[0].units[0].metrics.neuron.steps is missing"]),
+    (mutate(["layers", 0, "units", 0, "images", "channel"], None), ["atlas.json.layers[0].units[0].images.channel"]),
+    (mutate(["layers", 0, "units", 0, "activation_maps", 1, "mean"], "0.25"),
+     ["atlas.json.layers[0].units[0].activation_maps[1].mean", "a number"]),
+    (mutate(["layers", 0, "units", 0, "activation_maps", 0, "scale"], True),
+     ["atlas.json.layers[0].units[0].activation_maps[0].scale", "a number"]),
+    (mutate(["parameters", "scale"], [0.9]), ["atlas.json.parameters.scale", "a list of 2"]),
+    (mutate(["parameters", "decorrelate"], 1), ["atlas.json.parameters.decorrelate", "true or false"]),
+    (mutate(["layers"], {}), ["atlas.json.layers", "a list"]),
+    (mutate(["weights"], "imagenet"), ["atlas.json.weights", "an object"]),
+])
+def test_a_bad_field_is_named(change, fragments):
+    message = error_of(change(document()))
+    for fragment in fragments:
+        assert fragment in message, (fragment, message)
+
+
+@pytest.mark.parametrize("schema", [SCHEMA_VERSION - 1, SCHEMA_VERSION + 1])
+def test_another_schema_is_refused(schema):
+    message = error_of({**document(), "schema": schema})
+    assert f"schema {schema}" in message and f"reads {SCHEMA_VERSION}" in message
+
+
+def test_a_long_bad_value_is_cut_short():
+    message = error_of(mutate(["model"], 10 ** 200)(document()))
+    assert "atlas.json.model" in message and len(message) < 200
+
+
+@pytest.mark.parametrize("setup,fragment", [
+    (lambda folder: None, "does not exist"),
+    (lambda folder: (folder / MANIFEST).write_text('{"schema": 2,'), "is not valid JSON"),
+    (lambda folder: (folder / MANIFEST).write_bytes(b"\xff\xfe not text"), "is not valid JSON"),
+    (lambda folder: (folder / MANIFEST).mkdir(), "is not a regular file"),
+    (lambda folder: (folder / MANIFEST).symlink_to(folder / "elsewhere.json"), "is not a regular file"),
+])
+def test_load_manifest_problems_are_one_line(tmp_path, setup, fragment):
+    setup(tmp_path)
+    with pytest.raises(ManifestError) as caught:
+        load_manifest(tmp_path)
+    message = str(caught.value)
+    assert "\n" not in message and fragment in message and str(tmp_path / MANIFEST) in message
+
+
+def test_load_manifest_checks_the_schema(tmp_path):
+    (tmp_path / MANIFEST).write_text(json.dumps({**document(), "probes": [{"name": "x"}]}))
+    with pytest.raises(ManifestError, match=r"atlas\.json\.probes\[0\]\.sha256 is missing"):
+        load_manifest(tmp_path)
+
+
+# --- metrics --------------------------------------------------------------------------------------
+
+
+def test_activation_vs_best_probe():
+    assert activation_vs_best_probe(3.0, 2.0) == 1.5
+    assert activation_vs_best_probe(0.0, 2.0) == 0.0
+    assert activation_vs_best_probe(3.0, 0.0) is None
+
+
+def test_unit_metrics_uses_the_best_probe():
+    metrics = unit_metrics(CHANNEL_FACTS, NEURON_FACTS, [0.5, 4.0, 1.0])
+    assert metrics == Metrics(
+        channel=SynthesisMetrics(3.5, 2.0, 0.5, 64, None),
+        neuron=SynthesisMetrics(1.25, 0.5, 0.125, 64, 0),
+        best_probe_mean_activation=4.0,
+    )
+
+
+def test_unit_metrics_counts_changed_pixels_only_for_the_neuron():
+    # The channel's facts carry no such field; if they did, it still would not be reported.
+    metrics = unit_metrics({**CHANNEL_FACTS, "changed_pixels_outside_box": 5},
+                           {**NEURON_FACTS, "changed_pixels_outside_box": 3}, [1.0])
+    assert metrics.channel.changed_pixels_outside_box is None
+    assert metrics.neuron.changed_pixels_outside_box == 3
+
+
+@pytest.mark.parametrize("means", [[0.0, 0.0], []])
+def test_unit_metrics_when_every_probe_is_silent(means):
+    metrics = unit_metrics(CHANNEL_FACTS, NEURON_FACTS, means)
+    assert metrics.best_probe_mean_activation == 0.0
+    assert metrics.channel.activation_vs_best_probe is None
+    assert metrics.neuron.activation_vs_best_probe is None
+    assert metrics.channel.mean_activation == 2.0
+
+
+def test_hostile_values_give_one_line_naming_the_field():
+    doc = document()
+    doc["layers"][0]["units"][0]["images"] = {"x\nError: forged line": 5}
+    assert error_of(doc).startswith('atlas.json.layers[0].units[0].images["x\\nError: forged line"] should be a string')
+    doc = document()
+    doc["layers"][0]["units"][0]["activation_maps"][0]["peak"] = int("9" * 400)
+    assert "activation_maps[0].peak should be a number or" not in error_of(doc)
+    assert "activation_maps[0].peak should be a finite number, not a huge integer" in error_of(doc)
+    doc = document()
+    doc["layers"][0]["units"][0]["activation_maps"][0]["peak"] = float("nan")
+    assert "peak should be a finite number" in error_of(doc)
+
+
+def test_the_schema_version_is_checked_first():
+    assert error_of({"schema": 1, "model": "vgg16"}).startswith("atlas.json has schema 1, this atlasgen reads 2")

@@ -1,0 +1,61 @@
+"""atlasgen.names: the URL path segments every published link depends on."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from atlasgen.names import layer_folder, probe_image, safe_name, unit_folder
+
+HOSTILE = ['<b onmouseover="x">evil</b>', "../../etc", "a/b\\c", "..", ".", "...", "", ".hidden", "-", " ", "猫",
+           "a\nb", "%2e%2e", "C:\\Windows", "/abs/path", "x/.."]
+
+
+@pytest.mark.parametrize("text", HOSTILE)
+def test_safe_name_is_one_harmless_path_segment(text):
+    name = safe_name(text)
+    assert re.fullmatch(r"[A-Za-z0-9_.-]+", name), name
+    for bad in ("/", "\\", "<", ">", '"', " ", "\n"):
+        assert bad not in name
+    assert name not in (".", "..")
+    assert not name.startswith(".")
+
+
+@pytest.mark.parametrize("text,expected", [
+    ('<b onmouseover="x">evil</b>', "b-onmouseover-x-evil-b"),
+    ("../../etc", "etc"),
+    ("a/b\\c", "a-b-c"),
+    ("..", "model"),
+    ("", "model"),
+    (".hidden", "hidden"),
+])
+def test_safe_name_of_hostile_names(text, expected):
+    assert safe_name(text) == expected
+
+
+@pytest.mark.parametrize("text", ["block1_conv1", "vgg16", "hed-bsds500", "v1.2", "Layer_7-b"])
+def test_safe_name_keeps_names_that_are_already_safe(text):
+    assert safe_name(text) == text  # published links must not move
+
+
+def test_layer_and_unit_folders():
+    assert layer_folder("vgg16", "block1_conv1") == "vgg16/block1_conv1/"
+    assert unit_folder("vgg16", "block1_conv1", 12) == "vgg16/block1_conv1/12/"
+    assert unit_folder("vgg16", "../../x", 3) == "vgg16/x/3/"
+    assert layer_folder("../m", "a/b") == "m/a-b/"
+
+
+@pytest.mark.parametrize("model,layer", [(m, l) for m in HOSTILE[:6] for l in HOSTILE[:6]])
+def test_folders_never_climb_or_nest(model, layer):
+    folder = unit_folder(model, layer, 0)
+    assert folder.endswith("/") and not folder.startswith("/")
+    segments = folder[:-1].split("/")
+    assert len(segments) == 3 and segments[2] == "0"
+    assert all(s and s not in (".", "..") and not s.startswith(".") for s in segments)
+
+
+def test_probe_image():
+    assert probe_image("astronaut") == "probes/astronaut.webp"
+    assert probe_image("../../etc/passwd") == "probes/etc-passwd.webp"
+    assert probe_image("..") == "probes/model.webp"

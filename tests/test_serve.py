@@ -1,0 +1,31 @@
+"""`atlasgen serve`: a preview on the loopback interface only."""
+
+import json
+import threading
+import urllib.request
+
+import pytest
+
+from atlasgen.errors import AtlasgenError
+from atlasgen.serve import make_server
+from atlasgen.site import render_site
+from support import synthetic_manifest
+
+
+def test_serve_needs_a_built_site(tmp_path):
+    with pytest.raises(AtlasgenError, match="index.html"):
+        make_server(tmp_path, 0)
+
+
+def test_serve_listens_on_loopback(tmp_path):
+    (tmp_path / "atlas.json").write_text(json.dumps(synthetic_manifest(layers=[("block1_conv1", 2)])))
+    render_site(tmp_path)
+    server = make_server(tmp_path, 0)
+    assert server.server_address[0] == "127.0.0.1"
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{server.server_address[1]}/vgg16/block1_conv1/") as response:
+            assert response.status == 200 and b"block1_conv1" in response.read()
+    finally:
+        server.shutdown()
+        server.server_close()
