@@ -113,3 +113,28 @@ def photo_dir(tmp_path_factory):
     Image.new("RGB", (40, 30), (200, 30, 30)).save(folder / "red.png")
     Image.new("RGB", (30, 40), (20, 30, 220)).save(folder / "blue.png")
     return folder
+
+
+@pytest.fixture(scope="session")
+def built_atlas(tmp_path_factory):
+    """One real atlas, built once for the session: filters 0-2 of block1_conv1 and block2_conv1 at
+    32 px and 4 steps, with the default probe. Read it, or copy it with `atlas_copy`; never change it."""
+    from atlasgen.build import run_build
+    from atlasgen.plan import BuildConfig
+
+    root = tmp_path_factory.mktemp("atlas")
+    config = BuildConfig(preset="quick", layers=("block1_conv1", "block2_conv1"), filters="0-2", size=32, steps=4,
+                         store=root / "store", out=root / "site")
+    assert run_build(config, quiet_progress()).complete
+    return config
+
+
+@pytest.fixture
+def atlas_copy(built_atlas, tmp_path):
+    """A private copy of the session's atlas (store and site) in tmp_path, and its BuildConfig."""
+    import dataclasses
+    import shutil
+
+    shutil.copytree(built_atlas.store, tmp_path / "store", symlinks=True)
+    shutil.copytree(built_atlas.out, tmp_path / "site", symlinks=True)
+    return dataclasses.replace(built_atlas, store=tmp_path / "store", out=tmp_path / "site")

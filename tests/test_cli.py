@@ -22,8 +22,8 @@ from support import CUSTOM_CONVS, PUBLISHED_VGG16, TINY_ARGS, cli_env
 LAYER_FIELDS = {"name", "filters", "r", "S", "P", "output_size", "centre_unit", "centre_box"}
 
 
-def test_layers_json_for_the_hed_trunk(run_cli, hed_model):
-    result = run_cli("layers", "--weights", "hed-bsds500", "--json")
+def test_layers_json_for_the_hed_trunk(cli, hed_model):
+    result = cli("layers", "--weights", "hed-bsds500", "--json")
     assert result.returncode == 0 and result.stderr == "", result.stderr
     document = json.loads(result.stdout)
     layers = document["layers"]
@@ -39,12 +39,12 @@ def test_layers_json_for_the_hed_trunk(run_cli, hed_model):
     weights = document["weights"]
     assert (weights["source"], weights["spec"]) == ("hed-bsds500", "hed-bsds500")
     assert "HED BSDS500" in weights["label"]
-    # The same weights give the same fingerprint in another process.
     assert weights["fingerprint"] == hed_model.fingerprint
     assert document["input_convention"].startswith("BGR x255 minus mean")
 
 
-def test_layers_table_through_the_console_script(hed_model):
+def test_the_console_script_in_a_new_process_prints_only_its_table(hed_model):
+    """TensorFlow's start-up chatter stays off stderr, and another process gets the same fingerprint."""
     script = Path(sys.executable).parent / "atlasgen"
     command = [str(script)] if script.exists() else [shutil.which("atlasgen") or "atlasgen"]
     result = subprocess.run(

@@ -13,9 +13,8 @@ from atlasgen.manifest import load_manifest
 from atlasgen.store import Store
 
 
-def test_manifest_describes_the_atlas(tmp_path, tiny_config, quiet):
-    assert run_build(tiny_config(), quiet).complete
-    site = tmp_path / "site"
+def test_manifest_describes_the_atlas(built_atlas):
+    site = built_atlas.out
     manifest = json.loads((site / "atlas.json").read_text())
     assert manifest["schema"] == 2 and manifest["model"] == "vgg16" and manifest["model_filters"] == 4224
     assert manifest["weights"]["source"] == "hed-bsds500"
@@ -24,9 +23,10 @@ def test_manifest_describes_the_atlas(tmp_path, tiny_config, quiet):
     assert manifest["parameters"]["steps"] == 4 and manifest["parameters"]["size"] == 32
     assert manifest["probes"] == [{"name": "astronaut", "sha256": manifest["probes"][0]["sha256"],
                                    "image": "probes/astronaut.webp", "width": 512, "height": 512}]
-    (layer,) = manifest["layers"]
+    layer, second = manifest["layers"]
     assert (layer["name"], layer["r"], layer["S"], layer["P"]) == ("block1_conv1", 3, 1, 1)
-    assert [u["index"] for u in layer["units"]] == [0, 1]
+    assert (second["name"], second["r"], second["S"], second["P"], second["path"]) == ("block2_conv1", 10, 2, 4, "vgg16/block2_conv1/")
+    assert [u["index"] for u in layer["units"]] == [0, 1, 2]
     for unit in layer["units"]:
         folder = f"vgg16/block1_conv1/{unit['index']}/"
         assert unit["page"] == folder
@@ -44,16 +44,15 @@ def test_manifest_describes_the_atlas(tmp_path, tiny_config, quiet):
         assert metrics["neuron"]["changed_pixels_outside_box"] == 0
         assert metrics["channel"]["activation_vs_best_probe"] > 0
         assert metrics["channel"]["changed_pixels_outside_box"] is None
-    assert load_manifest(site).units == 2
+    assert load_manifest(site).units == 6
 
 
-def test_export_only_copies_stored_blobs(tmp_path, tiny_config, quiet, monkeypatch):
-    assert run_build(tiny_config(), quiet).complete
-    store = Store(tmp_path / "store")
-    stored = {p.parent.name + p.name for p in (tmp_path / "store" / "blobs").rglob("*") if p.is_file()}
-    site = tmp_path / "site"
+def test_export_only_copies_stored_blobs(atlas_copy, monkeypatch):
+    store = Store(atlas_copy.store)
+    stored = {p.parent.name + p.name for p in (atlas_copy.store / "blobs").rglob("*") if p.is_file()}
+    site = atlas_copy.out
     images = [p for p in site.rglob("*.webp")]
-    assert len(images) == 1 + 2 * 5
+    assert len(images) == 1 + 6 * 5
     for path in images:
         assert hashlib.sha256(path.read_bytes()).hexdigest() in stored, path
     # With every encoder and model call broken, the export still runs: it computes nothing.
@@ -61,7 +60,7 @@ def test_export_only_copies_stored_blobs(tmp_path, tiny_config, quiet, monkeypat
         monkeypatch.setattr(name, lambda *a, **k: (_ for _ in ()).throw(AssertionError("export computed")))
     for path in images:
         path.unlink()
-    export_atlas(prepare(tiny_config()), store)
+    export_atlas(prepare(atlas_copy), store)
     assert all(path.is_file() for path in images)
 
 

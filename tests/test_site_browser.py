@@ -8,10 +8,7 @@ from urllib.parse import urljoin, urlparse
 
 import pytest
 
-from atlasgen.build import run_build
-from atlasgen.plan import BuildConfig
 from atlasgen.serve import make_server
-from support import quiet_progress
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 FLAGS = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
@@ -22,12 +19,8 @@ from playwright import sync_api as playwright_api  # noqa: E402  (the dev extra 
 
 
 @pytest.fixture(scope="module")
-def site(tmp_path_factory):
-    root = tmp_path_factory.mktemp("atlas")
-    config = BuildConfig(preset="quick", layers=("block1_conv1", "block2_conv1"), filters="0-2", size=32, steps=4,
-                         store=root / "store", out=root / "site")
-    assert run_build(config, quiet_progress()).complete
-    server = make_server(root / "site", 0)
+def site(built_atlas):
+    server = make_server(built_atlas.out, 0)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{server.server_address[1]}/"
