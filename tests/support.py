@@ -101,3 +101,17 @@ def synthetic_manifest(**options) -> dict:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module.synthetic_manifest(**options)
+
+
+def per_filter(probes: int = 1) -> int:
+    """How many artifacts one filter has with this many probe photos, by the kinds registry."""
+    from atlasgen.kinds import KINDS
+
+    return sum({"unit": 1, "unit-probe": probes}.get(kind.scope, 0) for kind in KINDS.values())
+
+
+def files_per_filter(probes: int = 1) -> int:
+    """How many files the export writes for one filter, by the kinds registry."""
+    from atlasgen.kinds import KINDS
+
+    return sum(len(kind.outputs) * {"unit": 1, "unit-probe": probes}.get(kind.scope, 0) for kind in KINDS.values())

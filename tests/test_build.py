@@ -14,7 +14,7 @@ from atlasgen.build import build_status, run_build
 from atlasgen.errors import AtlasgenError
 from atlasgen.kinds import KINDS
 from atlasgen.store import Store
-from support import TINY_ARGS, cli_env
+from support import TINY_ARGS, cli_env, per_filter
 
 
 def computed_by_kind(store_root, before: set[str]) -> dict[str, int]:
@@ -34,9 +34,10 @@ def entries(store_root) -> set[str]:
 def test_build_computes_every_kind_and_rebuilds_are_incremental(tmp_path, tiny_config, quiet, photo_dir):
     store = tmp_path / "store"
     first = run_build(tiny_config(), quiet)
-    # Per filter: whole-filter image, centre-neuron image, map, map view; and the probe photo.
-    assert first.complete and first.computed == first.planned == 2 * 4 + 1
-    assert computed_by_kind(store, set()) == {"probe-photo": 1, "channel": 2, "neuron": 2, "map": 2, "map-view": 2}
+    # Every kind of every filter, and the probe photo.
+    assert first.complete and first.computed == first.planned == 2 * per_filter() + 1
+    made = computed_by_kind(store, set())
+    assert made == {name: 1 if kind.scope == "probe" else 2 for name, kind in KINDS.items()}
     manifest = tmp_path / "site" / "atlas.json"
     stamp = manifest.stat().st_mtime_ns
     assert run_build(tiny_config(), quiet).computed == 0
@@ -45,18 +46,21 @@ def test_build_computes_every_kind_and_rebuilds_are_incremental(tmp_path, tiny_c
     # scale may change); no synthesis.
     seen = entries(store)
     run_build(tiny_config(probes=(photo_dir / "red.png", photo_dir / "blue.png")), quiet)
-    assert computed_by_kind(store, seen) == {"probe-photo": 2, "map": 4, "map-view": 4}
+    made = computed_by_kind(store, seen)
+    assert (made["probe-photo"], made["map"], made["map-view"]) == (2, 4, 4)
+    assert not {"channel", "neuron"} & set(made)
     # More steps: only the synthesised images.
     seen = entries(store)
     run_build(tiny_config(probes=(photo_dir / "red.png", photo_dir / "blue.png"), steps=5), quiet)
-    assert computed_by_kind(store, seen) == {"channel": 2, "neuron": 2}
+    made = computed_by_kind(store, seen)
+    assert (made["channel"], made["neuron"]) == (2, 2) and not {"probe-photo", "map", "map-view"} & set(made)
     units = json.loads(manifest.read_text())["layers"][0]["units"]
     assert [m["probe"] for m in units[0]["activation_maps"]] == ["red", "blue"]
 
 
 def test_status_counts_every_kind(built_atlas):
     report = build_status(dataclasses.replace(built_atlas, filters="0-3"))
-    assert report["planned"] == 2 * 4 * 4 + 1 and report["missing"] == 2 * 4
+    assert report["planned"] == 2 * 4 * per_filter() + 1 and report["missing"] == 2 * per_filter()
     assert set(report["layers"]["block1_conv1"]) == {k for k, kind in KINDS.items() if kind.scope != "probe"}
     assert report["layers"]["block2_conv1"]["map-view"] == {"planned": 4, "missing": 1}
 
@@ -81,10 +85,10 @@ def test_sigkill_in_the_middle_of_a_build_then_resume(tmp_path, tiny_config, qui
     store = Store(tmp_path / "store")
     assert store.verify().ok
     done_before = len(entries(tmp_path / "store"))
-    assert 0 < done_before < 4 * 4 + 1, "killed in the middle"
+    assert 0 < done_before < 4 * per_filter() + 1, "killed in the middle"
     # Resumed in this process: only what the killed one did not store.
     resumed = run_build(tiny_config(filters="0-3", steps=8, batch_size=1), quiet)
-    assert resumed.complete and resumed.computed == 4 * 4 + 1 - done_before
+    assert resumed.complete and resumed.computed == 4 * per_filter() + 1 - done_before
     assert store.verify().ok
     manifest = json.loads((tmp_path / "site" / "atlas.json").read_text())
     assert [u["index"] for u in manifest["layers"][0]["units"]] == list(range(4))

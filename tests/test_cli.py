@@ -17,7 +17,7 @@ from atlasgen.geometry import receptive_fields, square
 from atlasgen.graph import spatial_ops
 from atlasgen.weights import VGG16_LAYERS, hed_weights_path
 from atlasgen.store import Store
-from support import CUSTOM_CONVS, PUBLISHED_VGG16, TINY_ARGS, cli_env
+from support import CUSTOM_CONVS, PUBLISHED_VGG16, TINY_ARGS, cli_env, per_filter
 
 LAYER_FIELDS = {"name", "filters", "r", "S", "P", "output_size", "centre_unit", "centre_box"}
 
@@ -188,17 +188,18 @@ def test_build_status_verify_gc_render(tmp_path, cli):
     store, site = tmp_path / "store", tmp_path / "site"
     built = cli("build", *TINY_ARGS, "--seed", "3", "--store", store, "--out", site)
     assert built.returncode == 0, built.stderr
-    assert "atlas complete: 9 artifacts, 9 computed now" in built.stdout
+    planned = 2 * per_filter() + 1
+    assert f"atlas complete: {planned} artifacts, {planned} computed now" in built.stdout
     assert "all 4,224 filters of vgg16" in built.stdout
     assert json.loads((site / "atlas.json").read_text())["parameters"]["seed"] == 3
     status = cli("status", *TINY_ARGS, "--seed", "3", "--store", store, "--json")
     assert status.returncode == 0, status.stderr
     report = json.loads(status.stdout)
-    assert report["done"] == 9 and report["missing"] == 0
+    assert report["done"] == planned and report["missing"] == 0
     more = cli("status", *TINY_ARGS, "--filters", "0-2", "--seed", "3", "--store", store)
-    assert "missing 4" in more.stdout and "channel 2/3" in more.stdout
+    assert f"missing {per_filter()}" in more.stdout and "channel 2/3" in more.stdout
     other_seed = cli("status", *TINY_ARGS, "--store", store)
-    assert "missing 4" in other_seed.stdout  # the seed is in the synthesis recipes only, not the maps
+    assert "channel 0/2, neuron 0/2" in other_seed.stdout and "map 2/2" in other_seed.stdout  # the seed is not in the maps' recipes
     verified = cli("verify", "--store", store)
     assert verified.returncode == 0 and "checked" in verified.stdout
     orphan = Store(store).put_blob(b"nobody refers to this")

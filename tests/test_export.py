@@ -11,6 +11,7 @@ from atlasgen.export import export_atlas
 from atlasgen.fs import OWNED_RECORD
 from atlasgen.manifest import load_manifest
 from atlasgen.store import Store
+from support import files_per_filter
 
 
 def test_manifest_describes_the_atlas(built_atlas):
@@ -52,7 +53,7 @@ def test_export_only_copies_stored_blobs(atlas_copy, monkeypatch):
     stored = {p.parent.name + p.name for p in (atlas_copy.store / "blobs").rglob("*") if p.is_file()}
     site = atlas_copy.out
     images = [p for p in site.rglob("*.webp")]
-    assert len(images) == 1 + 6 * 5
+    assert len(images) == 1 + 6 * files_per_filter()
     for path in images:
         assert hashlib.sha256(path.read_bytes()).hexdigest() in stored, path
     # With every encoder and model call broken, the export still runs: it computes nothing.
