@@ -71,21 +71,21 @@ def test_every_filter_gets_one_artifact_per_kind_and_probe():
     p = plan()
     assert [layer.name for layer in p.layers] == ["block1_conv1"] and p.layers[0].filters == [0, 1]
     expected_unit = {(k, None) for k in UNIT_KINDS} | {(k, probe) for k in PROBE_KINDS for probe in ("a", "b")}
-    assert len(expected_unit) == 6
+    assert len(expected_unit) == len(UNIT_KINDS) + 2 * len(PROBE_KINDS)
     for f in (0, 1):
         mine = [a for a in p.layers[0].artifacts if a.filter == f]
         assert sorted((a.kind, a.probe or "") for a in mine) == sorted((k, pr or "") for k, pr in expected_unit)
         assert all(a.layer == "block1_conv1" for a in mine)
         assert set(p.layers[0].unit(f)) == expected_unit
-    assert len(p.layers[0].artifacts) == 12
+    assert len(p.layers[0].artifacts) == 2 * len(expected_unit)
     assert [(a.kind, a.probe, a.layer, a.filter) for a in p.shared] == [
         ("probe-photo", "a", None, None), ("probe-photo", "b", None, None)]
-    assert len(p.artifacts) == 14
+    assert len(p.artifacts) == 2 * len(expected_unit) + 2
 
 
 def test_keys_are_unique_and_hash_the_recipe():
     p = plan(layers=[("block1_conv1", [0, 1]), ("block2_conv1", [0])])
-    assert len({a.key for a in p.artifacts}) == len(p.artifacts) == 2 + 3 * 6
+    assert len({a.key for a in p.artifacts}) == len(p.artifacts) == 2 + 3 * (len(UNIT_KINDS) + 2 * len(PROBE_KINDS))
     for a in p.artifacts:
         assert a.key == recipe_key(a.recipe)
         assert a.recipe["kind"] == a.kind
