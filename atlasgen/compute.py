@@ -81,6 +81,21 @@ def centre_neuron_images(job: Job) -> Results:
     yield from _synthesised(job, neuron_batch_size, blobs_and_facts)
 
 
+def own_image_maps(job: Job) -> Results:
+    """Each filter's post-ReLU map on its own stored whole-filter image, drawn over that image."""
+    from atlasgen.synthesis.maps import render_map
+    from atlasgen.tf import tf
+
+    images = [codec.decode(job.store.get_blob(job.entry_meta(a.recipe["image"])[1].blobs["image"].digest))
+              for a in job.artifacts]
+    batch = tf.constant(np.stack(images).astype(np.float32) / 255.0)
+    maps = np.maximum(job.engine.own_maps(batch, tf.constant([a.filter for a in job.artifacts], tf.int32)).numpy(), 0)
+    for artifact, image, raw in zip(job.artifacts, images, maps):
+        peak = float(raw.max())
+        _, overlay = render_map(raw, peak, image)
+        yield artifact, {"overlay": codec.webp(overlay)}, {"peak": peak, "mean": float(raw.mean())}
+
+
 def activation_maps(job: Job) -> Results:
     """Each filter's post-ReLU map on each probe photo, stored relative to its own peak, so that a
     new probe never forces the others' maps to be recomputed (the views apply the common scale)."""

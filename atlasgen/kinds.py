@@ -83,6 +83,14 @@ KINDS: dict[str, Kind] = {
             outputs=(Output("image", "neuron", "neuron.webp"), Output("crop", "rf_crop", "rf-crop.webp")),
             facts=("objective", "mean_activation", "steps", "rf_box", "changed_pixels_outside_box"),
         ),
+        # Where the filter fires on its own whole-filter image: a uniform texture, or a few hot spots.
+        Kind(
+            "channel-map", "maps on the whole-filter images", "unit", ("overlay",),
+            recipe=lambda c: {**_unit(c), "image": c.keys[("channel", None)]},
+            compute=compute.own_image_maps,
+            outputs=(Output("overlay", "channel_map", "channel-map.webp"),),
+            facts=("peak", "mean"),
+        ),
         # No synthesis parameters: more steps must not recompute activation maps.
         Kind(
             "map", "activation maps", "unit-probe", ("raw",),

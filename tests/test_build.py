@@ -9,6 +9,7 @@ import subprocess
 import sys
 
 import pytest
+from PIL import Image
 
 from atlasgen.build import build_status, run_build
 from atlasgen.errors import AtlasgenError
@@ -144,3 +145,24 @@ def test_full_disk_fails_in_one_line_and_keeps_the_store_intact(atlas_copy, quie
     monkeypatch.undo()
     after = Store(atlas_copy.store).verify()
     assert after.ok and after.entries_checked == before.entries_checked
+
+
+def test_the_map_on_the_whole_filter_image_is_the_filters_own_map(built_atlas, hed_model):
+    """channel-map: the filter's post-ReLU map on its stored whole-filter image, peak where it is brightest."""
+    import numpy as np
+
+    from atlasgen.synthesis import LayerEngine
+    from atlasgen.tf import tf
+
+    site = built_atlas.out
+    unit = json.loads((site / "atlas.json").read_text())["layers"][1]["units"][2]
+    with Image.open(site / unit["images"]["channel"]) as channel, Image.open(site / unit["images"]["channel_map"]) as drawn:
+        image = np.asarray(channel.convert("RGB"))
+        assert drawn.size == channel.size
+    engine = LayerEngine(hed_model, "block2_conv1")
+    own = np.maximum(engine.own_maps(tf.constant(image[None] / 255.0, tf.float32), tf.constant([2])).numpy()[0], 0)
+    docs = [json.loads(p.read_text()) for p in (built_atlas.store / "index").rglob("*.json")]
+    (entry,) = [d for d in docs if (d["meta"]["recipe"]["kind"], d["meta"]["recipe"].get("layer"),
+                                    d["meta"]["recipe"].get("filter")) == ("channel-map", "block2_conv1", 2)]
+    assert entry["meta"]["peak"] == pytest.approx(float(own.max()), rel=1e-4)
+    assert entry["meta"]["mean"] == pytest.approx(float(own.mean()), rel=1e-4)

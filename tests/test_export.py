@@ -32,7 +32,7 @@ def test_manifest_describes_the_atlas(built_atlas):
         folder = f"vgg16/block1_conv1/{unit['index']}/"
         assert unit["page"] == folder
         assert unit["images"] == {"channel": folder + "channel.webp", "neuron": folder + "neuron.webp",
-                                  "rf_crop": folder + "rf-crop.webp"}
+                                  "rf_crop": folder + "rf-crop.webp", "channel_map": folder + "channel-map.webp"}
         for path in unit["images"].values():
             with Image.open(site / path) as image:
                 assert image.format == "WEBP"

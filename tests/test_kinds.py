@@ -33,7 +33,7 @@ def keys(p) -> dict[tuple, str]:
 
 
 def test_the_kinds_the_atlas_is_made_of():
-    assert set(UNIT_KINDS) == {"channel", "neuron"}
+    assert set(UNIT_KINDS) == {"channel", "neuron", "channel-map"}
     assert set(PROBE_KINDS) == {"map", "map-view"}
     assert SHARED_KINDS == ["probe-photo"]
 
@@ -114,7 +114,8 @@ def test_more_steps_change_the_synthesis_keys_only():
     longer = keys(plan(params=SynthesisParams(size=64, steps=512).recipe()))
     assert base.keys() == longer.keys()
     for what, key in base.items():
-        assert (longer[what] != key) == (what[0] in ("channel", "neuron")), what
+        # channel-map names its whole-filter image, so it follows that image's recipe.
+        assert (longer[what] != key) == (what[0] in ("channel", "neuron", "channel-map")), what
 
 
 def test_other_weights_change_every_key():
@@ -180,3 +181,10 @@ def test_the_shard_of_a_filter_does_not_depend_on_the_probes_or_parameters():
     other = {(a.layer, a.filter): in_shard(a, parse_shard("2/3"))
              for a in plan(params={"steps": 1}, probes=(C,)).layers[0].artifacts}
     assert one == other
+
+
+def test_a_map_on_the_whole_filter_image_names_that_image():
+    p = plan()
+    for f in (0, 1):
+        unit = p.layers[0].unit(f)
+        assert unit[("channel-map", None)].recipe["image"] == unit[("channel", None)].key
