@@ -116,16 +116,26 @@ def photo_dir(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def built_atlas(tmp_path_factory):
-    """One real atlas, built once for the session: filters 0-2 of block1_conv1 and block2_conv1 at
-    32 px and 4 steps, with the default probe. Read it, or copy it with `atlas_copy`; never change it."""
+def built_atlas(tmp_path_factory, worker_id):
+    """One real atlas, built once for the whole run (the first xdist worker to ask builds it, under a
+    lock; the others wait and read it): filters 0-2 of block1_conv1 and block2_conv1 at 32 px and 4
+    steps, with the default probe. Read it, or copy it with `atlas_copy`; never change it."""
+    import fcntl
+
     from atlasgen.build import run_build
     from atlasgen.plan import BuildConfig
 
-    root = tmp_path_factory.mktemp("atlas")
+    shared = tmp_path_factory.getbasetemp()
+    if worker_id != "master":
+        shared = shared.parent  # the folder every worker's basetemp is in
+    root = shared / "built-atlas"
     config = BuildConfig(preset="quick", layers=("block1_conv1", "block2_conv1"), filters="0-2", size=32, steps=4,
                          store=root / "store", out=root / "site")
-    assert run_build(config, quiet_progress()).complete
+    with open(shared / "built-atlas.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (root / "complete").exists():
+            assert run_build(config, quiet_progress()).complete
+            (root / "complete").touch()
     return config
 
 
