@@ -10,13 +10,14 @@ pages.
 from __future__ import annotations
 
 import functools
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from atlasgen.compute import Job
 from atlasgen.errors import AtlasgenError
-from atlasgen.fs import check_writable
+from atlasgen.fs import check_writable, claim_folder
 from atlasgen.kinds import KINDS
 from atlasgen.plan import BuildConfig, Plan, ProbeRef, in_shard, make_plan, parse_filters
 from atlasgen.progress import Progress
@@ -49,13 +50,11 @@ class BuildResult:
 
 def prepare(config: BuildConfig) -> Prepared:
     """Resolves the config against the model: bad layers, filters and probes fail here, in one line."""
-    from atlasgen.layers import describe_layers
+    from atlasgen.layers import check_input_sizes, describe_layers
     from atlasgen.synthesis import SynthesisParams, load_probes
     from atlasgen.weights import load_model
 
     config = config.resolved()
-    if config.size < 8 or config.steps < 1:
-        raise AtlasgenError(f"--size {config.size} / --steps {config.steps}: use a size of at least 8 and at least 1 step")
     probes = load_probes(list(config.probes))
     loaded = load_model(config.weights)
     every_layer = describe_layers(loaded, config.size)
@@ -71,11 +70,52 @@ def prepare(config: BuildConfig) -> Prepared:
             )
         chosen.append(infos[name])
     params = SynthesisParams(size=config.size, steps=config.steps, seed=config.seed)
+    check_input_sizes(loaded, [info.name for info in chosen], {p.name: p.image.shape[:2] for p in probes})
+    _check_memory(loaded, [info.name for info in chosen], config.size + 2 * params.pad, f"--size {config.size}")
     layer_filters = [(info.name, parse_filters(config.filters, info.filters, info.name)) for info in chosen]
     plan = make_plan(
         loaded.architecture, loaded.fingerprint, layer_filters, params.recipe(), [ProbeRef(p.name, p.digest) for p in probes]
     )
     return Prepared(config, loaded, probes, chosen, sum(i.filters for i in every_layer), params, plan)
+
+
+def _check_memory(loaded, layers: list[str], side: int, option: str) -> None:
+    """Refuses, before any tensor is made, a size whose single image cannot fit in memory."""
+    from atlasgen.layers import activation_bytes
+    from atlasgen.synthesis.engine import available_memory_bytes
+
+    need = max(activation_bytes(loaded, layer, side) for layer in layers)
+    have = 4 * available_memory_bytes()  # that is the quarter a batch may use; one image may use it all
+    if need > have:
+        raise AtlasgenError(
+            f"{option} needs about {need / 2**30:.1f} GiB for one image (up to {layers[-1]}), and this machine has "
+            f"{have / 2**30:.1f} GiB available; use a smaller --size"
+        )
+
+
+def _check_folders(config: BuildConfig) -> None:
+    """The store and the output must be apart: neither may hold the other."""
+    store, out = config.store.resolve(), config.out.resolve()
+    if store == out or out.is_relative_to(store) or store.is_relative_to(out):
+        raise AtlasgenError(
+            f"--store {config.store} and --out {config.out} overlap; keep the store outside the site and the site outside the store"
+        )
+    claim_folder(config.out, config.force)
+    if not usable_store(config.store):
+        raise AtlasgenError(
+            f"--store {config.store} is not empty and holds no atlasgen store; choose an empty or new folder for the store"
+        )
+
+
+def usable_store(folder: Path) -> bool:
+    """True for a store, an empty folder or none: never fill a user's folder with blobs."""
+    store = Store(folder)
+    try:
+        with os.scandir(folder) as entries:
+            empty = next(iter(entries), None) is None
+    except OSError:
+        return True  # missing, not a folder, or unreadable: check_writable says which, in one line
+    return empty or any(os.path.lexists(p) for p in (store.blobs_dir, store.index_dir, store.lock_path))
 
 
 def _layer_kind(model, name: str) -> str:
@@ -89,29 +129,32 @@ def _layer_kind(model, name: str) -> str:
 def run_build(config: BuildConfig, progress: Progress | None = None) -> BuildResult:
     start = time.perf_counter()
     config = config.resolved()
+    _check_folders(config)
+    prepared = prepare(config)  # every bad input fails here, before a folder is made
     check_writable(config.store, "--store")
     check_writable(config.out, "--out")
-    store = Store(config.store)
-    prepared = prepare(config)
     plan = prepared.plan
     mine = [a for a in plan.artifacts if in_shard(a, config.shard)]
-    missing = set(store.missing([a.key for a in mine]))
-    todo = [a for a in mine if a.key in missing]
-    progress = progress or Progress()
-    progress.start(len(todo))
-    _compute(prepared, store, None, [a for a in todo if a.layer is None], progress)
-    for layer in plan.layers:
-        _compute(prepared, store, layer.name, [a for a in todo if a.layer == layer.name], progress)
-    progress.close()
-    # Say "complete" only for what is in the store now, whatever else happened meanwhile.
-    complete = not store.missing([a.key for a in plan.artifacts])
-    manifest = rendered = None
-    if complete:
-        from atlasgen.export import export_atlas
-        from atlasgen.site import render_site
+    # Shared: builders run side by side; gc and verify wait for them (or refuse to run).
+    with Store(config.store).lock(shared=True) as store:
+        # Deep: a blob of the right size but the wrong bytes is quarantined and recomputed.
+        missing = set(store.missing([a.key for a in mine], deep=True))
+        todo = [a for a in mine if a.key in missing]
+        progress = progress or Progress()
+        progress.start(len(todo))
+        _compute(prepared, store, None, [a for a in todo if a.layer is None], progress)
+        for layer in plan.layers:
+            _compute(prepared, store, layer.name, [a for a in todo if a.layer == layer.name], progress)
+        progress.close()
+        # Say "complete" only for what is in the store now, whatever else happened meanwhile.
+        complete = not store.missing([a.key for a in plan.artifacts])
+        manifest = rendered = None
+        if complete:
+            from atlasgen.export import export_atlas
+            from atlasgen.site import render_site
 
-        manifest = export_atlas(prepared, store)
-        rendered = render_site(config.out, config.base_url)
+            manifest = export_atlas(prepared, store)
+            rendered = render_site(config.out, config.base_url, config.force)
     return BuildResult(len(plan.artifacts), len(mine), len(todo), complete, manifest, time.perf_counter() - start, rendered)
 
 

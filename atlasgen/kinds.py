@@ -107,7 +107,7 @@ KINDS: dict[str, Kind] = {
                 "scale_from": [c.keys[("map", p.name)] for p in c.probes],
             },
             compute=compute.map_views,
-            outputs=(Output("heatmap", "heatmap", "maps/{probe}.webp"), Output("overlay", "overlay", "maps/{probe}-overlay.webp")),
+            outputs=(Output("heatmap", "heatmap", "maps/{probe}/heatmap.webp"), Output("overlay", "overlay", "maps/{probe}/overlay.webp")),
             needs_model=False, facts=("scale",),
         ),
     )

@@ -55,6 +55,38 @@ def describe_layers(loaded: LoadedModel, size: int) -> list[LayerInfo]:
     return [LayerInfo(c.name, c.filters, fields[c.name], (size, size)) for c in convs]
 
 
+#: Bytes per activation element of a forward and backward pass (value, gradient, scratch), as the
+#: engine's batch sizing assumes.
+BYTES_PER_ACTIVATION = 16
+
+
+def activation_bytes(loaded: LoadedModel, layer: str, size: int) -> int:
+    """Activation memory one size x size image needs for a forward and backward pass up to `layer`:
+    the image and every conv layer's output up to it. Pure geometry, so it is known before any
+    tensor is made."""
+    fields = geometry.receptive_fields(spatial_ops(loaded.model), (size, size))
+    elements = 3 * size * size
+    for conv in conv_layers(loaded.model):
+        h, w = fields[conv.name].size
+        elements += max(h, 0) * max(w, 0) * conv.filters
+        if conv.name == layer:
+            break
+    return elements * BYTES_PER_ACTIVATION
+
+
+def check_input_sizes(loaded: LoadedModel, layers: list[str], sizes: dict[str, tuple[int, int]]) -> None:
+    """Every named input (a probe photo: (height, width)) must give every layer a non-empty map."""
+    ops = spatial_ops(loaded.model)
+    for name, (h, w) in sizes.items():
+        fields = geometry.receptive_fields(ops, (h, w))
+        empty = [layer for layer in layers if min(fields[layer].size) < 1]
+        if empty:
+            smallest = _smallest_size(ops, layers, min(h, w))
+            raise AtlasgenError(
+                f"probe {name!r} is {w}x{h} px, too small for layer {empty[0]}; give photos of at least {smallest} px a side"
+            )
+
+
 def _smallest_size(ops, names: list[str], start: int) -> int:
     for n in range(start + 1, MAX_SEARCHED_SIZE + 1):
         fields = geometry.receptive_fields(ops, (n, n))

@@ -127,7 +127,9 @@ class Manifest:
             raise ManifestError(
                 f"atlas.json has schema {schema}, this atlasgen reads {SCHEMA_VERSION}; rebuild with atlasgen build"
             )
-        return _decode(cls, document, "atlas.json")
+        manifest = _decode(cls, document, "atlas.json")
+        _check_paths(manifest)
+        return manifest
 
     @property
     def units(self) -> int:
@@ -175,6 +177,37 @@ def unit_metrics(channel: dict, neuron: dict, probe_means: list[float]) -> Metri
 
 
 # --- checking a document against the records ---------------------------------------------------
+
+# Every path in the manifest is relative to the output folder and made of safe names: the site writes
+# pages at these paths and links to them, so one of '../x', '/abs' or 'javascript:x' must never pass.
+_SEGMENT = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
+
+
+def _site_path(value: str, where: str, folder: bool) -> None:
+    segments = value.split("/")
+    if folder:
+        if segments[-1] != "":
+            raise ManifestError(f"{where} {json.dumps(value)[:60]} should end with '/'; rebuild with atlasgen build")
+        segments = segments[:-1]
+    if not segments or not all(_SEGMENT.fullmatch(s) and not s.endswith(".") for s in segments):
+        raise ManifestError(
+            f"{where} {json.dumps(value)[:60]} is not a relative path of safe names inside the site; rebuild with atlasgen build"
+        )
+
+
+def _check_paths(manifest: "Manifest") -> None:
+    for i, probe in enumerate(manifest.probes):
+        _site_path(probe.image, f"atlas.json.probes[{i}].image", folder=False)
+    for li, layer in enumerate(manifest.layers):
+        _site_path(layer.path, f"atlas.json.layers[{li}].path", folder=True)
+        for ui, unit in enumerate(layer.units):
+            where = f"atlas.json.layers[{li}].units[{ui}]"
+            _site_path(unit.page, f"{where}.page", folder=True)
+            for name, path in unit.images.items():
+                _site_path(path, _member(f"{where}.images", name), folder=False)
+            for mi, amap in enumerate(unit.activation_maps):
+                for name, path in amap.images.items():
+                    _site_path(path, _member(f"{where}.activation_maps[{mi}].images", name), folder=False)
 
 
 def _decode(kind, value, where: str):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from atlasgen.errors import AtlasgenError
@@ -36,9 +36,14 @@ PRESETS = {
 }
 
 
+#: More steps than this would need a history too large to keep, and years on a CPU.
+MAX_STEPS = 100_000
+
+
 @dataclass(frozen=True)
 class BuildConfig:
-    """Everything a build is asked for; `None` fields fall back to the preset's value."""
+    """Everything a build is asked for; `None` fields fall back to the preset's value, and every
+    other value is checked as given (an empty or zero value is an error, never the preset's)."""
 
     preset: str = "full"
     weights: str | None = None
@@ -53,20 +58,33 @@ class BuildConfig:
     batch_size: int | None = None
     seed: int = 0
     base_url: str | None = None
+    force: bool = False  # write into a non-empty --out that holds no atlas of ours
 
     def resolved(self) -> "BuildConfig":
         if self.preset not in PRESETS:
             raise AtlasgenError(f"unknown preset {self.preset!r}; use one of {', '.join(PRESETS)}")
         p = PRESETS[self.preset]
-        return BuildConfig(
-            preset=self.preset,
-            weights=self.weights or p.weights,
-            layers=self.layers or p.layers,
+        if self.weights is not None and not self.weights.strip():
+            raise AtlasgenError("--weights is empty; give imagenet, hed-bsds500 or a weights file")
+        if self.layers is not None and (not self.layers or not all(name.strip() for name in self.layers)):
+            raise AtlasgenError("--layers has an empty name; give conv layer names such as block1_conv1,block3_conv1")
+        if self.filters is not None and not self.filters.strip():
+            raise AtlasgenError("--filters is empty; give indices and ranges such as 0-7,12, or all")
+        for option, value, low, high in (("--size", self.size, 8, None), ("--steps", self.steps, 1, MAX_STEPS),
+                                         ("--batch-size", self.batch_size, 1, None), ("--seed", self.seed, 0, None)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < low
+                                      or high is not None and value > high):
+                limit = f"from {low} to {high}" if high is not None else f"of at least {low}"
+                raise AtlasgenError(f"{option} {value!r} is out of range; give a whole number {limit}")
+        if self.base_url is not None and not self.base_url.startswith(("https://", "http://")):
+            raise AtlasgenError(f"--base-url {self.base_url!r} is not an http(s) URL; give e.g. https://user.github.io/repo/")
+        return replace(
+            self,
+            weights=self.weights if self.weights is not None else p.weights,
+            layers=self.layers if self.layers is not None else p.layers,
             filters=self.filters if self.filters is not None else p.filters,
-            size=self.size or p.size,
-            steps=self.steps or p.steps,
-            probes=self.probes, store=self.store, out=self.out, shard=self.shard,
-            batch_size=self.batch_size, seed=self.seed, base_url=self.base_url,
+            size=self.size if self.size is not None else p.size,
+            steps=self.steps if self.steps is not None else p.steps,
         )
 
 
@@ -107,8 +125,10 @@ class Plan:
 
 def parse_filters(spec: str, count: int, layer: str) -> list[int]:
     """'0-7,12,40-47' to sorted unique indices; every index must exist in the layer."""
-    if spec is None or spec.strip() in ("", "all"):
+    if spec is None or spec.strip() == "all":
         return list(range(count))
+    if not spec.strip():
+        raise AtlasgenError("--filters is empty; give indices and ranges such as 0-7,12, or all")
     chosen: set[int] = set()
     for part in spec.split(","):
         match = re.fullmatch(r"\s*(\d+)\s*(?:-\s*(\d+)\s*)?", part)

@@ -18,7 +18,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 
 import atlasgen
 from atlasgen.fs import OwnedFiles
-from atlasgen.manifest import Manifest, load_manifest
+from atlasgen.manifest import MANIFEST, Manifest, load_manifest
 
 LAYER_THUMB = 96
 STRIP_THUMBS = 16
@@ -58,11 +58,12 @@ def environment() -> Environment:
     )
 
 
-def render_site(out: Path, base_url: str | None = None) -> RenderResult:
-    """Renders every page of the atlas in `out` from its atlas.json."""
+def render_site(out: Path, base_url: str | None = None, force: bool = False) -> RenderResult:
+    """Renders every page of the atlas in `out` from its atlas.json. Without `force`, a folder that
+    holds files atlasgen did not write (besides atlas.json) is refused."""
     atlas = load_manifest(out)
     env = environment()
-    owned = OwnedFiles(out, STAGE)
+    owned = OwnedFiles(out, STAGE, force, expected=frozenset({MANIFEST}))
     base = base_url.rstrip("/") + "/" if base_url else None
     for source in sorted((templates_dir() / "static").iterdir()):
         owned.write(f"static/{source.name}", source.read_bytes())

@@ -35,7 +35,7 @@ def synthetic_manifest(layers=None, probes=("astronaut",), size=224, model="vgg1
 
     def unit(layer: str, index: int) -> UnitRecord:
         folder = unit_folder(model, layer, index)
-        maps = [MapRecord(p, {"heatmap": f"{folder}maps/{p}.webp", "overlay": f"{folder}maps/{p}-overlay.webp"},
+        maps = [MapRecord(p, {"heatmap": f"{folder}maps/{p}/heatmap.webp", "overlay": f"{folder}maps/{p}/overlay.webp"},
                           1.5, 0.25, 2.0) for p in probes]
         stats = SynthesisMetrics(3.0, 2.0, 8.0, 512)
         images = {"channel": folder + "channel.webp", "neuron": folder + "neuron.webp", "rf_crop": folder + "rf-crop.webp"}

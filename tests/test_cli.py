@@ -178,8 +178,16 @@ def test_bad_probe_and_unwritable_folders_are_one_line(tmp_path, cli, one_line_e
     result = cli("build", *TINY_ARGS, "--store", blocker / "store", "--out", tmp_path / "site")
     one_line_error(result, "--store", "not writable")
     result = cli("build", *TINY_ARGS, "--store", tmp_path / "store", "--out", blocker / "site")
-    one_line_error(result, "--out", "not writable")
-    one_line_error(cli("verify", "--store", tmp_path / "nowhere"), "not a folder")
+    one_line_error(result, "--out", "not a folder")
+    one_line_error(cli("verify", "--store", tmp_path / "nowhere"), "not an atlasgen store")
+    # A user's folder is never taken for a store: not by gc, verify or build.
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "thesis.tex").write_text("years of work")
+    for command in (["gc", "--grace-minutes", "0"], ["verify"]):
+        one_line_error(cli(*command, "--store", mine), "not an atlasgen store")
+    one_line_error(cli("build", *TINY_ARGS, "--store", mine, "--out", tmp_path / "site"), "holds no atlasgen store")
+    assert [p.name for p in mine.iterdir()] == ["thesis.tex"]
     one_line_error(cli("render", "--out", tmp_path), "atlas.json", "atlasgen build")
     one_line_error(cli("serve", "--out", tmp_path), "index.html")
 
@@ -203,11 +211,91 @@ def test_build_status_verify_gc_render(tmp_path, cli):
     verified = cli("verify", "--store", store)
     assert verified.returncode == 0 and "checked" in verified.stdout
     orphan = Store(store).put_blob(b"nobody refers to this")
-    dry = cli("gc", "--store", store, "--dry-run")
+    young = cli("gc", "--store", store)
+    assert "removed 0 unreferenced blobs; kept 1 younger than 60 min" in young.stdout  # a build may be about to use it
+    dry = cli("gc", "--store", store, "--dry-run", "--grace-minutes", "0")
     assert "would remove 1" in dry.stdout and Store(store).blob_path(orphan).exists()
-    real = cli("gc", "--store", store)
+    real = cli("gc", "--store", store, "--grace-minutes", "0")
     assert "removed 1" in real.stdout and not Store(store).blob_path(orphan).exists()
     (site / "index.html").unlink()
     rendered = cli("render", "--out", site)
     assert rendered.returncode == 0 and (site / "index.html").is_file() and "pages" in rendered.stdout
     assert cli("render", "--out", site, "--store", store).returncode == 2  # the dead option is gone
+
+
+# --- values checked as given, and folders kept apart (issue 10) ---------------------------------
+
+
+@pytest.mark.parametrize("extra,fragments", [
+    (["--size", "0"], ["--size 0", "at least 8"]),
+    (["--steps", "0"], ["--steps 0", "from 1"]),
+    (["--steps", "-3"], ["--steps -3"]),
+    (["--layers", ""], ["--layers", "empty"]),
+    (["--layers", "block1_conv1,,block2_conv1"], ["--layers", "empty"]),
+    (["--filters", ""], ["--filters is empty"]),
+    (["--filters", "  "], ["--filters is empty"]),
+    (["--weights", ""], ["--weights", "empty"]),
+    (["--out", ""], ["--out", "empty"]),
+    (["--store", ""], ["--store", "empty"]),
+    (["--probe", ""], ["--probe", "empty"]),
+    (["--base-url", ""], ["--base-url", "http"]),
+    (["--base-url", "javascript:alert(1)"], ["--base-url", "http"]),
+    (["--batch-size", "0"], ["--batch-size"]),
+    (["--shard", ""], ["--shard"]),
+])
+def test_empty_and_zero_values_are_errors_never_the_presets(tmp_path, cli, one_line_error, extra, fragments):
+    result = cli("build", *TINY_ARGS, "--store", tmp_path / "store", "--out", tmp_path / "site", *extra)
+    one_line_error(result, *fragments)
+    assert not (tmp_path / "store").exists() and not (tmp_path / "site").exists()
+
+
+def test_a_size_that_cannot_fit_in_memory_is_refused_before_any_tensor(tmp_path, cli, one_line_error):
+    result = cli("build", *TINY_ARGS, "--size", "30000", "--store", tmp_path / "store", "--out", tmp_path / "site")
+    one_line_error(result, "--size 30000 needs about", "GiB", "use a smaller --size")
+    assert not (tmp_path / "store").exists() and not (tmp_path / "site").exists()
+
+
+def test_a_probe_smaller_than_the_field_is_one_line(tmp_path, cli, one_line_error):
+    from PIL import Image
+
+    Image.new("RGB", (8, 8), (9, 9, 9)).save(tmp_path / "tiny.png")
+    result = cli("build", *TINY_ARGS, "--layers", "block5_conv1", "--probe", tmp_path / "tiny.png",
+                 "--store", tmp_path / "store", "--out", tmp_path / "site")
+    one_line_error(result, "probe 'tiny' is 8x8 px, too small for layer block5_conv1", "at least 16 px")
+
+
+@pytest.mark.parametrize("store,out", [("a", "a"), ("a", "a/site"), ("a/store", "a")])
+def test_the_store_and_the_site_must_not_hold_each_other(tmp_path, cli, one_line_error, store, out):
+    result = cli("build", *TINY_ARGS, "--store", tmp_path / store, "--out", tmp_path / out)
+    one_line_error(result, "overlap")
+    assert not (tmp_path / "a").exists()
+
+
+@pytest.mark.parametrize("damage,fragments", [
+    (lambda m: {}, ["atlas.json.schema is missing"]),
+    (lambda m: [1], ["atlas.json should be an object"]),
+    (lambda m: {**m, "layers": [{**m["layers"][0], "path": "../escaped/"}]}, ["layers[0].path", "not a relative path"]),
+    (lambda m: {**m, "layers": [{**m["layers"][0], "units": [{**m["layers"][0]["units"][0], "page": "/abs/path/"}]}]},
+     ["layers[0].units[0].page", "not a relative path"]),
+])
+def test_render_of_a_hostile_manifest_writes_nothing_outside(tmp_path, cli, one_line_error, damage, fragments):
+    from support import synthetic_manifest
+
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "atlas.json").write_text(json.dumps(damage(synthetic_manifest(layers=[("block1_conv1", 1)]))))
+    one_line_error(cli("render", "--out", site), *fragments)
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["atlas.json", "site"]
+
+
+def test_render_refuses_to_write_through_a_symlink_out_of_the_site(built_atlas, tmp_path, cli, one_line_error):
+    import shutil
+
+    site, elsewhere = tmp_path / "site", tmp_path / "elsewhere"
+    shutil.copytree(built_atlas.out, site)
+    shutil.rmtree(site / "static")
+    elsewhere.mkdir()
+    (elsewhere / "atlas.css").write_text("a user's stylesheet")
+    (site / "static").symlink_to(elsewhere)
+    one_line_error(cli("render", "--out", site), "symlink", "leads outside")
+    assert (elsewhere / "atlas.css").read_text() == "a user's stylesheet"

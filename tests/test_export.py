@@ -4,9 +4,12 @@ prunes only the files an earlier export wrote."""
 import hashlib
 import json
 
+import pytest
+
 from PIL import Image
 
 from atlasgen.build import prepare, run_build
+from atlasgen.errors import AtlasgenError
 from atlasgen.export import export_atlas
 from atlasgen.fs import OWNED_RECORD
 from atlasgen.manifest import load_manifest
@@ -38,7 +41,7 @@ def test_manifest_describes_the_atlas(built_atlas):
                 assert image.format == "WEBP"
         (amap,) = unit["activation_maps"]
         assert amap["probe"] == "astronaut" and amap["scale"] == amap["peak"]
-        assert amap["images"] == {"heatmap": folder + "maps/astronaut.webp", "overlay": folder + "maps/astronaut-overlay.webp"}
+        assert amap["images"] == {"heatmap": folder + "maps/astronaut/heatmap.webp", "overlay": folder + "maps/astronaut/overlay.webp"}
         top, left, bottom, right = unit["rf_box"]
         assert (bottom - top, right - left) == (3, 3)
         metrics = unit["metrics"]
@@ -67,20 +70,30 @@ def test_export_only_copies_stored_blobs(atlas_copy, monkeypatch):
 
 def test_stale_outputs_are_pruned_and_a_users_files_never_touched(tmp_path, tiny_config, quiet, photo_dir):
     site = tmp_path / "site"
-    site.mkdir()
-    (site / "notes.md").write_text("mine")
-    (site / "vgg16").mkdir()
-    (site / "vgg16" / "mine.webp").write_bytes(b"also mine")
     run_build(tiny_config(filters="0-2", probes=(photo_dir / "red.png",)), quiet)
+    (site / "notes.md").write_text("mine")
+    (site / "vgg16" / "mine.webp").write_bytes(b"also mine")
     assert (site / "vgg16/block1_conv1/2/index.html").is_file()
-    assert (site / "vgg16/block1_conv1/0/maps/red.webp").is_file()
+    assert (site / "vgg16/block1_conv1/0/maps/red/heatmap.webp").is_file()
     run_build(tiny_config(filters="0", probes=(photo_dir / "blue.png",)), quiet)
     assert not (site / "vgg16/block1_conv1/1").exists() and not (site / "vgg16/block1_conv1/2").exists()
-    assert not (site / "vgg16/block1_conv1/0/maps/red.webp").exists() and not (site / "probes/red.webp").exists()
-    assert (site / "vgg16/block1_conv1/0/maps/blue.webp").is_file() and (site / "probes/blue.webp").is_file()
+    assert not (site / "vgg16/block1_conv1/0/maps/red/heatmap.webp").exists() and not (site / "probes/red.webp").exists()
+    assert (site / "vgg16/block1_conv1/0/maps/blue/overlay.webp").is_file() and (site / "probes/blue.webp").is_file()
     assert (site / "notes.md").read_text() == "mine" and (site / "vgg16" / "mine.webp").read_bytes() == b"also mine"
     record = json.loads((site / OWNED_RECORD).read_text())
     assert "notes.md" not in record["export"] + record["site"]
     assert "vgg16/block1_conv1/0/index.html" in record["site"] and "atlas.json" in record["export"]
     on_disk = {p.relative_to(site).as_posix() for p in site.rglob("*") if p.is_file()}
     assert on_disk == set(record["export"]) | set(record["site"]) | {"notes.md", "vgg16/mine.webp", OWNED_RECORD}
+
+
+def test_a_first_build_into_a_users_folder_needs_force(tmp_path, tiny_config, quiet):
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "index.html").write_text("the user's own page")
+    with pytest.raises(AtlasgenError, match="not empty and holds no atlas made by atlasgen"):
+        run_build(tiny_config(), quiet)
+    assert not (tmp_path / "store").exists(), "refused before anything was made"
+    assert [p.name for p in site.iterdir()] == ["index.html"]
+    assert run_build(tiny_config(force=True), quiet).complete
+    assert (site / "atlas.json").is_file()

@@ -20,7 +20,7 @@ def temp_files(folder):
 
 @pytest.fixture
 def strict_umask():
-    """A umask that would make files 0600 and folders 0700 if the code obeyed it."""
+    """A umask of 077: files 0600 and folders 0700, as `open` and `mkdir` would make them."""
     old = os.umask(0o077)
     try:
         yield
@@ -31,14 +31,24 @@ def strict_umask():
 # --- atomic_write ---------------------------------------------------------------------------------
 
 
-def test_atomic_write_creates_parents_with_fixed_modes_and_leaves_no_temp(tmp_path, strict_umask):
+def test_atomic_write_honours_the_umask_and_leaves_no_temp(tmp_path, strict_umask):
     target = tmp_path / "a" / "b" / "c.bin"
     atomic_write(target, b"first")
     assert target.read_bytes() == b"first"
-    assert stat.S_IMODE(target.stat().st_mode) == 0o644
+    assert stat.S_IMODE(target.stat().st_mode) == 0o600
     for folder in (tmp_path / "a", tmp_path / "a" / "b"):
-        assert stat.S_IMODE(folder.stat().st_mode) == 0o755
+        assert stat.S_IMODE(folder.stat().st_mode) == 0o700
     assert temp_files(tmp_path) == []
+
+
+def test_atomic_write_under_the_usual_umask_makes_files_pages_can_serve(tmp_path):
+    old = os.umask(0o022)
+    try:
+        atomic_write(tmp_path / "d" / "f", b"x")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "d" / "f").stat().st_mode) == 0o644
+    assert stat.S_IMODE((tmp_path / "d").stat().st_mode) == 0o755
 
 
 def test_atomic_write_replaces_content(tmp_path):
@@ -138,8 +148,8 @@ def test_check_writable_under_a_regular_file_names_the_option(tmp_path):
 # --- OwnedFiles -----------------------------------------------------------------------------------
 
 
-def run(root, stage, files: dict[str, bytes], finish=True):
-    owned = OwnedFiles(root, stage)
+def run(root, stage, files: dict[str, bytes], finish=True, force=False):
+    owned = OwnedFiles(root, stage, force)
     for relative, data in files.items():
         owned.write(relative, data)
     return owned.finish() if finish else None
@@ -237,7 +247,10 @@ def test_a_damaged_record_prunes_nothing(tmp_path, damage):
     root = tmp_path / "site"
     run(root, "export", {"a.txt": b"a", "b": b"b"})
     (root / OWNED_RECORD).write_text(damage)
-    assert run(root, "export", {"a.txt": b"a"}) == []
+    # With the record damaged, a.txt is no longer known to be ours: only --force rewrites it.
+    with pytest.raises(AtlasgenError, match="was not written by atlasgen"):
+        run(root, "export", {"a.txt": b"a"})
+    assert run(root, "export", {"a.txt": b"a"}, force=True) == []
     assert (root / "b").read_bytes() == b"b"
     assert read_owned(root) == {"export": ["a.txt"]}  # and the record is whole again
 
@@ -261,3 +274,29 @@ def test_a_stage_cannot_write_outside_its_root(tmp_path):
         with pytest.raises(AtlasgenError, match="outside"):
             owned.write(bad, b"x")
     assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_a_non_empty_folder_without_our_record_is_refused_unless_forced(tmp_path):
+    root = tmp_path / "site"
+    root.mkdir()
+    (root / "index.html").write_text("the user's own page")
+    with pytest.raises(AtlasgenError, match="not empty and holds no atlas made by atlasgen.*--force"):
+        OwnedFiles(root, "site")
+    # Once the folder holds our record, a file of the user's in the way of ours is still refused.
+    run(root, "site", {"other.txt": b"x"}, force=True)
+    with pytest.raises(AtlasgenError, match="in the way and was not written by atlasgen"):
+        run(root, "site", {"other.txt": b"x", "index.html": b"ours"})
+    assert (root / "index.html").read_text() == "the user's own page"
+    assert run(root, "site", {"other.txt": b"x", "index.html": b"ours"}, force=True) == []
+    assert (root / "index.html").read_bytes() == b"ours"
+
+
+def test_writing_through_a_symlink_out_of_the_root_is_refused(tmp_path):
+    root, outside = tmp_path / "site", tmp_path / "elsewhere"
+    outside.mkdir()
+    (outside / "atlas.css").write_text("theirs")
+    run(root, "site", {"index.html": b"x"})
+    (root / "static").symlink_to(outside)
+    with pytest.raises(AtlasgenError, match="symlink in it leads outside"):
+        run(root, "site", {"static/atlas.css": b"ours"}, force=True)
+    assert (outside / "atlas.css").read_text() == "theirs"

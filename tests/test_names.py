@@ -26,12 +26,20 @@ def test_safe_name_is_one_harmless_path_segment(text):
     ('<b onmouseover="x">evil</b>', "b-onmouseover-x-evil-b"),
     ("../../etc", "etc"),
     ("a/b\\c", "a-b-c"),
-    ("..", "model"),
-    ("", "model"),
+    ("..", "name"),
+    ("", "name"),
     (".hidden", "hidden"),
 ])
 def test_safe_name_of_hostile_names(text, expected):
-    assert safe_name(text) == expected
+    # The cleaned name, then a short hash of the real one.
+    assert re.fullmatch(re.escape(expected) + r"-[0-9a-f]{6}", safe_name(text)), safe_name(text)
+
+
+def test_names_that_clean_alike_stay_apart():
+    names = ["a b", "a-b", "a_b", "a/b", "c>1", "c-1", "猫", "犬", "a b ", "A B"]
+    assert len({safe_name(n) for n in names}) == len(names)
+    assert safe_name("a-b") == "a-b" and safe_name("c-1") == "c-1"
+    assert safe_name("a b") == safe_name("a b"), "stable: the same name always gives the same segment"
 
 
 @pytest.mark.parametrize("text", ["block1_conv1", "vgg16", "hed-bsds500", "v1.2", "Layer_7-b"])
@@ -42,8 +50,8 @@ def test_safe_name_keeps_names_that_are_already_safe(text):
 def test_layer_and_unit_folders():
     assert layer_folder("vgg16", "block1_conv1") == "vgg16/block1_conv1/"
     assert unit_folder("vgg16", "block1_conv1", 12) == "vgg16/block1_conv1/12/"
-    assert unit_folder("vgg16", "../../x", 3) == "vgg16/x/3/"
-    assert layer_folder("../m", "a/b") == "m/a-b/"
+    assert re.fullmatch(r"vgg16/x-[0-9a-f]{6}/3/", unit_folder("vgg16", "../../x", 3))
+    assert re.fullmatch(r"m-[0-9a-f]{6}/a-b-[0-9a-f]{6}/", layer_folder("../m", "a/b"))
 
 
 @pytest.mark.parametrize("model,layer", [(m, l) for m in HOSTILE[:6] for l in HOSTILE[:6]])
@@ -57,5 +65,5 @@ def test_folders_never_climb_or_nest(model, layer):
 
 def test_probe_image():
     assert probe_image("astronaut") == "probes/astronaut.webp"
-    assert probe_image("../../etc/passwd") == "probes/etc-passwd.webp"
-    assert probe_image("..") == "probes/model.webp"
+    assert re.fullmatch(r"probes/etc-passwd-[0-9a-f]{6}\.webp", probe_image("../../etc/passwd"))
+    assert re.fullmatch(r"probes/name-[0-9a-f]{6}\.webp", probe_image(".."))

@@ -89,7 +89,7 @@ def test_fan_out_layout_and_round_trip(store):
 def test_missing_store_reads_as_empty_without_creating_it(store):
     assert store.get(key_of(0)) is None
     assert store.missing([key_of(0)]) == [key_of(0)]
-    assert store.verify().ok and store.gc() == []
+    assert store.verify().ok and store.gc() == store_mod.GcReport()
     assert not store.root.exists()
 
 
@@ -101,16 +101,20 @@ def test_bad_names_are_refused(store):
             store.get(bad)
 
 
-def test_modes_ignore_umask(store):
+def test_modes_follow_umask(store):
+    # atlasgen.fs gives files and folders what `open` and `mkdir` would: 0666 / 0777 less the umask.
     old = os.umask(0o077)
     try:
         store.put(key_of(0), {"a": b"x"}, {})
+        with store.lock(shared=True):
+            pass
     finally:
         os.umask(old)
+    assert (store.root / "lock").is_file()
     for p in store.root.rglob("*"):
-        want = 0o755 if p.is_dir() else 0o644
+        want = 0o700 if p.is_dir() else 0o600
         assert stat.S_IMODE(p.stat().st_mode) == want, p
-    assert stat.S_IMODE(store.root.stat().st_mode) == 0o755
+    assert stat.S_IMODE(store.root.stat().st_mode) == 0o700
 
 
 # ---- verification ----------------------------------------------------------------------------
@@ -200,12 +204,12 @@ def test_gc_removes_only_unreferenced_blobs(store):
     orphan = store.put_blob(b"orphan")
     before = tree(store.root)
 
-    assert store.gc(dry_run=True) == [orphan]
+    assert store.gc(dry_run=True, grace_seconds=0) == store_mod.GcReport(removed=[orphan])
     assert tree(store.root) == before
 
-    assert store.gc() == [orphan]
+    assert store.gc(grace_seconds=0).removed == [orphan]
     assert not store.blob_path(orphan).exists()
-    assert store.gc() == []
+    assert store.gc(grace_seconds=0) == store_mod.GcReport()
     assert store.verify().ok
     for i, want in [(0, {"a": b"kept", "b": b"shared"}), (1, {"a": b"shared"})]:
         entry = store.get(key_of(i))
@@ -223,8 +227,9 @@ def test_gc_clears_only_stale_temp_files(store):
 
     report = store.verify()
     assert report.ok and len(report.temp_files) == 2  # listed, not corruption
-    assert store.gc(dry_run=True) == [] and stale.exists()
-    assert store.gc() == []
+    dry = store.gc(dry_run=True)
+    assert dry.removed == [] and dry.temp_files == [stale.relative_to(store.root).as_posix()] and stale.exists()
+    assert store.gc() == store_mod.GcReport(temp_files=dry.temp_files)
     assert not stale.exists() and fresh.exists()
     assert store.has(key_of(0))
 
@@ -235,6 +240,334 @@ def test_gc_refuses_while_an_entry_is_unreadable(store):
     with pytest.raises(StoreError, match="verify"):
         store.gc()
     assert store.blob_path(hashlib.sha256(b"x").hexdigest()).exists()
+
+
+def test_gc_keeps_young_unreferenced_blobs(store):
+    store.put(key_of(0), {"a": b"kept"}, {})
+    young = store.put_blob(b"young orphan")
+    old = store.put_blob(b"old orphan")
+    refreshed = store.put_blob(b"stored again by a build")
+    long_ago = time.time() - 2 * store_mod.DEFAULT_GRACE_SECONDS
+    for digest in (old, refreshed):
+        os.utime(store.blob_path(digest), (long_ago, long_ago))
+    assert store.put_blob(b"stored again by a build") == refreshed  # a build re-putting it makes it young
+
+    report = store.gc()
+    assert report.removed == [old] and report.kept_young == 2
+    assert not store.blob_path(old).exists()
+    assert store.blob_path(young).exists() and store.blob_path(refreshed).exists()
+    assert sorted(store.gc(grace_seconds=0).removed) == sorted([young, refreshed])
+    assert store.gc(grace_seconds=0) == store_mod.GcReport()
+    assert store.has(key_of(0)) and store.verify().ok
+    for bad in (-1, float("nan"), "1h", True):
+        with pytest.raises(StoreError, match="grace period") as err:
+            store.gc(grace_seconds=bad)
+        assert "\n" not in str(err.value)
+
+
+# ---- only what is ours -----------------------------------------------------------------------
+
+def snapshot(folder: Path) -> dict[str, bytes | None]:
+    """Every path under `folder` (not through symlinks), with a file's bytes or None for the rest."""
+    out = {}
+    for dirpath, dirnames, filenames in os.walk(folder):
+        for name in dirnames + filenames:
+            p = Path(dirpath) / name
+            out[p.relative_to(folder).as_posix()] = p.read_bytes() if p.is_file() and not p.is_symlink() else None
+    return out
+
+
+def old_mtime(*paths: Path) -> None:
+    then = time.time() - 10 * store_mod.DEFAULT_GRACE_SECONDS
+    for p in paths:
+        os.utime(p, (then, then), follow_symlinks=False)
+
+
+def test_symlinks_in_the_store_are_never_followed_by_gc_or_verify(store, tmp_path):
+    store.put(key_of(0), {"a": b"kept"}, {})
+    orphan = store.put_blob(b"orphan")
+    victim = tmp_path / "victim"
+    (victim / "ab").mkdir(parents=True)
+    (victim / ("ab" * 31)).write_bytes(b"named like a blob")
+    (victim / "ab" / ("cd" * 31)).write_bytes(b"named like a blob in a fan-out folder")
+    (victim / "notes.txt").write_text("precious")
+    outside_entry = tmp_path / "entry.json"
+    outside_entry.write_text("{ not an entry")
+    outside_blob = tmp_path / "blob"
+    outside_blob.write_bytes(b"outside")
+    old_mtime(*victim.rglob("*"), outside_entry, outside_blob)
+    before = snapshot(tmp_path / "victim"), outside_entry.read_bytes(), outside_blob.read_bytes()
+
+    links = {
+        "blobs/zz": victim,                          # the repro: gc emptied victim/
+        "blobs/ee": victim,                          # a fan-out name, still a symlink
+        "blobs/ab": None,                            # a real folder, holding a link named like a blob
+        f"blobs/ab/{'ef' * 31}": outside_blob,
+        "index/cd": None,
+        f"index/cd/{'cd' * 32}.json": outside_entry,
+        "index/ee": victim / "ab",
+    }
+    for rel, target in links.items():
+        path = store.root / rel
+        if target is None:
+            path.mkdir(parents=True, exist_ok=True)
+        else:
+            path.symlink_to(target)
+    reason = "(symlink, not followed)"
+    expected = sorted(f"{rel} {reason}" for rel, target in links.items() if target is not None)
+
+    report = store.verify()
+    assert report.ok and sorted(report.skipped) == expected
+    assert report.blobs_checked == 2 and report.entries_checked == 1
+    dry = store.gc(dry_run=True, grace_seconds=0)
+    assert dry.removed == [orphan] and sorted(dry.skipped) == expected
+    done = store.gc(grace_seconds=0)
+    assert done.removed == [orphan] and sorted(done.skipped) == expected
+
+    assert (snapshot(tmp_path / "victim"), outside_entry.read_bytes(), outside_blob.read_bytes()) == before
+    for rel, target in links.items():
+        if target is not None:
+            assert (store.root / rel).is_symlink() and os.readlink(store.root / rel) == str(target), rel
+    assert not (store.root / "quarantine").exists()
+    assert store.has(key_of(0)) and store.get_blob(store.get(key_of(0)).blobs["a"].digest) == b"kept"
+
+
+def test_foreign_files_and_folders_are_left_alone_and_reported(store):
+    store.put(key_of(0), {"a": b"kept"}, {})
+    entry_dir = store.entry_path(key_of(0)).parent
+    foreign = {
+        "blobs/ab/README.txt": "not a name the store uses",
+        f"blobs/ab/sub/{'ab' * 31}": None,
+        "blobs/README.txt": "not a fan-out folder",
+        f"blobs/AB/{'ab' * 31}": None,
+        f"blobs/abc/{'ab' * 31}": None,
+        f"blobs/ab/{'ab' * 30}": "not a name the store uses",  # 60 hex digits
+        "index/ab/notes.json": "not a name the store uses",
+        f"index/00/{'11' * 32}.json": "not a name the store uses",  # in the wrong fan-out folder
+        f"{entry_dir.relative_to(store.root).as_posix()}/{key_of(0).upper()}.json": "not a name the store uses",
+    }
+    for rel in foreign:
+        path = store.root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"somebody else's " + rel.encode())
+    os.mkfifo(store.root / "blobs" / "ab" / ("ff" * 31))
+    old_mtime(*store.root.rglob("*"))
+    before = tree(store.root)
+    expected = sorted([f"{rel} ({why})" for rel, why in foreign.items() if why] + [
+        "blobs/ab/sub (folder inside a fan-out folder)",
+        "blobs/AB (not a fan-out folder)",
+        "blobs/abc (not a fan-out folder)",
+        f"blobs/ab/{'ff' * 31} (not a regular file)",
+    ])
+
+    report = store.verify()
+    assert report.ok and sorted(report.skipped) == expected
+    assert report.blobs_checked == 1 and report.entries_checked == 1
+    gc_report = store.gc(grace_seconds=0)
+    assert gc_report.removed == [] and sorted(gc_report.skipped) == expected
+    assert tree(store.root) == before
+    assert stat.S_ISFIFO(os.lstat(store.root / "blobs" / "ab" / ("ff" * 31)).st_mode)
+    assert not (store.root / "quarantine").exists()
+
+
+def test_unreadable_folders_are_skipped_and_an_unreadable_index_stops_gc(store, monkeypatch):
+    store.put(key_of(0), {"a": b"kept"}, {})
+    orphan = store.put_blob(b"orphan")
+    old_mtime(*store.root.rglob("*"))
+    blob_dir = store.blob_path(orphan).parent
+    index_dir = store.entry_path(key_of(0)).parent
+    locked: set[Path] = set()
+    real_scandir = os.scandir
+
+    def scandir(path="."):
+        if Path(path) in locked:
+            raise PermissionError(errno.EACCES, "Permission denied", str(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    locked.add(blob_dir)
+    blob_rel = blob_dir.relative_to(store.root).as_posix()
+    report = store.gc(grace_seconds=0)
+    assert report.removed == [] and report.skipped == [f"{blob_rel} (cannot be read: Permission denied)"]
+    assert store.blob_path(orphan).exists() and store.has(key_of(0))
+
+    locked = {index_dir}
+    before = tree(store.root)
+    report = store.verify()
+    assert report.ok and report.entries_checked == 0
+    assert report.skipped == [f"{index_dir.relative_to(store.root).as_posix()} (cannot be read: Permission denied)"]
+    with pytest.raises(StoreError, match="cannot read the index folder") as err:
+        store.gc(grace_seconds=0)
+    assert "\n" not in str(err.value) and str(index_dir) in str(err.value)
+    assert tree(store.root) == before
+
+    locked = set()
+    real_index = store.root / "index-elsewhere"
+    store.index_dir.rename(real_index)
+    store.index_dir.symlink_to(real_index)  # the whole index behind a symlink: every blob would look unreferenced
+    with pytest.raises(StoreError, match="symlink") as err:
+        store.gc(grace_seconds=0)
+    assert "\n" not in str(err.value)
+    assert tree(store.blobs_dir) == {k.removeprefix("blobs/"): v for k, v in before.items() if k.startswith("blobs/")}
+
+
+def test_symlinks_where_a_blob_or_entry_should_be_count_as_missing(store, tmp_path):
+    entry = store.put(key_of(0), {"a": b"real bytes"}, {})
+    blob = store.blob_path(entry.blobs["a"].digest)
+    copy = tmp_path / "copy"
+    copy.write_bytes(b"real bytes")
+    blob.unlink()
+    blob.symlink_to(copy)  # the right bytes, but not ours to read
+    assert store.get(key_of(0)) is None and store.missing([key_of(0)]) == [key_of(0)]
+    with pytest.raises(store_mod.MissingBlob):
+        store.get_blob(entry.blobs["a"].digest)
+    store.put(key_of(0), {"a": b"real bytes"}, {})  # the next build replaces the link, not its target
+    assert not blob.is_symlink() and store.has(key_of(0)) and copy.read_bytes() == b"real bytes"
+
+    outside_entry = tmp_path / "entry.json"
+    outside_entry.write_bytes(store.entry_path(key_of(0)).read_bytes())
+    store.entry_path(key_of(0)).unlink()
+    store.entry_path(key_of(0)).symlink_to(outside_entry)
+    assert store.get(key_of(0)) is None
+
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    digest = hashlib.sha256(b"hello").hexdigest()
+    (store.blobs_dir / digest[:2]).symlink_to(victim)
+    with pytest.raises(StoreError, match="symlink") as err:
+        store.put_blob(b"hello")  # must not write through blobs/2c into victim/
+    assert "\n" not in str(err.value) and list(victim.iterdir()) == []
+
+
+def test_a_deeply_nested_entry_is_corrupt_not_a_crash(store):
+    store.put(key_of(0), {"a": b"x"}, {})
+    store.put(key_of(1), {"a": b"y"}, {})
+    path = store.entry_path(key_of(0))
+    path.write_text("[" * 100_000)
+    assert store.get(key_of(0)) is None and store.has(key_of(1))
+    assert store.missing([key_of(0), key_of(1)]) == [key_of(0)]
+    with pytest.raises(StoreError, match="verify") as err:
+        store.gc(grace_seconds=0)
+    assert "\n" not in str(err.value)
+    report = store.verify()
+    assert report.quarantined_entries == [f"index/{key_of(0)[:2]}/{key_of(0)}.json"] and report.quarantined_blobs == []
+    assert store.gc(grace_seconds=0).removed == [hashlib.sha256(b"x").hexdigest()]
+    assert store.has(key_of(1)) and store.verify().ok
+
+
+def test_an_oversize_entry_is_corrupt(store):
+    store.put(key_of(0), {"a": b"x"}, {})
+    store.put(key_of(1), {"a": b"y"}, {})
+    path = store.entry_path(key_of(0))
+    path.write_bytes(path.read_bytes() + b" " * store_mod.MAX_ENTRY_BYTES)  # still valid JSON
+    assert store.get(key_of(0)) is None and store.missing([key_of(0), key_of(1)]) == [key_of(0)]
+    with pytest.raises(StoreError, match="verify"):
+        store.gc(grace_seconds=0)
+    assert store.verify().quarantined_entries == [f"index/{key_of(0)[:2]}/{key_of(0)}.json"]
+    assert store.has(key_of(1)) and store.verify().ok
+
+
+def test_missing_deep_rehashes_and_quarantines_a_corrupt_blob_of_the_right_size(store):
+    shared = payload("shared", "s")
+    for i in range(3):
+        store.put(key_of(i), {"own": payload(i, "own"), **({"s": shared} if i < 2 else {})}, {})
+    digest = hashlib.sha256(shared).hexdigest()
+    path = store.blob_path(digest)
+    data = bytearray(path.read_bytes())
+    data[5] ^= 0x40
+    path.write_bytes(bytes(data))
+    keys = [key_of(2), key_of(1), key_of(0)]
+
+    assert store.missing(keys) == [] and store.missing(keys, deep=False) == []  # the size is right
+    assert store.missing(keys, deep=True) == [key_of(1), key_of(0)]
+    assert not path.exists()
+    moved = [p for p in (store.root / "quarantine").rglob("*") if p.is_file()]
+    assert [p.read_bytes() for p in moved] == [bytes(data)]  # kept, not deleted
+    assert store.missing(keys) == [key_of(1), key_of(0)]
+    assert store.missing(keys, deep=True) == [key_of(1), key_of(0)]
+    assert store.get_blob(store.get(key_of(2)).blobs["own"].digest) == payload(2, "own")
+
+    store.put(key_of(0), {"own": payload(0, "own"), "s": shared}, {})  # the next build recomputes them
+    store.put(key_of(1), {"own": payload(1, "own"), "s": shared}, {})
+    assert store.missing(keys, deep=True) == [] and store.verify().ok
+
+
+# ---- the lock --------------------------------------------------------------------------------
+
+TRY_LOCK = """
+import sys
+from atlasgen.store import Store, StoreBusy
+try:
+    with Store(sys.argv[1]).lock(shared=sys.argv[2] == "shared", wait=False):
+        print("locked")
+except StoreBusy as e:
+    print("busy:", e)
+"""
+
+
+def try_lock_in_subprocess(root: Path, mode: str) -> str:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    return subprocess.run([sys.executable, "-c", TRY_LOCK, str(root), mode], capture_output=True, text=True,
+                          env=env, cwd=REPO, timeout=60, check=True).stdout
+
+
+def test_lock_shared_for_builds_exclusive_for_gc(tmp_path):
+    root = tmp_path / "new" / "store"
+    store = Store(root)
+    with store.lock(shared=True):
+        assert (root / "lock").is_file()  # the lock made the store folder, and nothing else
+        assert sorted(p.name for p in root.iterdir()) == ["lock"]
+        with Store(root).lock(shared=True, wait=False):  # two builders at once
+            with pytest.raises(store_mod.StoreBusy) as err:
+                with Store(root).lock(shared=False, wait=False):
+                    pytest.fail("gc got the lock while a build held it")
+        message = str(err.value)
+        assert "\n" not in message and str(root) in message and "--wait" in message
+        assert issubclass(store_mod.StoreBusy, StoreError)
+        assert try_lock_in_subprocess(root, "exclusive").startswith("busy:")
+        assert try_lock_in_subprocess(root, "shared") == "locked\n"
+    with Store(root).lock(shared=False, wait=False):
+        with pytest.raises(store_mod.StoreBusy, match="--wait"):
+            with Store(root).lock(shared=True, wait=False):
+                pass
+        assert try_lock_in_subprocess(root, "shared").startswith("busy:")
+    with Store(root).lock(shared=False, wait=False) as held:
+        assert held.gc() == store_mod.GcReport() and held.verify().ok
+
+
+def test_lock_waits_for_the_holder(tmp_path):
+    import threading
+
+    store = Store(tmp_path / "store")
+    got = threading.Event()
+
+    def gc_waiting():
+        with Store(store.root).lock(shared=False, wait=True):
+            got.set()
+
+    with store.lock(shared=True):
+        thread = threading.Thread(target=gc_waiting)
+        thread.start()
+        assert not got.wait(0.2)  # blocked while the build holds its shared lock
+    thread.join(10)
+    assert got.is_set()
+
+
+def test_lock_refuses_a_symlink_or_a_folder(tmp_path):
+    store = Store(tmp_path / "store")
+    store.root.mkdir()
+    target = tmp_path / "precious"
+    target.write_text("keep")
+    (store.root / "lock").symlink_to(target)
+    with pytest.raises(StoreError, match="symlink") as err:
+        with store.lock(shared=False):
+            pass
+    assert "\n" not in str(err.value) and target.read_text() == "keep"
+    (store.root / "lock").unlink()
+    (store.root / "lock").mkdir()
+    with pytest.raises(StoreError, match="not a regular file"):
+        with store.lock(shared=True):
+            pass
 
 
 # ---- failures --------------------------------------------------------------------------------
