@@ -97,3 +97,17 @@ def test_a_first_build_into_a_users_folder_needs_force(tmp_path, tiny_config, qu
     assert [p.name for p in site.iterdir()] == ["index.html"]
     assert run_build(tiny_config(force=True), quiet).complete
     assert (site / "atlas.json").is_file()
+
+
+def test_probes_whose_names_once_met_in_one_file_get_files_of_their_own(tmp_path, tiny_config, quiet):
+    """Probe x's overlay and probe x-overlay's heatmap were one file; 'a b' and 'a-b' were one name."""
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for name, colour in (("x", (200, 0, 0)), ("x-overlay", (0, 200, 0)), ("a b", (0, 0, 200)), ("a-b", (90, 90, 90))):
+        Image.new("RGB", (40, 40), colour).save(photos / f"{name}.png")
+    assert run_build(tiny_config(filters="0", probes=(photos,)), quiet).complete
+    manifest = load_manifest(tmp_path / "site")
+    paths = [p for amap in manifest.layers[0].units[0].activation_maps for p in amap.images.values()]
+    paths += [probe.image for probe in manifest.probes]
+    assert len(paths) == len(set(paths)) == 4 * 3
+    assert all((tmp_path / "site" / p).is_file() for p in paths)
