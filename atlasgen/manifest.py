@@ -7,6 +7,7 @@ hostile manifest stops with one line that names the bad field instead of failing
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 import re
@@ -215,9 +216,9 @@ def _decode(kind, value, where: str):
     if dataclasses.is_dataclass(kind):
         if not isinstance(value, dict):
             raise _bad(where, "an object", value)
-        hints = typing.get_type_hints(kind)
+        hints, fields = _fields(kind)
         values = {}
-        for f in dataclasses.fields(kind):
+        for f in fields:
             if f.name not in value:
                 if f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING:
                     continue
@@ -271,6 +272,11 @@ def _decode(kind, value, where: str):
             raise _bad(where, _name(kind), value)
         return value
     raise TypeError(f"no decoder for {kind}")
+
+
+@functools.cache
+def _fields(kind) -> tuple[dict, tuple]:
+    return typing.get_type_hints(kind), dataclasses.fields(kind)
 
 
 def _member(where: str, key: str) -> str:
