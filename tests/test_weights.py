@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 
 import h5py
@@ -166,3 +167,134 @@ def test_bad_files_in_process(tmp_path, name, expected):
         (tmp_path / name).write_bytes(b"\0" * 64 if name.endswith("npz") else np.random.default_rng(0).bytes(4096))
     with pytest.raises(AtlasgenError, match=expected):
         load_model(str(tmp_path / name))
+
+
+def one_line(info) -> str:
+    message = str(info.value)
+    assert "\n" not in message and message.strip(), message
+    return message
+
+
+@pytest.mark.parametrize("name", ["vgg16.weights.h5", "model.keras"])
+def test_an_unreadable_weights_file_is_one_line_error(tmp_path, monkeypatch, name):
+    # Root reads any file whatever its mode, so the refusal of the kernel is made here: every way of
+    # opening this one path (builtins.open, os.open, and so io, zipfile and h5py's Python side) fails
+    # as an unreadable file does.
+    import builtins
+    import errno
+
+    path = tmp_path / name
+    path.write_bytes(b"\x89HDF\r\n\x1a\n" + b"\0" * 64)
+    denied = PermissionError(errno.EACCES, "Permission denied", str(path))
+
+    def guard(real):
+        def opener(file, *args, **kwargs):
+            if str(file) == str(path):
+                raise denied
+            return real(file, *args, **kwargs)
+
+        return opener
+
+    monkeypatch.setattr(builtins, "open", guard(builtins.open))
+    monkeypatch.setattr(os, "open", guard(os.open))
+    with pytest.raises(AtlasgenError) as info:
+        load_model(str(path))
+    assert one_line(info) == f"weights file {path} cannot be read (Permission denied); check that you may read it"
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads files of any mode")
+def test_a_weights_file_without_read_permission(tmp_path):
+    path = tmp_path / "locked.weights.h5"
+    path.write_bytes(b"\x89HDF\r\n\x1a\n")
+    path.chmod(0)
+    with pytest.raises(AtlasgenError, match="cannot be read"):
+        load_model(str(path))
+
+
+def test_a_fifo_as_weights_is_refused_without_opening_it(tmp_path):
+    import threading
+
+    fifo = tmp_path / "pipe.weights.h5"
+    os.mkfifo(fifo)
+    outcome = {}
+
+    def run():
+        try:
+            load_model(str(fifo))
+        except BaseException as exc:  # noqa: BLE001 - handed to the test
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(20)
+    if thread.is_alive():
+        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))  # an EOF for the blocked reader
+        pytest.fail("load_model blocks on a FIFO")
+    assert isinstance(outcome.get("error"), AtlasgenError), outcome
+    assert str(outcome["error"]) == f"weights path {fifo} is not a file; give a .h5, .weights.h5 or .keras file"
+
+
+def test_an_oversize_weights_file_is_refused_unread(tmp_path):
+    from atlasgen.weights import MAX_WEIGHTS_BYTES
+
+    path = tmp_path / "huge.weights.h5"
+    with open(path, "wb") as handle:
+        handle.write(b"\x89HDF\r\n\x1a\n")
+        handle.truncate(MAX_WEIGHTS_BYTES + 1)  # sparse
+    with pytest.raises(AtlasgenError) as info:
+        load_model(str(path))
+    assert one_line(info) == (
+        f"weights file {path} is {MAX_WEIGHTS_BYTES + 1:,} bytes, over the cap of {MAX_WEIGHTS_BYTES >> 30} GiB; "
+        f"give a smaller weights file"
+    )
+
+
+@pytest.fixture(scope="module")
+def nan_model_path(keras, tmp_path_factory):
+    """A small .keras model whose second conv kernel holds one NaN."""
+    L = keras.layers
+    image = keras.Input((None, None, 3))
+    x = L.Conv2D(4, 3, name="first")(image)
+    x = L.Conv2D(4, 3, name="broken conv")(x)
+    model = keras.Model(image, x, name="nan_cnn")
+    kernel, bias = model.get_layer("broken conv").get_weights()
+    kernel[1, 1, 2, 3] = np.nan
+    model.get_layer("broken conv").set_weights([kernel, bias])
+    path = tmp_path_factory.mktemp("nan") / "nan_cnn.keras"
+    model.save(path)
+    return path
+
+
+def test_nan_weights_are_refused_naming_the_layer(nan_model_path):
+    with pytest.raises(AtlasgenError) as info:
+        load_model(str(nan_model_path))
+    assert one_line(info) == (
+        f"weights file {nan_model_path} has NaN or infinite values in layer 'broken conv'; give weights with "
+        f"finite values only (a training run that diverged saves such weights)"
+    )
+
+
+def test_infinite_vgg16_weights_are_refused(keras, tmp_path, hed_model):
+    copy = fresh_vgg16(keras)
+    weights = [w.copy() for w in hed_model.model.get_weights()]
+    weights[3][7] = np.inf  # block1_conv2's bias
+    copy.set_weights(weights)
+    path = tmp_path / "inf.weights.h5"
+    copy.save_weights(path)
+    with pytest.raises(AtlasgenError, match=r"has NaN or infinite values in layer 'block1_conv2'; "):
+        load_model(str(path))
+
+
+def test_nan_weights_through_the_cli(cli, one_line_error, nan_model_path):
+    result = cli("layers", "--weights", nan_model_path, "--size", "32")
+    one_line_error(result, "NaN or infinite values in layer 'broken conv'")
+
+
+def test_a_model_with_two_inputs_is_refused(keras, tmp_path):
+    L = keras.layers
+    a, b = keras.Input((None, None, 3)), keras.Input((None, None, 3))
+    model = keras.Model([a, b], L.Conv2D(2, 3)(L.Add()([a, b])))
+    path = tmp_path / "two.keras"
+    model.save(path)
+    with pytest.raises(AtlasgenError, match="the model has 2 inputs; expected one image input"):
+        load_model(str(path))

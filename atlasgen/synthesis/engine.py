@@ -9,7 +9,7 @@ import numpy as np
 
 from atlasgen import geometry
 from atlasgen.errors import AtlasgenError
-from atlasgen.graph import conv_layers, spatial_ops
+from atlasgen.graph import conv_layers, scope_safe, spatial_ops
 from atlasgen.weights import LoadedModel
 from atlasgen.tf import keras, tf
 
@@ -47,10 +47,16 @@ class LayerEngine:
                 f"choose one of {', '.join(names)}"
             )
         self.loaded = loaded
+        # The layer as loaded: its kernel and bias (the runnable model reuses them, or holds copies).
         self.layer = loaded.model.get_layer(layer_name)
         self.name = layer_name
         self.filters = int(self.layer.filters)
-        self.trunk = keras.Model(loaded.model.inputs, self.layer.input, name=f"trunk_to_{layer_name}")
+        # Everything before the layer, from loaded.runnable: it runs at any size and every layer it
+        # calls has a name TensorFlow takes as a scope.
+        index = names.index(layer_name)
+        trunk_name = f"trunk_to_{layer_name}" if scope_safe(layer_name) else f"trunk_to_conv{index}"
+        self.trunk = keras.Model(loaded.runnable.inputs, loaded.runnable.outputs[index], name=trunk_name)
+        self._real_names = {internal: real for real, internal in loaded.internal_names.items()}
         self._ops = spatial_ops(loaded.model)
         # Compiled optimisation graphs of this layer, by the explicit cache key `optimise` is given.
         self.compiled: dict = {}
@@ -133,8 +139,9 @@ class LayerEngine:
         fields = geometry.receptive_fields(self._ops, size)
         elements = 3 * size[0] * size[1]
         for layer in self.trunk.layers:
-            if layer.name in fields and layer.name != self.name:
-                h, w = fields[layer.name].size
+            name = self._real_names.get(layer.name, layer.name)
+            if name in fields and name != self.name:
+                h, w = fields[name].size
                 elements += h * w * int(layer.output.shape[-1])
         h, w = fields[self.name].size
         elements += h * w * self.filters

@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import io
+import os
+import re
+import stat
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,6 +19,8 @@ from atlasgen.errors import AtlasgenError
 from atlasgen.names import safe_name
 
 MAX_PROBE_SIDE = 512
+MAX_PROBE_BYTES = 64 << 20  # read at most this much of a probe file
+MAX_PROBE_PIXELS = 40_000_000  # decode at most this many pixels (e.g. 8000 x 5000)
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
 # scikit-image's bundled colour photographs of natural scenes (no download needed).
 NATURAL_PHOTOS = ("astronaut.png", "chelsea.png", "coffee.png", "motorcycle_left.png", "rocket.jpg", "hubble_deep_field.jpg")
@@ -27,16 +34,72 @@ class Probe:
     image: np.ndarray  # uint8 (h, w, 3) RGB, longest side at most MAX_PROBE_SIDE
 
 
-def load_probe(path: Path) -> Probe:
-    """Reads one photo; bad files give a one-line error naming the file."""
+def _file_kind(mode: int) -> str:
+    for test, kind in ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return kind
+    return "not a plain file"
+
+
+def _read_probe_bytes(path: Path) -> bytes:
+    """The bytes of a regular file (a symlink to one is fine) of at most MAX_PROBE_BYTES.
+
+    Opened without blocking and checked with fstat before any read, so a FIFO cannot hang the
+    build and a device such as /dev/zero cannot fill the memory."""
     try:
-        data = path.read_bytes()
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     except OSError as exc:
         raise AtlasgenError(f"probe {path} cannot be read ({exc.strerror}); give a readable image file") from None
     try:
-        with Image.open(path) as opened:
-            image = opened.convert("RGB")
-    except (UnidentifiedImageError, OSError, ValueError):
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise AtlasgenError(f"probe {path} is not a regular file ({_file_kind(info.st_mode)}); give an image file")
+        if info.st_size > MAX_PROBE_BYTES:
+            raise _too_big(path, f"{info.st_size:,} bytes")
+        chunks, left = [], MAX_PROBE_BYTES + 1
+        while left > 0:
+            chunk = os.read(fd, min(left, 1 << 20))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            left -= len(chunk)
+    except OSError as exc:
+        raise AtlasgenError(f"probe {path} cannot be read ({exc.strerror}); give a readable image file") from None
+    finally:
+        os.close(fd)
+    data = b"".join(chunks)
+    if len(data) > MAX_PROBE_BYTES:  # it grew while being read
+        raise _too_big(path, f"more than {MAX_PROBE_BYTES:,} bytes")
+    return data
+
+
+def _too_big(path: Path, size: str) -> AtlasgenError:
+    return AtlasgenError(f"probe {path} is {size}, over the cap of {MAX_PROBE_BYTES >> 20} MiB; give a smaller image file")
+
+
+def _too_many_pixels(path: Path, size: str) -> AtlasgenError:
+    return AtlasgenError(
+        f"probe {path} has {size} pixels, over the cap of {MAX_PROBE_PIXELS:,} pixels; give a smaller image"
+    )
+
+
+def load_probe(path: Path) -> Probe:
+    """Reads one photo; bad files give a one-line error naming the file."""
+    data = _read_probe_bytes(path)
+    try:
+        with warnings.catch_warnings():
+            # Pillow warns, then raises, on images of more pixels than its own limit: both are refusals here.
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as opened:
+                width, height = opened.size
+                if width * height > MAX_PROBE_PIXELS:
+                    raise _too_many_pixels(path, f"{width}x{height}")
+                image = opened.convert("RGB")
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        claimed = re.search(r"\((\d+) pixels\)", str(exc))
+        raise _too_many_pixels(path, f"{int(claimed.group(1)):,}" if claimed else "too many") from None
+    except (UnidentifiedImageError, OSError, ValueError, EOFError, SyntaxError):
         raise AtlasgenError(f"probe {path} is not an image Pillow can read; give a PNG, JPEG or WebP photo") from None
     image.thumbnail((MAX_PROBE_SIDE, MAX_PROBE_SIDE), Image.LANCZOS)
     return Probe(path.stem, hashlib.sha256(data).hexdigest(), np.asarray(image))
@@ -49,6 +112,7 @@ def load_probes(paths: list[Path]) -> list[Probe]:
     files: list[Path] = []
     for path in paths:
         if path.is_dir():
+            # is_file() is a regular file (through a symlink too): never a FIFO or a device.
             found = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
             if not found:
                 raise AtlasgenError(f"probe folder {path} has no image files ({', '.join(sorted(IMAGE_SUFFIXES))})")
