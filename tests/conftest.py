@@ -13,11 +13,23 @@ from support import TINY, CliResult, assert_one_line_error, build_custom_cnn, cl
 
 # In-process TensorFlow: keep its C++ log lines out of pytest's output.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # One thread of TensorFlow per worker: the workers (and the processes they start) already keep
+    # every core busy, and more threads than cores only makes them wait on each other.
+    for variable in ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS", "OMP_NUM_THREADS"):
+        os.environ.setdefault(variable, "1")
 
 
 def pytest_configure(config):
     # Keras's own saving code trips this NumPy 2 deprecation; it is not ours to fix.
     config.addinivalue_line("filterwarnings", "ignore:__array__ implementation doesn't accept a copy keyword")
+    config.addinivalue_line("markers", "slow: starts its own atlasgen process (TensorFlow and all); scheduled first")
+
+
+def pytest_collection_modifyitems(config, items):
+    # Longest first: the tests that start processes of their own begin while the workers are free,
+    # instead of leaving one worker busy at the end.
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
 
 @pytest.fixture(scope="session")

@@ -86,9 +86,10 @@ def test_special_files_as_probes_are_one_line_errors(tmp_path, outside, cli, one
     assert time.monotonic() - start < 60, "a special file must not hang the build"
 
 
+@pytest.mark.slow
 def test_gc_in_a_loop_during_a_build_loses_no_finished_artifact(tmp_path, tiny_config, cli):
     store = tmp_path / "store"
-    args = [*TINY_ARGS, "--filters", "0-3", "--steps", "8", "--batch-size", "1", "--store", str(store),
+    args = [*TINY_ARGS, "--filters", "0-1", "--steps", "4", "--batch-size", "1", "--store", str(store),
             "--out", str(tmp_path / "site")]
     build = subprocess.Popen([sys.executable, "-m", "atlasgen.cli", "build", *args], stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True, env=cli_env())
@@ -113,7 +114,7 @@ def test_gc_in_a_loop_during_a_build_loses_no_finished_artifact(tmp_path, tiny_c
     assert build.returncode == 0, err
     assert "atlas complete" in out
     assert refused > 0, "gc ran while the build held the store"
-    plan = prepare(tiny_config(filters="0-3", steps=8, batch_size=1)).plan
+    plan = prepare(tiny_config(filters="0-1", steps=4, batch_size=1)).plan
     assert Store(store).missing([a.key for a in plan.artifacts], deep=True) == []
     # And once the build is over, gc runs and keeps every referenced blob.
     assert cli("gc", "--store", store, "--grace-minutes", "0").returncode == 0

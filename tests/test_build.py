@@ -73,6 +73,7 @@ def cli_build(tmp_path, *extra, out="site"):
     return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cli_env())
 
 
+@pytest.mark.slow
 def test_sigkill_in_the_middle_of_a_build_then_resume(tmp_path, tiny_config, quiet):
     args = ["--filters", "0-3", "--steps", "8", "--batch-size", "1"]
     process = cli_build(tmp_path, *args)
@@ -96,6 +97,7 @@ def test_sigkill_in_the_middle_of_a_build_then_resume(tmp_path, tiny_config, qui
     assert [u["index"] for u in manifest["layers"][0]["units"]] == list(range(4))
 
 
+@pytest.mark.slow
 def test_two_builders_on_one_store(tmp_path, tiny_config, quiet):
     """A second process and this one build the same atlas into one store at the same time."""
     other = cli_build(tmp_path, "--filters", "0-2", "--steps", "6", "--batch-size", "1", out="site1")

@@ -43,6 +43,7 @@ def test_layers_json_for_the_hed_trunk(cli, hed_model):
     assert document["input_convention"].startswith("BGR x255 minus mean")
 
 
+@pytest.mark.slow
 def test_the_console_script_in_a_new_process_prints_only_its_table(hed_model):
     """TensorFlow's start-up chatter stays off stderr, and another process gets the same fingerprint."""
     script = Path(sys.executable).parent / "atlasgen"
@@ -82,6 +83,7 @@ def test_layers_json_for_a_custom_keras_model(cli, custom_cnn, custom_cnn_path):
 # --- errors: one line on stderr, "Error: ...", exit code 2, never a traceback ----------------
 
 
+@pytest.mark.slow
 def test_imagenet_without_network(run_cli, one_line_error, tmp_path):
     # An empty Keras cache forces a download; a dead proxy makes it fail fast even with network.
     dead = "http://127.0.0.1:9"

@@ -16,6 +16,8 @@ subpackage the wheel lacks.
 
 from __future__ import annotations
 
+import pytest
+
 import os
 import shutil
 import subprocess
@@ -88,6 +90,7 @@ def installed_env(target: Path) -> dict[str, str]:
     return env
 
 
+@pytest.mark.slow
 def test_installed_wheel_builds_and_renders_an_atlas(tmp_path):
     source, wheels, target, work = (tmp_path / name for name in ("source", "wheels", "target", "work"))
     for folder in (source, wheels, work):
