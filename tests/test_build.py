@@ -3,6 +3,7 @@ shards, a flipped byte, a full disk."""
 
 import dataclasses
 import errno
+import re
 import json
 from pathlib import Path
 import signal
@@ -13,6 +14,7 @@ import pytest
 from PIL import Image
 
 from atlasgen.build import build_status, run_build
+from atlasgen.plan import BuildConfig
 from atlasgen.errors import AtlasgenError
 from atlasgen.kinds import KINDS
 from atlasgen.store import Store
@@ -181,3 +183,22 @@ def test_the_map_on_the_whole_filter_image_is_the_filters_own_map(built_atlas, h
                                     d["meta"]["recipe"].get("filter")) == ("channel-map", "block2_conv1", 2)]
     assert entry["meta"]["peak"] == pytest.approx(float(own.max()), rel=1e-4)
     assert entry["meta"]["mean"] == pytest.approx(float(own.mean()), rel=1e-4)
+
+
+def test_a_model_with_names_tensorflow_refuses_builds_and_shows_them_escaped(tmp_path, keras, quiet):
+    L = keras.layers
+    image = keras.Input((48, 48, 3), name="the image")
+    x = L.Conv2D(4, 3, padding="same", name="my conv")(image)
+    x = L.Conv2D(4, 3, strides=2, name="<b>x&y")(x)
+    x = L.Dense(2)(L.Flatten()(x))
+    path = tmp_path / "odd.keras"
+    keras.Model(image, x, name="odd model").save(path)
+    config = BuildConfig(preset="quick", weights=str(path), layers=("my conv", "<b>x&y"), filters="0-1", size=32,
+                         steps=2, store=tmp_path / "store", out=tmp_path / "site")
+    assert run_build(config, quiet).complete
+    manifest = json.loads((tmp_path / "site" / "atlas.json").read_text())
+    assert [layer["name"] for layer in manifest["layers"]] == ["my conv", "<b>x&y"]
+    second = manifest["layers"][1]
+    assert re.fullmatch(r"odd-model-[0-9a-f]{6}/b-x-y-[0-9a-f]{6}/", second["path"])
+    page = (tmp_path / "site" / second["units"][0]["page"] / "index.html").read_text()
+    assert "&lt;b&gt;x&amp;y" in page and "<b>x&y" not in page
