@@ -82,10 +82,10 @@ def prepare(config: BuildConfig) -> Prepared:
 def _check_memory(loaded, layers: list[str], side: int, option: str) -> None:
     """Refuses, before any tensor is made, a size whose single image cannot fit in memory."""
     from atlasgen.layers import activation_bytes
-    from atlasgen.synthesis.engine import available_memory_bytes
+    from atlasgen.synthesis.engine import machine_available_bytes
 
     need = max(activation_bytes(loaded, layer, side) for layer in layers)
-    have = 4 * available_memory_bytes()  # that is the quarter a batch may use; one image may use it all
+    have = machine_available_bytes()
     if need > have:
         raise AtlasgenError(
             f"{option} needs about {need / 2**30:.1f} GiB for one image (up to {layers[-1]}), and this machine has "
@@ -169,7 +169,8 @@ def _compute(prepared: Prepared, store: Store, layer: str | None, work: list, pr
         artifacts = [a for a in work if a.kind == kind.name]
         if not artifacts:
             continue
-        job = Job(kind.name, artifacts, prepared.params, probes, store, prepared.config.batch_size, make_engine)
+        job = Job(kind.name, artifacts, prepared.params, probes, store, prepared.config.batch_size, make_engine,
+                  log=progress.note)
         for artifact, blobs, facts in kind.compute(job):
             store.put(artifact.key, blobs, {"recipe": artifact.recipe, **facts})
             progress.advance(1, kind.label)

@@ -7,6 +7,7 @@ stores each one right away, so a kill loses at most the batch in flight.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Callable, Iterator
 
@@ -31,6 +32,7 @@ class Job:
     store: Store
     batch_size: int | None  # None: fit to memory
     make_engine: Callable[[], object] = field(repr=False)  # the layer's LayerEngine, made on first use
+    log: Callable[[str], None] = field(default=lambda text: None, repr=False)  # one plain line for the build's log
 
     @property
     def engine(self):
@@ -50,25 +52,79 @@ def probe_photos(job: Job) -> Results:
         yield artifact, {"image": codec.webp(image)}, {"width": int(image.shape[1]), "height": int(image.shape[0])}
 
 
-def _synthesised(job: Job, sizer, blobs_and_facts) -> Results:
-    from atlasgen.synthesis.images import batches, synthesise
+def _synthesised(job: Job, what: str, sizer, blobs_and_facts) -> Results:
+    from atlasgen.synthesis.engine import memory_budget
 
     engine = job.engine
     by_filter = {a.filter: a for a in job.artifacts}
     ids = sorted(by_filter)
-    size = min(job.batch_size, len(ids)) if job.batch_size else sizer(engine, job.params, len(ids))
-    for chunk in batches(ids, size):
-        for image in {r.filter: r for r in synthesise(engine, job.kind, chunk, job.params)}.values():
-            blobs, facts = blobs_and_facts(image)
-            facts = {"objective": image.objective, "mean_activation": image.mean_activation,
-                     "steps": int(len(image.history)), "objective_first_step": float(image.history[0]), **facts}
-            yield by_filter[image.filter], blobs, facts
+    where = f"{job.artifacts[0].layer}: {what}"
+    if job.batch_size:
+        size = min(job.batch_size, len(ids))
+        job.log(f"{where} in batches of {size} (--batch-size)")
+    else:
+        size = sizer(engine, job.params, len(ids))
+        job.log(f"{where} in batches of {size} (fit to {memory_budget().describe()}; --batch-size overrides)")
+    for image in _fitting_memory(job, engine, ids, size, where):
+        blobs, facts = blobs_and_facts(image)
+        facts = {"objective": image.objective, "mean_activation": image.mean_activation,
+                 "steps": int(len(image.history)), "objective_first_step": float(image.history[0]), **facts}
+        yield by_filter[image.filter], blobs, facts
+
+
+def _fitting_memory(job: Job, engine, ids: list[int], size: int, where: str) -> Iterator:
+    """Each filter's image once, as each batch finishes. A batch that runs out of memory is halved
+    and retried, down to one image, and the smaller size holds for the rest of the job; the
+    remaining filters are re-batched by `batches`, so every batch still has one size."""
+    from atlasgen.synthesis.images import batches, synthesise
+
+    done: set[int] = set()
+    todo = list(ids)
+    while todo:
+        for chunk in batches(todo, size):
+            try:
+                images = synthesise(engine, job.kind, chunk, job.params)
+            except Exception as error:
+                if not out_of_memory(error):
+                    raise
+                if len(chunk) == 1:
+                    raise AtlasgenError(
+                        f"{where} ran out of memory even for one image at --size {job.params.size}; use a smaller --size"
+                    ) from None
+                size = (len(chunk) + 1) // 2
+                job.log(f"{where}: out of memory at batch {len(chunk)}, retrying at {size}")
+                break
+            for image in images:
+                if image.filter not in done:
+                    done.add(image.filter)
+                    yield image
+        else:
+            return
+        todo = [f for f in todo if f not in done]
+
+
+# What TensorFlow's internal errors say when a GPU allocation fails ("Dst tensor is not initialized"
+# is a copy to a GPU that had no room).
+_OUT_OF_MEMORY = re.compile(
+    r"out[ _]of[ _]memory|\boom\b|failed to allocate|resource_?exhausted|dst tensor is not initialized", re.IGNORECASE
+)
+
+
+def out_of_memory(error: BaseException) -> bool:
+    """True for the errors of a batch too large for the device: TensorFlow's ResourceExhaustedError,
+    Python's MemoryError, and an internal or unknown TensorFlow error that says it is out of memory."""
+    from atlasgen.tf import tf
+
+    if isinstance(error, (MemoryError, tf.errors.ResourceExhaustedError)):
+        return True
+    return isinstance(error, (tf.errors.InternalError, tf.errors.UnknownError)) and bool(_OUT_OF_MEMORY.search(str(error)))
 
 
 def whole_filter_images(job: Job) -> Results:
     from atlasgen.synthesis.images import channel_batch_size
 
-    yield from _synthesised(job, channel_batch_size, lambda image: ({"image": codec.webp(image.image)}, {}))
+    yield from _synthesised(job, "whole-filter images", channel_batch_size,
+                            lambda image: ({"image": codec.webp(image.image)}, {}))
 
 
 def centre_neuron_images(job: Job) -> Results:
@@ -78,7 +134,7 @@ def centre_neuron_images(job: Job) -> Results:
         blobs = {"image": codec.webp(image.image), "crop": codec.webp(rf_crop(image.image, image.box))}
         return blobs, {"rf_box": image.box.as_list(), "changed_pixels_outside_box": image.changed_outside_box}
 
-    yield from _synthesised(job, neuron_batch_size, blobs_and_facts)
+    yield from _synthesised(job, "centre-neuron images", neuron_batch_size, blobs_and_facts)
 
 
 def own_image_maps(job: Job) -> Results:

@@ -60,6 +60,13 @@ class Progress:
             f"{rate:.2f} artifacts/s, ETA {eta:.0f} s"
         )
 
+    def note(self, text: str) -> None:
+        """One plain line (a batch size, a retry): above the bars on a terminal, in the log elsewhere."""
+        if self.bars:
+            tqdm.write(text, file=self.stream)
+        else:
+            self._line(text)
+
     def close(self) -> None:
         for bar in (self._layer, self._overall):
             if bar is not None:

@@ -52,3 +52,129 @@ def test_a_map_that_vanished_is_a_one_line_error(tmp_path):
     view = Artifact("map-view", "l", 0, {"map": "f" * 64, "scale_from": ["f" * 64]}, "v", "a")
     with pytest.raises(AtlasgenError, match="vanished from the store"):
         list(map_views(job(Store(tmp_path), "map-view", [view], {})))
+
+
+# --- synthesis batches that run out of memory --------------------------------------------------
+
+
+class StubEngine:
+    """What the build's batching needs of an engine when the synthesis itself is faked."""
+
+    name = "block3_conv1"
+    filters = 64
+
+    def bytes_per_image(self, shape):
+        return 1
+
+
+def fake_synthesise(monkeypatch, fits: int):
+    """Replaces the synthesis with one that runs out of memory above `fits` images; returns the
+    batches it was asked for, in order."""
+    from atlasgen.synthesis import images
+    from atlasgen.tf import tf
+
+    seen = []
+
+    def synthesise(engine, kind, filter_ids, params):
+        seen.append(list(filter_ids))
+        if len(filter_ids) > fits:
+            raise tf.errors.ResourceExhaustedError(None, None, "OOM when allocating tensor with shape[8,256,64,64]")
+        return [images.FilterImage(engine.name, f, kind, np.full((8, 8, 3), f, np.uint8), float(f), 0.5, np.array([0.1, 0.2]))
+                for f in filter_ids]
+
+    monkeypatch.setattr(images, "synthesise", synthesise)
+    return seen
+
+
+def synthesis_job(filters, batch_size, lines, size=64):
+    from atlasgen.synthesis import SynthesisParams
+
+    artifacts = [Artifact("channel", "block3_conv1", f, {}, f"k{f}") for f in filters]
+    return Job("channel", artifacts, SynthesisParams(size=size, steps=2), {}, None, batch_size, StubEngine, lines.append)
+
+
+@pytest.mark.parametrize("count, sizes", [(9, [8, 4, 2, 2, 2, 2, 2]), (7, [7, 4, 2, 2, 2, 2])])
+def test_a_batch_out_of_memory_is_halved_and_the_smaller_size_kept(monkeypatch, count, sizes):
+    from atlasgen.compute import whole_filter_images
+
+    seen, lines = fake_synthesise(monkeypatch, fits=2), []
+    made = list(whole_filter_images(synthesis_job(range(count), 8, lines)))
+    assert sorted(a.filter for a, _, _ in made) == list(range(count))  # each exactly once
+    assert [len(batch) for batch in seen] == sizes  # later batches start at the size that fitted
+    assert seen[-1] == [count - 1, count - 1]  # the last is padded to the same size, not a new graph
+    assert lines == [
+        f"block3_conv1: whole-filter images in batches of {sizes[0]} (--batch-size)",
+        f"block3_conv1: whole-filter images: out of memory at batch {sizes[0]}, retrying at 4",
+        "block3_conv1: whole-filter images: out of memory at batch 4, retrying at 2",
+    ]
+    assert made[0][2]["objective"] == 0.0 and made[0][2]["steps"] == 2
+
+
+def test_images_are_yielded_as_their_batch_finishes(monkeypatch):
+    from atlasgen.compute import whole_filter_images
+
+    seen = fake_synthesise(monkeypatch, fits=2)
+    results = whole_filter_images(synthesis_job(range(9), 8, []))
+    first = next(results)
+    assert first[0].filter == 0 and [len(batch) for batch in seen] == [8, 4, 2]
+    assert len(list(results)) == 8
+
+
+def test_one_image_out_of_memory_is_a_one_line_error(monkeypatch):
+    from atlasgen.compute import whole_filter_images
+
+    seen, lines = fake_synthesise(monkeypatch, fits=0), []
+    with pytest.raises(AtlasgenError) as raised:
+        list(whole_filter_images(synthesis_job(range(3), 8, lines, size=512)))
+    assert str(raised.value) == (
+        "block3_conv1: whole-filter images ran out of memory even for one image at --size 512; use a smaller --size"
+    )
+    assert raised.value.__cause__ is None and raised.value.__suppress_context__
+    assert [len(batch) for batch in seen] == [3, 2, 1]
+
+
+def test_other_errors_are_not_retried(monkeypatch):
+    from atlasgen.compute import whole_filter_images
+    from atlasgen.synthesis import images
+
+    calls = []
+
+    def broken(engine, kind, filter_ids, params):
+        calls.append(filter_ids)
+        raise ValueError("not about memory")
+
+    monkeypatch.setattr(images, "synthesise", broken)
+    with pytest.raises(ValueError, match="not about memory"):
+        list(whole_filter_images(synthesis_job(range(4), 4, [])))
+    assert len(calls) == 1
+
+
+def test_which_errors_mean_out_of_memory():
+    from atlasgen.compute import out_of_memory
+    from atlasgen.tf import tf
+
+    assert out_of_memory(tf.errors.ResourceExhaustedError(None, None, "anything"))
+    assert out_of_memory(MemoryError())
+    assert out_of_memory(tf.errors.InternalError(None, None, "Failed to allocate 2.0GiB for a temporary buffer"))
+    assert out_of_memory(tf.errors.InternalError(None, None, "CUDA_ERROR_OUT_OF_MEMORY: out of memory"))
+    assert out_of_memory(tf.errors.InternalError(None, None, "OOM when allocating tensor with shape[64,512,28,28]"))
+    assert out_of_memory(tf.errors.InternalError(None, None, "Dst tensor is not initialized."))
+    assert out_of_memory(tf.errors.UnknownError(None, None, "CUDA_ERROR_OUT_OF_MEMORY"))
+    assert not out_of_memory(tf.errors.InternalError(None, None, "cuDNN launch failure: room for improvement"))
+    assert not out_of_memory(tf.errors.InvalidArgumentError(None, None, "OOM"))
+    assert not out_of_memory(ValueError("out of memory"))
+
+
+def test_a_batch_size_fitted_to_memory_is_logged(monkeypatch):
+    from atlasgen.compute import whole_filter_images
+
+    seen, lines = fake_synthesise(monkeypatch, fits=64), []
+    made = list(whole_filter_images(synthesis_job(range(5), None, lines)))
+    assert len(made) == 5 and [len(batch) for batch in seen] == [5]  # one byte an image: all in one batch
+    (line,) = lines
+    assert line.startswith("block3_conv1: whole-filter images in batches of 5 (fit to ")
+    assert line.endswith(" GiB free on CPU; --batch-size overrides)")
+
+
+def test_jobs_log_nothing_unless_given_a_log(tmp_path):
+    assert Job("probe-photo", [], None, {}, Store(tmp_path), None, no_engine).log("a line") is None

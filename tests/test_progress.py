@@ -28,3 +28,22 @@ def test_progress_writes_plain_lines_elsewhere_at_most_every_interval():
     assert "3/3; overall 3/3" in lines.getvalue()
     plain.close()
     assert "computed 3 artifacts" in lines.getvalue() and "\r" not in lines.getvalue()
+
+
+def test_notes_are_plain_lines_in_a_log_and_above_the_bars_on_a_terminal():
+    lines = io.StringIO()
+    plain = Progress(stream=lines, bars=False)
+    plain.start(2)
+    plain.note("block1_conv1: whole-filter images in batches of 16 (fit to 3.2 GiB of the 12.8 GiB free on CPU)")
+    assert lines.getvalue().splitlines()[-1] == (
+        "block1_conv1: whole-filter images in batches of 16 (fit to 3.2 GiB of the 12.8 GiB free on CPU)"
+    )
+    terminal = io.StringIO()
+    bars = Progress(stream=terminal, bars=True)
+    bars.start(2)
+    bars.layer("block1_conv1", 2)
+    bars.note("block1_conv1: whole-filter images: out of memory at batch 16, retrying at 8")
+    bars.advance(2, "whole-filter images")
+    bars.close()
+    assert "block1_conv1: whole-filter images: out of memory at batch 16, retrying at 8\n" in terminal.getvalue()
+    assert "2/2" in terminal.getvalue()

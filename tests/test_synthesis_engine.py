@@ -209,3 +209,75 @@ def test_the_cli_lists_real_names_of_models_it_had_to_rebuild(cli, fixed_size_pa
     x = L.Reshape((14, 14, 4), name="pin")(L.Reshape((196, 4))(L.Conv2D(4, 3, name="c1")(image)))
     path = save_model(keras.Model(image, L.Conv2D(4, 3, name="c2")(x), name="pinned"), tmp_path, "pinned")
     one_line_error(cli("layers", "--weights", path, "--size", "32"), "only runs at its fixed input size 16x16")
+
+
+# --- how much memory a batch may use -----------------------------------------------------------
+
+GiB = 2**30
+
+
+def test_on_the_cpu_a_batch_may_use_a_quarter_of_what_the_machine_has_free():
+    from atlasgen.synthesis.engine import available_memory_bytes, machine_available_bytes, memory_budget
+
+    budget = memory_budget("CPU")
+    assert budget.device == "CPU" and not budget.assumed_total
+    assert abs(budget.free - machine_available_bytes()) < GiB  # read moments apart
+    assert budget.usable == budget.free // 4
+    assert abs(available_memory_bytes("CPU") - budget.usable) < GiB
+    assert budget.describe().endswith("GiB free on CPU")
+
+
+def test_without_a_gpu_the_synthesis_runs_on_the_cpu():
+    from atlasgen.synthesis.engine import memory_budget, synthesis_device
+
+    if tf.config.list_logical_devices("GPU"):
+        pytest.skip("this machine has a GPU")
+    assert synthesis_device() == "CPU" and memory_budget().device == "CPU"
+
+
+def test_on_a_gpu_a_batch_may_use_half_of_what_tensorflow_does_not_use():
+    from atlasgen.synthesis.engine import available_memory_bytes, memory_budget
+
+    asked = []
+
+    def memory_info(device):
+        asked.append(device)
+        return {"current": 2 * GiB, "peak": 5 * GiB}
+
+    budget = memory_budget("GPU:0", memory_info=memory_info, total_bytes=lambda device: 10 * GiB)
+    assert asked == ["GPU:0"]
+    assert (budget.device, budget.free, budget.usable, budget.assumed_total) == ("GPU:0", 8 * GiB, 4 * GiB, False)
+    assert budget.describe() == "4.0 GiB of the 8.0 GiB free on GPU:0"
+    assert available_memory_bytes("GPU:0", memory_info=memory_info, total_bytes=lambda device: 10 * GiB) == 4 * GiB
+    # Fuller than its total (a stale total): no memory to spare, so batches of one.
+    full = memory_budget("GPU:0", memory_info=lambda d: {"current": 12 * GiB}, total_bytes=lambda d: 10 * GiB)
+    assert full.usable == 0 and choose_batch_size(10**6, full.usable, wanted=64) == 1
+
+
+def test_a_gpu_of_unknown_size_is_taken_to_be_small_and_says_so():
+    from atlasgen.synthesis.engine import ASSUMED_GPU_BYTES, memory_budget
+
+    budget = memory_budget("GPU:0", memory_info=lambda d: {"current": GiB}, total_bytes=lambda d: None)
+    assert budget.assumed_total and budget.free == ASSUMED_GPU_BYTES - GiB and budget.usable == budget.free // 2
+    assert budget.describe() == "3.5 GiB of the 7.0 GiB free on GPU:0 (its size unknown: taken as 8 GiB)"
+
+    def no_allocator_yet(device):
+        raise ValueError("no such device")
+
+    assert memory_budget("GPU:0", memory_info=no_allocator_yet, total_bytes=lambda d: None).free == ASSUMED_GPU_BYTES
+
+
+def test_a_gpus_size_is_its_configured_limit_else_what_its_details_say(monkeypatch):
+    from atlasgen.synthesis import engine
+
+    gpus = [tf.config.PhysicalDevice("/physical_device:GPU:0", "GPU"), tf.config.PhysicalDevice("/physical_device:GPU:1", "GPU")]
+    configured = {gpus[0].name: [tf.config.LogicalDeviceConfiguration(memory_limit=1024),
+                                 tf.config.LogicalDeviceConfiguration(memory_limit=2048)]}
+    details = {gpus[1].name: {"device_name": "Some GPU", "compute_capability": (9, 0), "memory_limit": 80 * GiB}}
+    monkeypatch.setattr(tf.config, "get_visible_devices", lambda kind=None: gpus if kind == "GPU" else [])
+    monkeypatch.setattr(tf.config, "get_logical_device_configuration", lambda d: configured.get(d.name))
+    monkeypatch.setattr(tf.config.experimental, "get_device_details", lambda d: details.get(d.name, {}))
+    # GPU:0 and GPU:1 are two logical devices of the first GPU; GPU:2 is the second GPU.
+    assert [engine.gpu_total_bytes(f"GPU:{i}") for i in range(4)] == [GiB, 2 * GiB, 80 * GiB, None]
+    details[gpus[1].name] = {"device_name": "Some GPU", "compute_capability": (9, 0)}  # what TensorFlow 2.21 gives
+    assert engine.gpu_total_bytes("GPU:2") is None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 
@@ -148,16 +149,102 @@ class LayerEngine:
         return elements * BYTES_PER_ACTIVATION
 
 
-def available_memory_bytes() -> int:
-    """Memory the synthesis may use: a quarter of what the machine has free right now."""
+# A batch may use this share of the free memory of the device it runs on.
+#  - CPU: a quarter of MemAvailable. The machine is shared with the OS, the page cache, other
+#    programs and TensorFlow's own allocator overhead, and running out swaps or gets killed.
+#  - GPU: a half. TensorFlow's allocator owns the GPU (it reserves nearly all of it at start), so
+#    nothing else competes; the other half covers cuDNN/XLA workspaces, allocator fragmentation
+#    and the error of BYTES_PER_ACTIVATION, which was measured on the CPU. A batch that still
+#    runs out of memory is split and retried by the build (atlasgen.compute).
+CPU_SHARE = 1 / 4
+GPU_SHARE = 1 / 2
+# A GPU whose memory TensorFlow does not report (TensorFlow 2.21's get_device_details gives only
+# its name and compute capability, so this is the usual case unless a logical device memory limit
+# was configured) is taken to have this much: small enough for a common consumer card, so the
+# first batches rarely fail; a larger card then runs smaller batches than it could (--batch-size
+# overrides), a smaller one splits its first batch.
+ASSUMED_GPU_BYTES = 8 * 2**30
+
+
+@dataclass(frozen=True)
+class MemoryBudget:
+    """What a batch of the synthesis may use, and on which device."""
+
+    device: str  # "CPU" or "GPU:0"
+    free: int  # bytes free on the device now
+    usable: int  # what one batch may use: a share of `free`
+    assumed_total: bool = False  # the GPU's total was unknown: ASSUMED_GPU_BYTES stood in
+
+    def describe(self) -> str:
+        """E.g. "3.2 GiB of the 12.8 GiB free on CPU", for the build's log."""
+        text = f"{self.usable / 2**30:.1f} GiB of the {self.free / 2**30:.1f} GiB free on {self.device}"
+        if self.assumed_total:
+            text += f" (its size unknown: taken as {ASSUMED_GPU_BYTES / 2**30:.0f} GiB)"
+        return text
+
+
+def machine_available_bytes() -> int:
+    """The machine's whole MemAvailable (host memory, whatever device the synthesis runs on)."""
     try:
         with open("/proc/meminfo") as handle:
             for line in handle:
                 if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024 // 4
+                    return int(line.split()[1]) * 1024
     except OSError:
         pass
-    return (os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")) // 8
+    return (os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")) // 2
+
+
+def synthesis_device() -> str:
+    """Where TensorFlow places the synthesis by default: its first GPU if it sees one."""
+    return "GPU:0" if tf.config.list_logical_devices("GPU") else "CPU"
+
+
+def gpu_total_bytes(device: str = "GPU:0") -> int | None:
+    """The memory of a logical GPU, if TensorFlow tells: its configured memory limit (what the
+    allocator may use), else a memory size in its physical device's details; None when neither."""
+    logical = []  # (physical device, its logical configuration or None), one per logical GPU
+    for physical in tf.config.get_visible_devices("GPU"):
+        configured = tf.config.get_logical_device_configuration(physical)
+        logical += [(physical, c) for c in configured] if configured else [(physical, None)]
+    index = int(device.rpartition(":")[2] or 0)
+    if index >= len(logical):
+        return None
+    physical, configured = logical[index]
+    if configured is not None and getattr(configured, "memory_limit", None):
+        return int(configured.memory_limit) * 2**20  # configured in MiB
+    details = tf.config.experimental.get_device_details(physical) or {}
+    for key in ("memory_limit", "memory_size", "total_memory"):
+        if details.get(key):
+            return int(details[key])
+    return None
+
+
+def memory_budget(device: str | None = None, memory_info: Callable[[str], dict] | None = None,
+                  total_bytes: Callable[[str], int | None] = gpu_total_bytes) -> MemoryBudget:
+    """The memory a batch may use on `device` ("CPU", "GPU:0"; None: where the synthesis runs).
+
+    CPU: CPU_SHARE of MemAvailable. GPU: GPU_SHARE of its total less what TensorFlow uses now
+    (`memory_info`, tf.config.experimental.get_memory_info by default); the total is
+    `total_bytes(device)`, or ASSUMED_GPU_BYTES when that is None."""
+    device = device or synthesis_device()
+    if not device.upper().startswith("GPU"):
+        free = machine_available_bytes()
+        return MemoryBudget("CPU", free, int(free * CPU_SHARE))
+    memory_info = memory_info or tf.config.experimental.get_memory_info
+    try:
+        used = int(memory_info(device).get("current", 0))
+    except (ValueError, RuntimeError):  # no such device, or no allocator yet: nothing used
+        used = 0
+    total = total_bytes(device)
+    free = max(0, (total or ASSUMED_GPU_BYTES) - used)
+    return MemoryBudget(device, free, int(free * GPU_SHARE), assumed_total=total is None)
+
+
+def available_memory_bytes(device: str | None = None, memory_info: Callable[[str], dict] | None = None,
+                           total_bytes: Callable[[str], int | None] = gpu_total_bytes) -> int:
+    """Memory one batch of the synthesis may use on `device` (None: where it runs); see memory_budget."""
+    return memory_budget(device, memory_info, total_bytes).usable
 
 
 def choose_batch_size(bytes_per_image: int, budget_bytes: int, wanted: int, limit: int = DEFAULT_MAX_BATCH) -> int:

@@ -88,6 +88,21 @@ def _evaluate(engine: LayerEngine, images: np.ndarray, filter_ids: list[int], un
     return objective, np.maximum(maps, 0).mean(axis=(1, 2))
 
 
+def fitted_to_field(params: SynthesisParams, field: int) -> SynthesisParams:
+    """Whole-filter transforms no larger than the layer's receptive field allows: a jitter of 8 px
+    moves a 10 px field's pattern by most of a period, and turning or zooming a 3 px edge detector's
+    texture every step cancels the gradient it follows."""
+    small = field < FIELD_FOR_WARPS
+    return replace(
+        params,
+        pad=min(params.pad, max(2, field)),
+        jitter=min(params.jitter, max(1, round(field * JITTER_PER_FIELD))),
+        jitter_last=min(params.jitter_last, round(field * LAST_JITTER_PER_FIELD)),
+        scale=(1.0, 1.0) if small else params.scale,
+        rotate_degrees=0.0 if small else params.rotate_degrees,
+    )
+
+
 def _run(engine: LayerEngine, kind: str, objective, param_f: FourierImage, params: SynthesisParams,
          filter_ids: list[int]) -> Optimised:
     transforms = standard(params.pad, params.jitter, params.scale, params.rotate_degrees, params.jitter_last)
@@ -96,13 +111,15 @@ def _run(engine: LayerEngine, kind: str, objective, param_f: FourierImage, param
     return optimise(
         engine, objective, param_f, transforms, params.steps, filter_ids=filter_ids,
         keys=[filter_key(params.seed, f) for f in filter_ids], learning_rate=params.learning_rate,
-        cache_key=cache_key,
+        cache_key=cache_key, lr_schedule=params.lr_schedule,
     )
 
 
 def channel_batch(engine: LayerEngine, filter_ids: list[int], params: SynthesisParams) -> list[FilterImage]:
     """One batch of images, each maximising the spatial mean of its filter's pre-ReLU output."""
     param_f = FourierImage(params.size, params.size, params.init_sd, params.decay_power, params.decorrelate)
+    if params.fit_transforms:
+        params = fitted_to_field(params, min(engine.field((params.size, params.size)).r))
     run = _run(engine, CHANNEL, objectives.channel_mean(), param_f, params, filter_ids)
     images = to_bytes(run.images)
     objective, mean_act = _evaluate(engine, images / 255.0, filter_ids)
@@ -179,6 +196,8 @@ class _NeuronSetup:
 # mostly sees grey and the image stops being about it (at block1_conv1, r = 3, jitter 8 made the
 # final image drive the neuron negative).
 JITTER_PER_FIELD, LAST_JITTER_PER_FIELD = 1 / 8, 1 / 16
+#: Fields smaller than this get no random zoom or turn in whole-filter images.
+FIELD_FOR_WARPS = 16
 
 
 def _neuron_setup(engine: LayerEngine, params: SynthesisParams) -> _NeuronSetup:

@@ -38,6 +38,10 @@ class SynthesisParams:
     scale: tuple[float, float] = (0.9, 1.1)
     rotate_degrees: float = 10.0
     jitter_last: int = 4
+    # Whole-filter transforms fitted to the layer's receptive field (small fields get small moves).
+    fit_transforms: bool = False
+    # "constant", or "cosine": from learning_rate down to a tenth of it over the run.
+    lr_schedule: str = "constant"
 
     def recipe(self) -> dict:
         """The parameters as plain JSON values, for recipes and manifests."""
@@ -105,6 +109,7 @@ def optimise(
     keys: Sequence[int],
     learning_rate: float,
     cache_key: Hashable,
+    lr_schedule: str = "constant",
 ) -> Optimised:
     """Maximises `objective` for image i on filter `filter_ids[i]`, by Adam on the spectra of `param_f`.
 
@@ -113,7 +118,7 @@ def optimise(
     `steps` is a graph input, so runs that differ only in length share one graph."""
     compiled = engine.compiled.get(cache_key)
     if compiled is None:
-        compiled = engine.compiled[cache_key] = _compile(engine, objective, param_f, transforms, learning_rate)
+        compiled = engine.compiled[cache_key] = _compile(engine, objective, param_f, transforms, learning_rate, lr_schedule)
     spectrum = tf.constant(param_f.initial(keys))
     images, history = compiled(
         spectrum, tf.constant(list(keys), dtype=tf.int64), tf.constant(list(filter_ids), dtype=tf.int32), tf.constant(steps)
@@ -121,11 +126,22 @@ def optimise(
     return Optimised(images.numpy(), history.numpy())
 
 
-def _compile(engine: LayerEngine, objective: Objective, param_f: FourierImage, transforms: Sequence, lr: float):
+def learning_rate_at(lr: float, schedule: str, step, steps):
+    """The step's learning rate: constant, or a cosine from `lr` to a tenth of it at the last step."""
+    if schedule == "constant":
+        return tf.constant(lr, tf.float32)
+    if schedule == "cosine":
+        progress = tf.cast(step, tf.float32) / tf.maximum(tf.cast(steps - 1, tf.float32), 1.0)
+        return lr * (0.1 + 0.9 * 0.5 * (1.0 + tf.cos(np.pi * progress)))
+    raise ValueError(f"unknown learning-rate schedule {schedule!r}; use constant or cosine")
+
+
+def _compile(engine: LayerEngine, objective: Objective, param_f: FourierImage, transforms: Sequence, lr: float,
+             schedule: str = "constant"):
     render = param_f.graph()
     augment = transforms_mod.compose(transforms)
 
-    def step(i, spectrum, m, v, history, keys, ids):
+    def step(i, spectrum, m, v, history, keys, ids, steps):
         with tf.GradientTape() as tape:
             tape.watch(spectrum)
             step_keys = transforms_mod.hash32(keys * 1_000_003 + tf.cast(i, tf.int64))
@@ -137,7 +153,7 @@ def _compile(engine: LayerEngine, objective: Objective, param_f: FourierImage, t
         v = ADAM_BETA2 * v + (1 - ADAM_BETA2) * tf.square(grad)
         m_hat = m / (1 - ADAM_BETA1**t)
         v_hat = v / (1 - ADAM_BETA2**t)
-        spectrum = spectrum - lr * m_hat / (tf.sqrt(v_hat) + ADAM_EPSILON)
+        spectrum = spectrum - learning_rate_at(lr, schedule, i, steps) * m_hat / (tf.sqrt(v_hat) + ADAM_EPSILON)
         return i + 1, spectrum, m, v, history.write(i, scores)
 
     @tf.function(reduce_retracing=True)
@@ -146,7 +162,7 @@ def _compile(engine: LayerEngine, objective: Objective, param_f: FourierImage, t
         zeros = tf.zeros_like(spectrum)
         _, spectrum, _, _, history = tf.while_loop(
             lambda i, *_: i < steps,
-            lambda i, s, m, v, h: step(i, s, m, v, h, keys, ids),
+            lambda i, s, m, v, h: step(i, s, m, v, h, keys, ids, steps),
             (tf.constant(0), spectrum, zeros, zeros, history),
         )
         return render(spectrum), history.stack()
