@@ -18,7 +18,7 @@ from pathlib import Path
 from atlasgen.compute import Job
 from atlasgen.errors import AtlasgenError
 from atlasgen.fs import check_writable, claim_folder
-from atlasgen.kinds import KINDS
+from atlasgen.kinds import kinds_for
 from atlasgen.plan import BuildConfig, Plan, ProbeRef, in_shard, make_plan, parse_filters
 from atlasgen.progress import Progress
 from atlasgen.store import Store
@@ -35,6 +35,7 @@ class Prepared:
     model_filters: int  # every filter of every conv layer of the model
     params: object  # atlasgen.synthesis.SynthesisParams
     plan: Plan
+    method_params: dict = None  # method -> its own parameters (e.g. "maco": MacoParams), for the chosen methods
 
 
 @dataclass
@@ -73,10 +74,16 @@ def prepare(config: BuildConfig) -> Prepared:
     check_input_sizes(loaded, [info.name for info in chosen], {p.name: p.image.shape[:2] for p in probes})
     _check_memory(loaded, [info.name for info in chosen], config.size + 2 * params.pad, f"--size {config.size}")
     layer_filters = [(info.name, parse_filters(config.filters, info.filters, info.name)) for info in chosen]
+    method_params = {}
+    if "maco" in config.methods:
+        from atlasgen.synthesis.maco import MacoParams
+
+        method_params["maco"] = MacoParams.from_synthesis(params)
     plan = make_plan(
-        loaded.architecture, loaded.fingerprint, layer_filters, params.recipe(), [ProbeRef(p.name, p.digest) for p in probes]
+        loaded.architecture, loaded.fingerprint, layer_filters, params.recipe(), [ProbeRef(p.name, p.digest) for p in probes],
+        config.methods, {method: p.recipe() for method, p in method_params.items()},
     )
-    return Prepared(config, loaded, probes, chosen, sum(i.filters for i in every_layer), params, plan)
+    return Prepared(config, loaded, probes, chosen, sum(i.filters for i in every_layer), params, plan, method_params)
 
 
 def _check_memory(loaded, layers: list[str], side: int, option: str) -> None:
@@ -165,12 +172,12 @@ def _compute(prepared: Prepared, store: Store, layer: str | None, work: list, pr
     progress.layer(layer or "atlas", len(work))
     make_engine = functools.cache(lambda: _engine(prepared, layer))
     probes = {p.name: p for p in prepared.probes}
-    for kind in KINDS.values():
+    for kind in kinds_for(prepared.plan.methods).values():
         artifacts = [a for a in work if a.kind == kind.name]
         if not artifacts:
             continue
         job = Job(kind.name, artifacts, prepared.params, probes, store, prepared.config.batch_size, make_engine,
-                  log=progress.note)
+                  log=progress.note, method_params=prepared.method_params or {})
         for artifact, blobs, facts in kind.compute(job):
             store.put(artifact.key, blobs, {"recipe": artifact.recipe, **facts})
             progress.advance(1, kind.label)
@@ -190,7 +197,7 @@ def build_status(config: BuildConfig) -> dict:
     layers = {}
     for layer in prepared.plan.layers:
         counts = {}
-        for kind in KINDS.values():
+        for kind in kinds_for(prepared.plan.methods).values():
             keys = [a.key for a in layer.artifacts if a.kind == kind.name]
             if keys:
                 counts[kind.name] = {"planned": len(keys), "missing": sum(k in missing for k in keys)}

@@ -81,13 +81,16 @@ def plan_options(command):
         click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
                      help="seed of every filter's start and transforms (part of every recipe)"),
         click.option("--base-url", default=None, callback=_url, help=BASE_URL_HELP),
+        click.option("--method", "method", default="lucid", show_default=True,
+                     help="whole-filter synthesis: lucid, maco (Fel et al. 2023: phase only, natural magnitude) or lucid,maco"),
     ]
     for option in reversed(options):
         command = option(command)
     return command
 
 
-def _config(preset, weights, layers, filters, size, steps, probes, store, out, force, shard, batch_size, seed, base_url):
+def _config(preset, weights, layers, filters, size, steps, probes, store, out, force, shard, batch_size, seed, base_url,
+            method="lucid"):
     from atlasgen.plan import BuildConfig, parse_shard
 
     return BuildConfig(
@@ -95,6 +98,7 @@ def _config(preset, weights, layers, filters, size, steps, probes, store, out, f
         layers=tuple(name.strip() for name in layers.split(",")) if layers is not None else None,
         filters=filters, size=size, steps=steps, probes=tuple(probes), store=store, out=out,
         shard=parse_shard(shard), batch_size=batch_size, seed=seed, base_url=base_url, force=force,
+        methods=tuple(name.strip() for name in method.split(",")),
     ).resolved()
 
 

@@ -33,6 +33,7 @@ class Job:
     batch_size: int | None  # None: fit to memory
     make_engine: Callable[[], object] = field(repr=False)  # the layer's LayerEngine, made on first use
     log: Callable[[str], None] = field(default=lambda text: None, repr=False)  # one plain line for the build's log
+    method_params: dict = field(default_factory=dict)  # method -> its parameters (e.g. "maco": MacoParams)
 
     @property
     def engine(self):
@@ -52,9 +53,12 @@ def probe_photos(job: Job) -> Results:
         yield artifact, {"image": codec.webp(image)}, {"width": int(image.shape[1]), "height": int(image.shape[0])}
 
 
-def _synthesised(job: Job, what: str, sizer, blobs_and_facts) -> Results:
+def _synthesised(job: Job, what: str, sizer, blobs_and_facts, params=None, run=None) -> Results:
+    """Images of the job's filters in batches (`run(engine, ids, params)`, by default the kind's
+    Lucid synthesis), each stored with its blobs and the facts every synthesised image has."""
     from atlasgen.synthesis.engine import memory_budget
 
+    params = params if params is not None else job.params
     engine = job.engine
     by_filter = {a.filter: a for a in job.artifacts}
     ids = sorted(by_filter)
@@ -63,33 +67,36 @@ def _synthesised(job: Job, what: str, sizer, blobs_and_facts) -> Results:
         size = min(job.batch_size, len(ids))
         job.log(f"{where} in batches of {size} (--batch-size)")
     else:
-        size = sizer(engine, job.params, len(ids))
+        size = sizer(engine, params, len(ids))
         job.log(f"{where} in batches of {size} (fit to {memory_budget().describe()}; --batch-size overrides)")
-    for image in _fitting_memory(job, engine, ids, size, where):
+    for image in _fitting_memory(job, engine, ids, size, where, params, run):
         blobs, facts = blobs_and_facts(image)
         facts = {"objective": image.objective, "mean_activation": image.mean_activation,
                  "steps": int(len(image.history)), "objective_first_step": float(image.history[0]), **facts}
         yield by_filter[image.filter], blobs, facts
 
 
-def _fitting_memory(job: Job, engine, ids: list[int], size: int, where: str) -> Iterator:
+def _fitting_memory(job: Job, engine, ids: list[int], size: int, where: str, params=None, run=None) -> Iterator:
     """Each filter's image once, as each batch finishes. A batch that runs out of memory is halved
     and retried, down to one image, and the smaller size holds for the rest of the job; the
     remaining filters are re-batched by `batches`, so every batch still has one size."""
     from atlasgen.synthesis.images import batches, synthesise
+
+    params = params if params is not None else job.params
+    run = run or (lambda engine, chunk, params: synthesise(engine, job.kind, chunk, params))
 
     done: set[int] = set()
     todo = list(ids)
     while todo:
         for chunk in batches(todo, size):
             try:
-                images = synthesise(engine, job.kind, chunk, job.params)
+                images = run(engine, chunk, params)
             except Exception as error:
                 if not out_of_memory(error):
                     raise
                 if len(chunk) == 1:
                     raise AtlasgenError(
-                        f"{where} ran out of memory even for one image at --size {job.params.size}; use a smaller --size"
+                        f"{where} ran out of memory even for one image at --size {params.size}; use a smaller --size"
                     ) from None
                 size = (len(chunk) + 1) // 2
                 job.log(f"{where}: out of memory at batch {len(chunk)}, retrying at {size}")
@@ -135,6 +142,18 @@ def centre_neuron_images(job: Job) -> Results:
         return blobs, {"rf_box": image.box.as_list(), "changed_pixels_outside_box": image.changed_outside_box}
 
     yield from _synthesised(job, "centre-neuron images", neuron_batch_size, blobs_and_facts)
+
+
+def maco_images(job: Job) -> Results:
+    """MACO whole-filter images (phase only, natural magnitude) and their transparency maps."""
+    from atlasgen.synthesis.maco import MacoParams, maco_batch, maco_batch_size, transparency_image
+
+    params = job.method_params.get("maco") or MacoParams.from_synthesis(job.params)
+
+    def blobs_and_facts(image):
+        return {"image": codec.webp(image.image), "transparency": codec.webp(transparency_image(image.transparency))}, {}
+
+    yield from _synthesised(job, "MACO whole-filter images", maco_batch_size, blobs_and_facts, params, maco_batch)
 
 
 def own_image_maps(job: Job) -> Results:

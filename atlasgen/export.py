@@ -13,7 +13,7 @@ from atlasgen import __version__
 from atlasgen.errors import AtlasgenError
 from atlasgen.fs import OwnedFiles
 from atlasgen.geometry import square
-from atlasgen.kinds import KINDS, MAP_NORMALISATION
+from atlasgen.kinds import ALL_KINDS, MAP_NORMALISATION
 from atlasgen.manifest import (
     MANIFEST, SCHEMA_VERSION, Generator, LayerRecord, Manifest, MapRecord, ProbeRecord, UnitRecord, Weights,
     unit_metrics,
@@ -39,7 +39,7 @@ def export_atlas(prepared, store: Store) -> Path:
             raise AtlasgenError(f"artifact {artifact.kind} of {artifact.layer or artifact.probe} vanished from the "
                                 f"store {store.root} during the export; run atlasgen build again")
         paths = {}
-        for output in KINDS[artifact.kind].outputs:
+        for output in ALL_KINDS[artifact.kind].outputs:
             path = folder + output.file.format(probe=safe_name(artifact.probe or ""))
             # Two names that clean to one file would overwrite each other: never write a path twice.
             other = written.setdefault(path, artifact)
@@ -70,9 +70,13 @@ def export_atlas(prepared, store: Store) -> Path:
                           facts[("map", p.name)]["mean"], facts[("map-view", p.name)]["scale"])
                 for p in prepared.probes
             ]
+            neuron = facts.get(("neuron", None))
+            # Without the lucid method there is no centre-neuron image: the box comes from the geometry.
+            rf_box = neuron["rf_box"] if neuron else infos[layer.name].centre_box.as_list()
             units.append(UnitRecord(
-                index=f, page=folder, images=images, rf_box=facts[("neuron", None)]["rf_box"], activation_maps=maps,
-                metrics=unit_metrics(facts[("channel", None)], facts[("neuron", None)], [m.mean for m in maps]),
+                index=f, page=folder, images=images, rf_box=rf_box, activation_maps=maps,
+                metrics=unit_metrics(facts.get(("channel", None)), neuron, [m.mean for m in maps],
+                                     maco=facts.get(("maco-channel", None))),
             ))
         info = infos[layer.name]
         layers.append(LayerRecord(
@@ -93,6 +97,8 @@ def export_atlas(prepared, store: Store) -> Path:
         probes=probes,
         activation_map_normalisation=MAP_NORMALISATION,
         layers=layers,
+        methods=list(plan.methods),
+        method_parameters={method: p.recipe() for method, p in (prepared.method_params or {}).items()},
     )
     owned.write(MANIFEST, manifest.to_bytes())
     owned.finish()

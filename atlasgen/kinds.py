@@ -2,7 +2,8 @@
 where its files go in the site.
 
 Adding a kind is an entry here, a compute function in `atlasgen.compute` and a template change.
-The plan makes one artifact of every kind per scope item, the build runs each kind's compute
+The plan makes one artifact of every kind of the chosen methods (`kinds_for`) per scope item,
+the build runs each kind's compute
 function (in this order, so a kind may read the kinds above it from the store), and the export
 copies each output blob to its path.
 """
@@ -15,6 +16,10 @@ from typing import Callable, Literal
 from atlasgen import compute
 from atlasgen.plan import ProbeRef
 from atlasgen.synthesis.maps import NORMALISATION
+
+#: The synthesis methods of whole-filter images; a kind with a method is planned only when it is chosen.
+METHODS = ("lucid", "maco")
+DEFAULT_METHODS = ("lucid",)
 
 Scope = Literal["unit", "unit-probe", "probe"]
 #: What the colours of the map views mean, as atlas.json states it.
@@ -40,6 +45,7 @@ class RecipeContext:
     keys: dict[tuple[str, str | None], str]  # keys of this unit's artifacts of the kinds above, by (kind, probe)
     layer: str | None = None
     filter: int | None = None
+    method_params: dict = field(default_factory=dict)  # method -> its parameters as plain JSON (e.g. "maco")
 
 
 @dataclass(frozen=True)
@@ -53,13 +59,15 @@ class Kind:
     outputs: tuple[Output, ...] = ()
     needs_model: bool = True
     facts: tuple[str, ...] = field(default=())  # meta fields every entry of the kind must carry
+    method: str | None = None  # planned only when this method is chosen; None: with every method
 
 
 def _unit(context: RecipeContext) -> dict:
     return {"layer": context.layer, "filter": context.filter}
 
 
-KINDS: dict[str, Kind] = {
+#: Every kind, in the order the build runs them.
+ALL_KINDS: dict[str, Kind] = {
     kind.name: kind
     for kind in (
         Kind(
@@ -74,13 +82,14 @@ KINDS: dict[str, Kind] = {
             recipe=lambda c: {**_unit(c), "objective": "channel mean (pre-ReLU)", "params": c.params},
             compute=compute.whole_filter_images,
             outputs=(Output("image", "channel", "channel.webp"),),
-            facts=("objective", "mean_activation", "steps"),
+            facts=("objective", "mean_activation", "steps"), method="lucid",
         ),
         Kind(
             "neuron", "centre-neuron images", "unit", ("image", "crop"),
             recipe=lambda c: {**_unit(c), "objective": "centre neuron (pre-ReLU)", "params": c.params},
             compute=compute.centre_neuron_images,
             outputs=(Output("image", "neuron", "neuron.webp"), Output("crop", "rf_crop", "rf-crop.webp")),
+            # Not a method's: every atlas has its centre-neuron images, whichever whole-filter methods it has.
             facts=("objective", "mean_activation", "steps", "rf_box", "changed_pixels_outside_box"),
         ),
         # Where the filter fires on its own whole-filter image: a uniform texture, or a few hot spots.
@@ -89,7 +98,17 @@ KINDS: dict[str, Kind] = {
             recipe=lambda c: {**_unit(c), "image": c.keys[("channel", None)]},
             compute=compute.own_image_maps,
             outputs=(Output("overlay", "channel_map", "channel-map.webp"),),
-            facts=("peak", "mean"),
+            facts=("peak", "mean"), method="lucid",
+        ),
+        # MACO (Fel et al. 2023): phase-only images on a natural spectrum, and where the gradient fell.
+        Kind(
+            "maco-channel", "MACO whole-filter images", "unit", ("image", "transparency"),
+            recipe=lambda c: {**_unit(c), "method": "maco", "objective": "channel mean (pre-ReLU)",
+                              "params": c.method_params["maco"]},
+            compute=compute.maco_images,
+            outputs=(Output("image", "maco_channel", "maco-channel.webp"),
+                     Output("transparency", "maco_transparency", "maco-transparency.webp")),
+            facts=("objective", "mean_activation", "steps"), method="maco",
         ),
         # No synthesis parameters: more steps must not recompute activation maps.
         Kind(
@@ -112,3 +131,15 @@ KINDS: dict[str, Kind] = {
         ),
     )
 }
+
+
+def kinds_for(methods=DEFAULT_METHODS) -> dict[str, Kind]:
+    """The kinds a plan with these methods has, in the build's order."""
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        raise ValueError(f"unknown method {unknown[0]!r}")
+    return {name: kind for name, kind in ALL_KINDS.items() if kind.method is None or kind.method in methods}
+
+
+#: The kinds of the default plan (whole-filter images by Lucid's method).
+KINDS: dict[str, Kind] = kinds_for(DEFAULT_METHODS)

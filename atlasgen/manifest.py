@@ -64,9 +64,10 @@ class SynthesisMetrics:
 
 @dataclass(frozen=True)
 class Metrics:
-    channel: SynthesisMetrics
-    neuron: SynthesisMetrics
+    channel: SynthesisMetrics | None  # Lucid whole-filter image; None when the lucid method was not chosen
+    neuron: SynthesisMetrics | None  # Lucid centre-neuron image; likewise
     best_probe_mean_activation: float
+    maco: SynthesisMetrics | None = None  # MACO whole-filter image, when the maco method was chosen
 
 
 @dataclass(frozen=True)
@@ -82,7 +83,7 @@ class MapRecord:
 class UnitRecord:
     index: int
     page: str  # the filter's permanent folder
-    images: dict[str, str]  # output name (e.g. "channel", "neuron", "rf_crop") -> path
+    images: dict[str, str]  # output name (e.g. "channel", "neuron", "rf_crop", "maco_channel") -> path
     rf_box: list[int]  # [top, left, bottom, right] of the centre unit's field, bottom and right excluded
     activation_maps: list[MapRecord]
     metrics: Metrics
@@ -114,6 +115,8 @@ class Manifest:
     probes: list[ProbeRecord]
     activation_map_normalisation: str
     layers: list[LayerRecord] = field(default_factory=list)
+    methods: list[str] = field(default_factory=lambda: ["lucid"])  # whole-filter synthesis methods, in order
+    method_parameters: dict[str, dict] = field(default_factory=dict)  # each method's own parameters beyond `parameters`
 
     def to_json(self) -> dict:
         return dataclasses.asdict(self)
@@ -163,18 +166,22 @@ def activation_vs_best_probe(mean_activation: float, best_probe_mean: float) -> 
     return mean_activation / best_probe_mean if best_probe_mean > 0 else None
 
 
-def unit_metrics(channel: dict, neuron: dict, probe_means: list[float]) -> Metrics:
-    """The one place a unit's metrics are assembled, from its stored images' facts and its maps' means."""
+def unit_metrics(channel: dict | None, neuron: dict | None, probe_means: list[float], maco: dict | None = None) -> Metrics:
+    """The one place a unit's metrics are assembled, from its stored images' facts and its maps' means.
+    A method that was not chosen has no facts (None) and no metrics."""
     best = max(probe_means, default=0.0)
 
-    def of(facts: dict, with_box: bool) -> SynthesisMetrics:
+    def of(facts: dict | None, with_box: bool) -> SynthesisMetrics | None:
+        if facts is None:
+            return None
         return SynthesisMetrics(
             objective=facts["objective"], mean_activation=facts["mean_activation"],
             activation_vs_best_probe=activation_vs_best_probe(facts["mean_activation"], best), steps=facts["steps"],
             changed_pixels_outside_box=facts["changed_pixels_outside_box"] if with_box else None,
         )
 
-    return Metrics(channel=of(channel, False), neuron=of(neuron, True), best_probe_mean_activation=best)
+    return Metrics(channel=of(channel, False), neuron=of(neuron, True), best_probe_mean_activation=best,
+                   maco=of(maco, False))
 
 
 # --- checking a document against the records ---------------------------------------------------
@@ -226,7 +233,11 @@ def _decode(kind, value, where: str):
             values[f.name] = _decode(hints[f.name], value[f.name], f"{where}.{f.name}")
         return kind(**values)
     if origin in (typing.Union, types.UnionType):
-        for option in typing.get_args(kind):
+        options = typing.get_args(kind)
+        records = [o for o in options if dataclasses.is_dataclass(o)]
+        if value is not None and len(records) == 1 and set(options) == {records[0], type(None)}:
+            return _decode(records[0], value, where)  # an optional record: name the bad field inside it
+        for option in options:
             try:
                 return _decode(option, value, where)
             except ManifestError:

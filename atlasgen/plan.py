@@ -59,6 +59,7 @@ class BuildConfig:
     seed: int = 0
     base_url: str | None = None
     force: bool = False  # write into a non-empty --out that holds no atlas of ours
+    methods: tuple[str, ...] = ("lucid",)  # whole-filter synthesis methods: lucid, maco or both
 
     def resolved(self) -> "BuildConfig":
         if self.preset not in PRESETS:
@@ -76,6 +77,13 @@ class BuildConfig:
                                       or high is not None and value > high):
                 limit = f"from {low} to {high}" if high is not None else f"of at least {low}"
                 raise AtlasgenError(f"{option} {value!r} is out of range; give a whole number {limit}")
+        from atlasgen.kinds import METHODS
+
+        if isinstance(self.methods, str) or not self.methods or not all(m.strip() for m in self.methods):
+            raise AtlasgenError(f"--method is empty; give one or more of {', '.join(METHODS)}, e.g. lucid,maco")
+        unknown = [m for m in self.methods if m not in METHODS]
+        if unknown:
+            raise AtlasgenError(f"--method {unknown[0]!r} is not a synthesis method; use one or more of {', '.join(METHODS)}")
         if self.base_url is not None and not self.base_url.startswith(("https://", "http://")):
             raise AtlasgenError(f"--base-url {self.base_url!r} is not an http(s) URL; give e.g. https://user.github.io/repo/")
         return replace(
@@ -85,6 +93,7 @@ class BuildConfig:
             filters=self.filters if self.filters is not None else p.filters,
             size=self.size if self.size is not None else p.size,
             steps=self.steps if self.steps is not None else p.steps,
+            methods=tuple(m for m in METHODS if m in self.methods),  # one order, each once
         )
 
 
@@ -92,7 +101,7 @@ class BuildConfig:
 class Artifact:
     """One thing the atlas needs: its kind, whose it is, and the recipe that names it."""
 
-    kind: str  # a name in atlasgen.kinds.KINDS
+    kind: str  # a name in atlasgen.kinds.ALL_KINDS
     layer: str | None  # None for atlas-wide kinds (probe photos)
     filter: int | None
     recipe: dict = field(compare=False, hash=False)
@@ -117,6 +126,7 @@ class Plan:
     fingerprint: str
     layers: list[LayerPlan]
     shared: list[Artifact]  # atlas-wide artifacts: one per probe photo
+    methods: tuple[str, ...] = ("lucid",)
 
     @property
     def artifacts(self) -> list[Artifact]:
@@ -168,9 +178,13 @@ class ProbeRef:
 
 
 def make_plan(model: str, fingerprint: str, layers: list[tuple[str, list[int]]], params: dict,
-              probes: list[ProbeRef]) -> Plan:
-    """Every artifact of every kind for these (layer, filters) and probe photos, in layer order."""
-    from atlasgen.kinds import KINDS, RecipeContext
+              probes: list[ProbeRef], methods: tuple[str, ...] = ("lucid",), method_params: dict | None = None) -> Plan:
+    """Every artifact of every kind of these methods for these (layer, filters) and probe photos, in
+    layer order. `method_params` holds each method's own parameters (e.g. {"maco": {...}})."""
+    from atlasgen.kinds import RecipeContext, kinds_for
+
+    KINDS = kinds_for(methods)
+    method_params = method_params or {}
 
     base = {"algorithm": ALGORITHM_VERSION, "model": model, "weights": fingerprint}
 
@@ -179,7 +193,7 @@ def make_plan(model: str, fingerprint: str, layers: list[tuple[str, list[int]]],
         return Artifact(kind.name, layer, filter_id, recipe, recipe_key(recipe), probe.name if probe else None)
 
     shared = [
-        artifact(kind, RecipeContext(params, probe, probes, {}), probe=probe)
+        artifact(kind, RecipeContext(params, probe, probes, {}, method_params=method_params), probe=probe)
         for kind in KINDS.values() if kind.scope == "probe" for probe in probes
     ]
     plan_layers = []
@@ -189,9 +203,9 @@ def make_plan(model: str, fingerprint: str, layers: list[tuple[str, list[int]]],
             made: dict[tuple[str, str | None], str] = {}
             for kind in KINDS.values():
                 for probe in probes if kind.scope == "unit-probe" else [None] if kind.scope == "unit" else []:
-                    context = RecipeContext(params, probe, probes, made, name, f)
+                    context = RecipeContext(params, probe, probes, made, name, f, method_params)
                     item = artifact(kind, context, name, f, probe)
                     made[(kind.name, item.probe)] = item.key
                     artifacts.append(item)
         plan_layers.append(LayerPlan(name, list(filters), artifacts))
-    return Plan(model, fingerprint, plan_layers, shared)
+    return Plan(model, fingerprint, plan_layers, shared, tuple(methods))

@@ -78,22 +78,12 @@ def render_site(out: Path, base_url: str | None = None, force: bool = False) -> 
         owned.write(path, env.get_template(template).render(**values).encode())
 
     layers = atlas.layers
-    first = layers[0].units[0].images["channel"] if layers and layers[0].units else None
+    first = whole_filter_image(layers[0].units[0]) if layers and layers[0].units else None
     page("index.html", "index.html", 0, strip=STRIP_THUMBS, thumb=64, og_image=base + first if base and first else None)
     for li, layer in enumerate(layers):
         prev_layer = layers[li - 1] if li > 0 else None
         next_layer = layers[li + 1] if li + 1 < len(layers) else None
-        views = [
-            {"id": "channel", "label": "Whole filter", "height": LAYER_THUMB,
-             "cells": [(u, u.images["channel"]) for u in layer.units]},
-            {"id": "neuron", "label": "Centre neuron (receptive field)", "height": LAYER_THUMB,
-             "cells": [(u, u.images["rf_crop"]) for u in layer.units]},
-        ] + [
-            {"id": f"map-{i}", "label": f"Activation on {probe.name}",
-             "height": round(LAYER_THUMB * probe.height / probe.width),
-             "cells": [(u, u.activation_maps[i].images["overlay"]) for u in layer.units]}
-            for i, probe in enumerate(atlas.probes)
-        ]
+        views = layer_views(layer, atlas.probes)
         page("layer.html", layer.path + "index.html", 2, layer=layer, views=views,
              prev_layer=prev_layer, next_layer=next_layer)
         units = layer.units
@@ -108,7 +98,7 @@ def render_site(out: Path, base_url: str | None = None, force: bool = False) -> 
                 prev_unit=units[ui - 1] if ui > 0 else None, next_unit=units[ui + 1] if ui + 1 < len(units) else None,
                 prev_layer=prev_layer, next_layer=next_layer, permalink=permalink,
                 bibtex=bibtex(atlas, layer.name, unit.index, permalink),
-                og_image=base + unit.images["channel"] if base else None,
+                og_image=base + whole_filter_image(unit) if base else None,
             )
     # GitHub Pages serves the root 404.html at any depth, so it links from the site's own root.
     page("404.html", "404.html", 0, base_href=urlparse(base).path if base else "/")
@@ -121,6 +111,34 @@ def render_site(out: Path, base_url: str | None = None, force: bool = False) -> 
     total = sum(p.stat().st_size for p in out.rglob("*") if p.is_file() and not p.is_symlink())
     per_filter = total / atlas.units if atlas.units else 0.0
     return RenderResult(pages, atlas.units, total, per_filter, atlas.model, atlas.model_filters)
+
+
+#: The layer page's grids of whole-filter images: (view id, tab label, output name), shown when every unit has it.
+IMAGE_VIEWS = (
+    ("channel", "Whole filter", "channel"),
+    ("maco", "Whole filter (MACO)", "maco_channel"),
+    ("neuron", "Centre neuron (receptive field)", "rf_crop"),
+)
+
+
+def whole_filter_image(unit) -> str:
+    """The unit's whole-filter image for thumbnails and previews: Lucid's, else MACO's."""
+    return unit.images["channel"] if "channel" in unit.images else unit.images["maco_channel"]
+
+
+def layer_views(layer, probes) -> list[dict]:
+    """The layer page's tabs: a grid per synthesised image the units have, then one per probe photo."""
+    units = layer.units
+    views = [
+        {"id": view, "label": label, "height": LAYER_THUMB, "cells": [(u, u.images[name]) for u in units]}
+        for view, label, name in IMAGE_VIEWS if units and all(name in u.images for u in units)
+    ]
+    return views + [
+        {"id": f"map-{i}", "label": f"Activation on {probe.name}",
+         "height": round(LAYER_THUMB * probe.height / probe.width),
+         "cells": [(u, u.activation_maps[i].images["overlay"]) for u in units]}
+        for i, probe in enumerate(probes)
+    ]
 
 
 def bibtex(atlas: Manifest, layer: str, index: int, url: str) -> str:

@@ -202,3 +202,42 @@ def test_a_model_with_names_tensorflow_refuses_builds_and_shows_them_escaped(tmp
     assert re.fullmatch(r"odd-model-[0-9a-f]{6}/b-x-y-[0-9a-f]{6}/", second["path"])
     page = (tmp_path / "site" / second["units"][0]["page"] / "index.html").read_text()
     assert "&lt;b&gt;x&amp;y" in page and "<b>x&y" not in page
+
+
+def test_a_build_with_both_methods_shows_both_whole_filter_images(tmp_path, tiny_config, quiet):
+    result = run_build(tiny_config(methods=("maco", "lucid")), quiet)
+    assert result.complete
+    made = computed_by_kind(tmp_path / "store", set())
+    assert made["maco-channel"] == 2 and made["channel"] == 2
+    atlas = json.loads((tmp_path / "site" / "atlas.json").read_text())
+    assert atlas["methods"] == ["lucid", "maco"]
+    assert atlas["method_parameters"]["maco"]["steps"] == 4 and atlas["method_parameters"]["maco"]["size"] == 32
+    unit = atlas["layers"][0]["units"][0]
+    assert {"channel", "maco_channel", "maco_transparency"} <= set(unit["images"])
+    assert unit["metrics"]["maco"]["steps"] == 4 and unit["metrics"]["channel"]["steps"] == 4
+    for name in ("channel", "maco_channel", "maco_transparency"):
+        with Image.open(tmp_path / "site" / unit["images"][name]) as image:
+            assert image.size == (32, 32)
+    page = (tmp_path / "site" / unit["page"] / "index.html").read_text()
+    for name in ("channel.webp", "maco-channel.webp", "maco-transparency.webp"):
+        assert re.search(rf'<img src="[./]*{re.escape(unit["page"])}{name}" width="32" height="32"[^>]* alt="[^"]+"', page), name
+    layer_page = (tmp_path / "site" / atlas["layers"][0]["path"] / "index.html").read_text()
+    assert "Whole filter (MACO)" in layer_page
+    # Adding MACO kept every Lucid artifact: a lucid-only rebuild computes nothing.
+    assert run_build(tiny_config(), quiet).computed == 0
+    assert json.loads((tmp_path / "site" / "atlas.json").read_text())["methods"] == ["lucid"]
+
+
+def test_a_maco_only_build_has_no_lucid_whole_filter_images(tmp_path, tiny_config, quiet):
+    """The centre-neuron images belong to no method: a MACO-only atlas has them too."""
+    assert run_build(tiny_config(methods=("maco",)), quiet).complete
+    made = computed_by_kind(tmp_path / "store", set())
+    assert "channel" not in made and made["neuron"] == 2 and made["maco-channel"] == 2
+    atlas = json.loads((tmp_path / "site" / "atlas.json").read_text())
+    unit = atlas["layers"][0]["units"][1]
+    assert atlas["methods"] == ["maco"] and "channel" not in unit["images"] and "neuron" in unit["images"]
+    assert unit["metrics"]["channel"] is None and unit["metrics"]["neuron"]["changed_pixels_outside_box"] == 0
+    assert isinstance(unit["metrics"]["maco"]["objective"], float)
+    assert len(unit["rf_box"]) == 4
+    assert "maco-channel.webp" in (tmp_path / "site" / unit["page"] / "index.html").read_text()
+    assert "maco-channel.webp" in (tmp_path / "site" / "index.html").read_text()

@@ -301,3 +301,10 @@ def test_render_refuses_to_write_through_a_symlink_out_of_the_site(built_atlas, 
     (site / "static").symlink_to(elsewhere)
     one_line_error(cli("render", "--out", site), "symlink", "leads outside")
     assert (elsewhere / "atlas.css").read_text() == "a user's stylesheet"
+
+
+@pytest.mark.parametrize("method,fragment", [("", "--method is empty"), ("nope", "lucid, maco"), ("lucid,", "--method is empty")])
+def test_a_bad_method_is_one_line(cli, one_line_error, tmp_path, method, fragment):
+    result = cli("build", *TINY_ARGS, "--method", method, "--store", tmp_path / "store", "--out", tmp_path / "site")
+    one_line_error(result, fragment)
+    assert not (tmp_path / "store").exists() and not (tmp_path / "site").exists()

@@ -6,7 +6,7 @@ import typing
 
 import pytest
 
-from atlasgen.kinds import KINDS, Scope
+from atlasgen.kinds import ALL_KINDS, KINDS, METHODS, Scope, kinds_for
 from atlasgen.plan import ALGORITHM_VERSION, ProbeRef, in_shard, make_plan, parse_shard
 from atlasgen.store import recipe_key
 from atlasgen.synthesis.optimise import SynthesisParams
@@ -38,9 +38,10 @@ def test_the_kinds_the_atlas_is_made_of():
     assert SHARED_KINDS == ["probe-photo"]
 
 
-@pytest.mark.parametrize("kind", KINDS.values(), ids=list(KINDS))
+@pytest.mark.parametrize("kind", ALL_KINDS.values(), ids=list(ALL_KINDS))
 def test_a_kind_is_consistent(kind):
-    assert KINDS[kind.name] is kind
+    assert ALL_KINDS[kind.name] is kind
+    assert kind.method is None or kind.method in METHODS
     assert kind.scope in typing.get_args(Scope)
     assert kind.blobs and len(set(kind.blobs)) == len(kind.blobs)
     assert len(set(kind.facts)) == len(kind.facts)
@@ -53,9 +54,9 @@ def test_a_kind_is_consistent(kind):
 
 
 def test_output_names_and_unit_files_are_unique_across_kinds():
-    names = [o.name for k in KINDS.values() for o in k.outputs]
+    names = [o.name for k in ALL_KINDS.values() for o in k.outputs]
     assert len(names) == len(set(names)), names
-    unit_files = [o.file for k in KINDS.values() if k.scope != "probe" for o in k.outputs]
+    unit_files = [o.file for k in ALL_KINDS.values() if k.scope != "probe" for o in k.outputs]
     assert len(unit_files) == len(set(unit_files)), unit_files
 
 
@@ -188,3 +189,53 @@ def test_a_map_on_the_whole_filter_image_names_that_image():
     for f in (0, 1):
         unit = p.layers[0].unit(f)
         assert unit[("channel-map", None)].recipe["image"] == unit[("channel", None)].key
+
+
+# --- methods --------------------------------------------------------------------------------------
+
+MACO = {"size": 64, "steps": 64, "seed": 0, "learning_rate": 0.3, "crops": 6, "spectrum": "9" * 64}
+
+
+def method_plan(methods, maco=MACO):
+    return make_plan(MODEL, FINGERPRINT, LAYERS, PARAMS, [A, B], methods, {"maco": maco} if "maco" in methods else None)
+
+
+def test_kinds_follow_the_methods():
+    assert KINDS == kinds_for(("lucid",))
+    assert set(kinds_for(("maco",))) == {"probe-photo", "neuron", "map", "map-view", "maco-channel"}
+    assert list(kinds_for(("lucid", "maco"))) == list(ALL_KINDS)
+    with pytest.raises(ValueError):
+        kinds_for(("nope",))
+
+
+def test_maco_kinds_are_planned_only_with_the_maco_method():
+    assert {a.kind for a in method_plan(("lucid",)).artifacts} == set(KINDS)
+    assert "maco-channel" not in {a.kind for a in method_plan(("lucid",)).artifacts}
+    only = method_plan(("maco",))
+    assert {a.kind for a in only.artifacts} == {"probe-photo", "neuron", "map", "map-view", "maco-channel"}
+    assert only.methods == ("maco",)
+    both = method_plan(("lucid", "maco"))
+    for f in (0, 1):
+        recipe = both.layers[0].unit(f)[("maco-channel", None)].recipe
+        assert recipe["method"] == "maco" and recipe["params"] == MACO
+        assert (recipe["layer"], recipe["filter"]) == ("block1_conv1", f)
+
+
+def test_adding_maco_leaves_every_other_key_alone():
+    lucid = keys(method_plan(("lucid",)))
+    both = keys(method_plan(("lucid", "maco")))
+    assert {w: k for w, k in both.items() if w[0] != "maco-channel"} == lucid
+    assert lucid == keys(plan())  # the default plan is the lucid plan
+    # The maps do not depend on the method either.
+    maco_only = keys(method_plan(("maco",)))
+    assert {w: k for w, k in maco_only.items() if w[0] != "maco-channel"} == {
+        w: k for w, k in lucid.items() if w[0] in ("probe-photo", "neuron", "map", "map-view")}
+    for a in method_plan(("lucid", "maco")).artifacts:
+        if a.kind != "maco-channel":
+            assert "method" not in a.recipe
+
+
+def test_maco_parameters_change_only_the_maco_keys():
+    base = keys(method_plan(("lucid", "maco")))
+    other = keys(method_plan(("lucid", "maco"), {**MACO, "crops": 4}))
+    assert {w for w in base if base[w] != other[w]} == {("maco-channel", "block1_conv1", f, None) for f in (0, 1)}

@@ -102,3 +102,21 @@ def test_render_result_projects_the_models_own_filter_count(tmp_path):
     result = render_site(tmp_path)
     assert result.model == "vgg16" and result.model_filters == 4224
     assert result.projected_model_bytes == pytest.approx(result.bytes_per_filter * 4224)
+
+
+def test_layer_views_show_a_maco_grid_only_when_the_units_have_maco_images():
+    from types import SimpleNamespace
+
+    from atlasgen.site import layer_views, whole_filter_image
+
+    lucid = {"channel": "a/channel.webp", "rf_crop": "a/rf-crop.webp"}
+    unit = lambda images: SimpleNamespace(images=images, activation_maps=[])
+    layer = SimpleNamespace(units=[unit(lucid)])
+    assert [v["label"] for v in layer_views(layer, [])] == ["Whole filter", "Centre neuron (receptive field)"]
+    both = SimpleNamespace(units=[unit({**lucid, "maco_channel": "a/maco-channel.webp"})])
+    views = layer_views(both, [])
+    assert [v["id"] for v in views] == ["channel", "maco", "neuron"]
+    assert views[1]["label"] == "Whole filter (MACO)" and views[1]["cells"][0][1] == "a/maco-channel.webp"
+    maco_only = unit({"maco_channel": "a/maco-channel.webp"})
+    assert [v["id"] for v in layer_views(SimpleNamespace(units=[maco_only]), [])] == ["maco"]
+    assert whole_filter_image(maco_only) == "a/maco-channel.webp" and whole_filter_image(both.units[0]) == "a/channel.webp"

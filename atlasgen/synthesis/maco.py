@@ -1,0 +1,315 @@
+"""MACO (Fel et al., NeurIPS 2023): whole-filter images whose Fourier magnitude is fixed to a natural
+image spectrum, so only the phase is optimised.
+
+Read top to bottom: the natural spectrum (estimated offline from scikit-image's colour photos and
+shipped as atlasgen/data/natural_spectrum.npy; `python -m atlasgen.synthesis.maco` rewrites it) ->
+`MacoImage` (phase -> image) -> the transforms (random crops that shrink over the run, Gaussian
+noise; every draw a hash of the filter key and step, so a filter's image does not depend on its
+batch mates) -> one compiled loop per batch (Adam on the phase; the accumulated magnitude of the
+objective's gradient on the pixels is the transparency map) -> `maco_batch`, which the build calls.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from atlasgen.errors import AtlasgenError
+from atlasgen.synthesis.images import FilterImage, to_bytes
+
+SPECTRUM_SIDE = 256
+SPECTRUM_FILE = Path(__file__).resolve().parent.parent / "data" / "natural_spectrum.npy"
+ADAM_BETA1, ADAM_BETA2, ADAM_EPSILON = 0.9, 0.999, 1e-8
+METHOD = "maco"
+
+
+# --- the natural spectrum ------------------------------------------------------------------------
+
+
+def _square(image: np.ndarray, side: int) -> np.ndarray:
+    """The photo's centre square, resized to side x side, as float RGB in [0, 1]."""
+    from PIL import Image
+
+    h, w = image.shape[:2]
+    cut = min(h, w)
+    top, left = (h - cut) // 2, (w - cut) // 2
+    square = Image.fromarray(image[top : top + cut, left : left + cut]).resize((side, side), Image.BICUBIC)
+    return np.asarray(square, dtype=np.float32) / 255.0
+
+
+def estimate_natural_spectrum(side: int = SPECTRUM_SIDE) -> np.ndarray:
+    """Per colour channel, the mean magnitude of rfft2 over scikit-image's colour photos, each cut to
+    its centre square and resized to side x side: float32 (3, side, side // 2 + 1)."""
+    from atlasgen.synthesis.probes import natural_photos
+
+    spectra = [np.abs(np.fft.rfft2(_square(photo.image, side).transpose(2, 0, 1))) for photo in natural_photos()]
+    return np.mean(spectra, axis=0).astype(np.float32)
+
+
+@functools.cache
+def natural_spectrum() -> np.ndarray:
+    """The shipped spectrum, (3, 256, 129)."""
+    try:
+        spectrum = np.load(SPECTRUM_FILE)
+    except OSError:
+        raise AtlasgenError(f"{SPECTRUM_FILE} is missing; reinstall atlasgen or run python -m atlasgen.synthesis.maco") from None
+    return spectrum.astype(np.float32)
+
+
+@functools.cache
+def spectrum_digest() -> str:
+    """sha256 of the shipped spectrum's values: part of every MACO recipe."""
+    return hashlib.sha256(np.ascontiguousarray(natural_spectrum()).tobytes()).hexdigest()
+
+
+@functools.cache
+def magnitude(side: int) -> np.ndarray:
+    """The natural spectrum at another image size: its log magnitude interpolated at that size's
+    rfft2 frequencies (cycles per pixel); (3, side, side // 2 + 1), float32."""
+    source = natural_spectrum()
+    if side == source.shape[1]:
+        return source
+    from scipy.interpolate import RegularGridInterpolator
+
+    n = source.shape[1]
+    fy = np.fft.fftshift(np.fft.fftfreq(n))
+    fx = np.fft.rfftfreq(n)
+    ty, tx = np.meshgrid(np.fft.fftfreq(side), np.fft.rfftfreq(side), indexing="ij")
+    points = np.stack([ty.ravel(), tx.ravel()], axis=1)
+    out = []
+    for channel in np.log(np.maximum(source, 1e-12)):
+        grid = RegularGridInterpolator((fy, fx), np.fft.fftshift(channel, axes=0), bounds_error=False, fill_value=None)
+        out.append(grid(points).reshape(ty.shape))
+    # Magnitudes grow with the pixel count; the image is normalised after the inverse FFT anyway.
+    return (np.exp(np.stack(out)) * (side / n) ** 2).astype(np.float32)
+
+
+# --- parameters ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MacoParams:
+    """Every knob of a MACO run. Size, steps and seed come from the build; the rest were measured
+    at small budgets (see the build's report)."""
+
+    size: int = 128
+    steps: int = 512
+    seed: int = 0
+    learning_rate: float = 0.3  # Adam on the phase, in radians (Xplique: Nadam 1.0; 0.3 measured best at 32 steps)
+    crops: int = 4  # random crops per step, their objectives averaged (2, 4, 8 scored alike at 32 steps; cost grows with it)
+    crop_start: float = 0.9  # crop side, as a fraction of the image side, at the first step...
+    crop_end: float = 0.5  # ...shrinking linearly to this at the last
+    crop_spread: float = 0.05  # each crop's side varies by up to this fraction around the schedule
+    noise: float = 0.08  # sd of Gaussian noise on [0, 1] pixels (Xplique's noise_intensity)
+
+    @classmethod
+    def from_synthesis(cls, params) -> "MacoParams":
+        """The MACO parameters of a build: the synthesis's size, steps and seed, MACO's defaults."""
+        return cls(size=params.size, steps=params.steps, seed=params.seed)
+
+    def recipe(self) -> dict:
+        return {**asdict(self), "spectrum": spectrum_digest()}
+
+
+def filter_key(seed: int, filter_id: int) -> int:
+    """A stable 31-bit key per (seed, filter), apart from the Lucid method's keys."""
+    digest = hashlib.sha256(f"maco:{seed}:{filter_id}".encode()).digest()
+    return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF
+
+
+# --- the parametrisation -----------------------------------------------------------------------------
+
+
+def initial_phase(keys, size: int) -> np.ndarray:
+    """Each key's own uniform phase in [-pi, pi): (batch, 3, size, size // 2 + 1)."""
+    return np.stack([
+        np.random.default_rng(k).uniform(-np.pi, np.pi, (3, size, size // 2 + 1)) for k in keys
+    ]).astype(np.float32)
+
+
+def pre_image(phase, magnitude_tensor, size: int):
+    """The fixed magnitude with the phase, back to pixels: (batch, size, size, 3), before normalisation.
+    Its rfft2 magnitude equals the fixed one at every frequency that is not its own conjugate
+    (the real-valued columns, DC and Nyquist, keep only their real part)."""
+    from atlasgen.tf import tf
+
+    spectrum = tf.complex(magnitude_tensor * tf.cos(phase), magnitude_tensor * tf.sin(phase))
+    image = tf.signal.irfft2d(spectrum, fft_length=[size, size])
+    return tf.transpose(image, (0, 2, 3, 1))
+
+
+def to_pixels(image):
+    """Each image to zero mean and unit sd, then a sigmoid: pixels in (0, 1)."""
+    from atlasgen.tf import tf
+
+    mean, variance = tf.nn.moments(image, axes=[1, 2, 3], keepdims=True)
+    return tf.sigmoid((image - mean) / tf.sqrt(variance + 1e-8))
+
+
+# --- the transforms ----------------------------------------------------------------------------------
+
+
+def crops_and_noise(images, keys, progress, params: MacoParams):
+    """`params.crops` random crops of every image, resized back to its size, with Gaussian noise:
+    (batch * crops, size, size, 3), crop c of image i at row i * crops + c. The crop side shrinks
+    from crop_start to crop_end as `progress` goes from 0 to 1."""
+    from atlasgen.synthesis.transforms import hash32, uniform
+    from atlasgen.tf import tf
+
+    size, n = params.size, params.crops
+    crop_keys = tf.reshape(hash32(keys[:, None] * 7919 + tf.range(n, dtype=tf.int64)[None, :]), [-1])
+    centre = params.crop_start + (params.crop_end - params.crop_start) * progress
+    side = tf.clip_by_value(centre + uniform(crop_keys, 10, -params.crop_spread, params.crop_spread), 0.05, 1.0)
+    top = uniform(crop_keys, 11, 0.0, 1.0) * (1.0 - side)
+    left = uniform(crop_keys, 12, 0.0, 1.0) * (1.0 - side)
+    boxes = tf.stack([top, left, top + side, left + side], axis=1)
+    index = tf.repeat(tf.range(tf.shape(images)[0]), n)
+    crops = tf.image.crop_and_resize(images, boxes, index, [size, size])
+    # Box-Muller on per-pixel hashes of each crop's key: the noise, too, is the filter's own.
+    pixel = tf.range(size * size * 3, dtype=tf.int64)[None, :]
+    seeds = crop_keys[:, None] * 1_000_003 + pixel
+    u1 = uniform(seeds, 13, 1e-7, 1.0)
+    u2 = uniform(seeds, 14, 0.0, 2 * np.pi)
+    noise = tf.sqrt(-2.0 * tf.math.log(u1)) * tf.cos(u2)
+    return crops + params.noise * tf.reshape(noise, tf.shape(crops))
+
+
+# --- the loop ----------------------------------------------------------------------------------------
+
+
+@dataclass
+class MacoRun:
+    images: np.ndarray  # (batch, size, size, 3) in (0, 1)
+    pre: np.ndarray  # (batch, size, size, 3): the image before normalisation
+    transparency: np.ndarray  # (batch, size, size) in [0, 1]
+    history: np.ndarray  # (steps, batch): the mean objective over each step's crops
+
+
+def _compile(engine, params: MacoParams):
+    from atlasgen.synthesis.transforms import hash32
+    from atlasgen.tf import tf
+
+    size, lr = params.size, params.learning_rate
+    mag = tf.constant(magnitude(size))
+
+    def step(i, phase, m, v, saliency, history, keys, ids, steps):
+        progress = tf.cast(i, tf.float32) / tf.maximum(tf.cast(steps - 1, tf.float32), 1.0)
+        step_keys = hash32(keys * 1_000_003 + tf.cast(i, tf.int64))
+        with tf.GradientTape() as tape:
+            tape.watch(phase)
+            image = to_pixels(pre_image(phase, mag, size))
+            crops = crops_and_noise(image, step_keys, progress, params)
+            maps = engine.own_maps(crops, tf.repeat(ids, params.crops))
+            scores = tf.reduce_mean(tf.reshape(tf.reduce_mean(maps, axis=[1, 2]), [-1, params.crops]), axis=1)
+            loss = -tf.reduce_sum(scores)
+        grad, pixels = tape.gradient(loss, [phase, image])
+        t = tf.cast(i + 1, tf.float32)
+        m = ADAM_BETA1 * m + (1 - ADAM_BETA1) * grad
+        v = ADAM_BETA2 * v + (1 - ADAM_BETA2) * tf.square(grad)
+        phase = phase - lr * (m / (1 - ADAM_BETA1**t)) / (tf.sqrt(v / (1 - ADAM_BETA2**t)) + ADAM_EPSILON)
+        saliency = saliency + tf.reduce_sum(tf.abs(pixels), axis=-1)
+        return i + 1, phase, m, v, saliency, history.write(i, scores)
+
+    @tf.function(reduce_retracing=True)
+    def run(phase, keys, ids, steps):
+        history = tf.TensorArray(tf.float32, size=steps)
+        zeros = tf.zeros_like(phase)
+        saliency = tf.zeros([tf.shape(phase)[0], size, size])
+        _, phase, _, _, saliency, history = tf.while_loop(
+            lambda i, *_: i < steps,
+            lambda i, p, m, v, s, h: step(i, p, m, v, s, h, keys, ids, steps),
+            (tf.constant(0), phase, zeros, zeros, saliency, history),
+        )
+        pre = pre_image(phase, mag, size)
+        return to_pixels(pre), pre, saliency, history.stack()
+
+    return run
+
+
+def optimise_maco(engine, filter_ids: list[int], params: MacoParams) -> MacoRun:
+    """Image i maximises the spatial mean of filter filter_ids[i]'s pre-ReLU map, by Adam on its phase.
+
+    One compiled graph per (parameters without steps, batch size), cached on the engine; steps are
+    a graph input."""
+    from atlasgen.tf import tf
+
+    cache_key = (METHOD, replace(params, steps=0), len(filter_ids))
+    compiled = engine.compiled.get(cache_key)
+    if compiled is None:
+        compiled = engine.compiled[cache_key] = _compile(engine, params)
+    keys = [filter_key(params.seed, f) for f in filter_ids]
+    images, pre, saliency, history = compiled(
+        tf.constant(initial_phase(keys, params.size)), tf.constant(keys, tf.int64),
+        tf.constant(list(filter_ids), tf.int32), tf.constant(params.steps),
+    )
+    return MacoRun(images.numpy(), pre.numpy(), normalise(saliency.numpy()), history.numpy())
+
+
+def normalise(saliency: np.ndarray) -> np.ndarray:
+    """Each map to [0, 1] by its own minimum and maximum (a constant map becomes 0)."""
+    low = saliency.min(axis=(1, 2), keepdims=True)
+    span = saliency.max(axis=(1, 2), keepdims=True) - low
+    return np.where(span > 0, (saliency - low) / np.where(span > 0, span, 1), 0).astype(np.float32)
+
+
+# --- the records the build stores ------------------------------------------------------------------
+
+
+def maco_batch_size(engine, params: MacoParams, wanted: int) -> int:
+    """How many MACO images fit one batch in memory: each step runs `crops` images per filter."""
+    from atlasgen.synthesis.engine import available_memory_bytes, choose_batch_size
+
+    per_image = engine.bytes_per_image((params.size, params.size)) * params.crops
+    return choose_batch_size(per_image, available_memory_bytes(), wanted)
+
+
+def maco_batch(engine, filter_ids: list[int], params: MacoParams) -> list:
+    """One batch of MACO whole-filter images: `MacoImage` records, with their transparency maps."""
+    from atlasgen.tf import tf
+
+    filter_ids = list(filter_ids)
+    bad = [f for f in filter_ids if not 0 <= f < engine.filters]
+    if bad:
+        raise AtlasgenError(f"filter {bad[0]} is out of range for layer {engine.name}; use 0-{engine.filters - 1}")
+    if params.steps < 1 or params.crops < 1:
+        raise AtlasgenError("MACO steps and crops must be at least 1")
+    if min(engine.output_size((params.size, params.size))) < 1:
+        raise AtlasgenError(f"--size {params.size} is too small for layer {engine.name}; use a larger --size")
+    run = optimise_maco(engine, filter_ids, params)
+    images = to_bytes(run.images)
+    maps = engine.own_maps(tf.constant(images / 255.0, tf.float32), tf.constant(filter_ids, tf.int32)).numpy()
+    objective, mean_act = maps.mean(axis=(1, 2)), np.maximum(maps, 0).mean(axis=(1, 2))
+    return [
+        MacoImage(engine.name, f, METHOD, images[i], float(objective[i]), float(mean_act[i]), run.history[:, i],
+                  transparency=run.transparency[i])
+        for i, f in enumerate(filter_ids)
+    ]
+
+
+@dataclass
+class MacoImage(FilterImage):
+    """A MACO whole-filter image (kind "maco") and its transparency map, (h, w) in [0, 1]."""
+
+    transparency: np.ndarray | None = None
+
+
+def transparency_image(transparency: np.ndarray) -> np.ndarray:
+    """The map as a grey uint8 RGB image, brightest where the objective's gradient was largest."""
+    grey = np.round(np.clip(transparency, 0, 1) * 255).astype(np.uint8)
+    return np.repeat(grey[..., None], 3, axis=-1)
+
+
+def main() -> None:
+    """Writes atlasgen/data/natural_spectrum.npy from scikit-image's photos."""
+    SPECTRUM_FILE.parent.mkdir(parents=True, exist_ok=True)
+    spectrum = estimate_natural_spectrum()
+    np.save(SPECTRUM_FILE, spectrum)
+    print(f"wrote {SPECTRUM_FILE}: {spectrum.shape} {spectrum.dtype}")
+
+
+if __name__ == "__main__":
+    main()
