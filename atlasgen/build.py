@@ -10,7 +10,6 @@ pages.
 from __future__ import annotations
 
 import functools
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +20,7 @@ from atlasgen.fs import check_writable, claim_folder
 from atlasgen.kinds import kinds_for
 from atlasgen.plan import BuildConfig, Plan, ProbeRef, in_shard, make_plan, parse_filters
 from atlasgen.progress import Progress
-from atlasgen.store import Store
+from atlasgen.store import Store, usable_store
 
 
 @dataclass
@@ -112,17 +111,6 @@ def _check_folders(config: BuildConfig) -> None:
         raise AtlasgenError(
             f"--store {config.store} is not empty and holds no atlasgen store; choose an empty or new folder for the store"
         )
-
-
-def usable_store(folder: Path) -> bool:
-    """True for a store, an empty folder or none: never fill a user's folder with blobs."""
-    store = Store(folder)
-    try:
-        with os.scandir(folder) as entries:
-            empty = next(iter(entries), None) is None
-    except OSError:
-        return True  # missing, not a folder, or unreadable: check_writable says which, in one line
-    return empty or any(os.path.lexists(p) for p in (store.blobs_dir, store.index_dir, store.lock_path))
 
 
 def _layer_kind(model, name: str) -> str:

@@ -207,7 +207,7 @@ def gc(store: Path, dry_run: bool, grace_minutes: int, wait: bool) -> None:
 
 
 def _require_store(store: Path) -> None:
-    from atlasgen.build import usable_store
+    from atlasgen.store import usable_store
 
     if not store.is_dir() or not usable_store(store) or not any(store.iterdir()):
         raise AtlasgenError(f"--store {store} is not an atlasgen store; give the store a build wrote (default .atlas-store)")

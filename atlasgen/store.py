@@ -431,20 +431,26 @@ class Store:
                 if moved is not None:
                     report.quarantined_blobs.append(moved)
         for path in entries.files:
-            key = path.name.removesuffix(".json")
-            try:
-                raw = self._read(path, MAX_ENTRY_BYTES)
-            except _TooLarge:
-                raw = b""
-            if raw is None:
+            present, entry = self._entry_at(path)
+            if not present:
                 continue  # gone since the scan
             report.entries_checked += 1
-            entry = _parse_entry(raw, key)
             if entry is None or any(good.get(r.digest) != r.size for r in entry.blobs.values()):
                 moved = self._quarantine(path)
                 if moved is not None:
                     report.quarantined_entries.append(moved)
         return report
+
+    def _entry_at(self, path: Path) -> tuple[bool, Entry | None]:
+        """(False, None) when the entry file is gone since the scan; else (True, its entry, or None
+        when it is unusable: oversize, unparseable, or naming another key)."""
+        try:
+            raw = self._read(path, MAX_ENTRY_BYTES)
+        except _TooLarge:
+            raw = b""
+        if raw is None:
+            return False, None
+        return True, _parse_entry(raw, path.name.removesuffix(".json"))
 
     def gc(self, dry_run: bool = False, grace_seconds: float = DEFAULT_GRACE_SECONDS) -> GcReport:
         """Removes (unless `dry_run`) the blobs that no index entry references and whose mtime is at
@@ -470,14 +476,9 @@ class Store:
         blobs = self._files(self.blobs_dir, _is_blob_name)
         referenced: set[str] = set()
         for path in entries.files:
-            key = path.name.removesuffix(".json")
-            try:
-                raw = self._read(path, MAX_ENTRY_BYTES)
-            except _TooLarge:
-                raw = b""
-            if raw is None:
+            present, entry = self._entry_at(path)
+            if not present:
                 continue  # gone since the scan
-            entry = _parse_entry(raw, key)
             if entry is None:
                 raise StoreError(f"index entry {path} is unreadable; run verify to quarantine it before gc")
             referenced.update(ref.digest for ref in entry.blobs.values())
@@ -733,3 +734,14 @@ def _parse_entry(raw: bytes, key: str) -> Entry | None:
     if not all(_is_digest(r.digest) and type(r.size) is int and r.size >= 0 for r in blobs.values()):
         return None
     return Entry(key, blobs, doc["meta"], doc["created"])
+
+
+def usable_store(folder: Path) -> bool:
+    """True for a store, an empty folder or none: never fill a user's folder with blobs."""
+    store = Store(folder)
+    try:
+        with os.scandir(folder) as entries:
+            empty = next(iter(entries), None) is None
+    except OSError:
+        return True  # missing, not a folder, or unreadable: check_writable says which, in one line
+    return empty or any(os.path.lexists(p) for p in (store.blobs_dir, store.index_dir, store.lock_path))

@@ -20,6 +20,13 @@ NEUTRAL_BYTE = int(np.round(NEUTRAL * 255))
 RF_CROP_DISPLAY = 224
 CHANNEL, NEURON = "channel", "neuron"
 
+# Jitter moves the field's content under the neuron; beyond a fraction of the field the neuron
+# mostly sees grey and the image stops being about it (at block1_conv1, r = 3, jitter 8 made the
+# final image drive the neuron negative).
+JITTER_PER_FIELD, LAST_JITTER_PER_FIELD = 1 / 8, 1 / 16
+#: Fields smaller than this get no random zoom or turn in whole-filter images.
+FIELD_FOR_WARPS = 16
+
 
 @dataclass
 class FilterImage:
@@ -192,12 +199,6 @@ class _NeuronSetup:
     objective: objectives.Objective
 
 
-# Jitter moves the field's content under the neuron; beyond a fraction of the field the neuron
-# mostly sees grey and the image stops being about it (at block1_conv1, r = 3, jitter 8 made the
-# final image drive the neuron negative).
-JITTER_PER_FIELD, LAST_JITTER_PER_FIELD = 1 / 8, 1 / 16
-#: Fields smaller than this get no random zoom or turn in whole-filter images.
-FIELD_FOR_WARPS = 16
 
 
 def _neuron_setup(engine: LayerEngine, params: SynthesisParams) -> _NeuronSetup:
