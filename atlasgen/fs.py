@@ -20,6 +20,8 @@ from atlasgen.errors import AtlasgenError
 TEMP_PREFIX = ".tmp-"
 #: The record, in an output folder, of every file atlasgen wrote there, by stage.
 OWNED_RECORD = ".atlasgen-files.json"
+#: A line in a README.md that marks a folder as meant for atlasgen's output (the repository's site/).
+OUTPUT_FOLDER_MARK = "<!-- atlasgen output folder -->"
 MAX_RECORD_BYTES = 256 << 20
 
 
@@ -144,7 +146,7 @@ def claim_folder(root: Path, force: bool, option: str = "--out", expected: froze
         return
     try:
         with os.scandir(root) as entries:
-            occupied = any(entry.name not in expected for entry in entries)
+            occupied = any(entry.name not in expected and not _marks_output_folder(entry) for entry in entries)
     except FileNotFoundError:
         return
     except NotADirectoryError:
@@ -156,6 +158,16 @@ def claim_folder(root: Path, force: bool, option: str = "--out", expected: froze
             f"{option} {root} is not empty and holds no atlas made by atlasgen; choose an empty or new folder, "
             f"or pass --force to write into it"
         )
+
+
+def _marks_output_folder(entry: os.DirEntry) -> bool:
+    """A README.md that says the folder is meant for atlasgen's output (never touched, never pruned)."""
+    if entry.name != "README.md" or not entry.is_file(follow_symlinks=False):
+        return False
+    try:
+        return OUTPUT_FOLDER_MARK in read_regular(Path(entry.path), 64 << 10).decode("utf-8", "replace")
+    except OSError:
+        return False
 
 
 class OwnedFiles:

@@ -300,3 +300,19 @@ def test_writing_through_a_symlink_out_of_the_root_is_refused(tmp_path):
     with pytest.raises(AtlasgenError, match="symlink in it leads outside"):
         run(root, "site", {"static/atlas.css": b"ours"}, force=True)
     assert (outside / "atlas.css").read_text() == "theirs"
+
+
+def test_a_folder_marked_for_our_output_may_be_claimed(tmp_path):
+    """The repository's site/ holds only its README, which marks it as atlasgen's output folder."""
+    from support import REPO
+
+    root = tmp_path / "site"
+    root.mkdir()
+    (root / "README.md").write_text((REPO / "site" / "README.md").read_text())
+    assert run(root, "site", {"index.html": b"ours"}) == []
+    assert (root / "README.md").read_text() == (REPO / "site" / "README.md").read_text()
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "README.md").write_text("# my project\\n")
+    with pytest.raises(AtlasgenError, match="holds no atlas made by atlasgen"):
+        OwnedFiles(other, "site")
