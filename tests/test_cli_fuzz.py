@@ -22,12 +22,12 @@ HOSTILE = [
     "", " ", "0", "-1", "-0", "1e9", "nan", "inf", "99999999999999999999", "3/2", "0/0", "1/1", "0-", "-",
     "all", ",", "a,,b", "猫", "\u202e", "a\nb", "x" * 5000, "../..", "../../outside", "./", ".", "/",
     "/dev/zero", "/dev/null", "/proc/self/mem", "FIFO", "LOOP", "DIR", "FILE", "block1_conv1", "block1_pool",
-    "<b>x</b>", "http://", "https://example.org/a b/", "--help",
+    "<b>x</b>", "http://", "https://example.org/a b/", "--help", "lucid,maco", "maco,maco", "lucid,", "LUCID",
 ]
 
 COMMANDS = {
     "build": ["--preset", "--weights", "--layers", "--filters", "--size", "--steps", "--probe", "--store", "--out",
-              "--shard", "--batch-size", "--seed", "--base-url"],
+              "--shard", "--batch-size", "--seed", "--base-url", "--method"],
     "status": ["--weights", "--layers", "--filters", "--size", "--steps", "--probe", "--store", "--shard", "--seed"],
     "layers": ["--weights", "--size"],
     "render": ["--out", "--base-url"],
