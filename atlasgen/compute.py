@@ -58,7 +58,10 @@ def _synthesised(job: Job, what: str, sizer, blobs_and_facts, params=None, run=N
     Lucid synthesis), each stored with its blobs and the facts every synthesised image has."""
     from atlasgen.synthesis.engine import memory_budget
 
+    from atlasgen.synthesis.images import synthesise
+
     params = params if params is not None else job.params
+    run = run or (lambda engine, chunk, params: synthesise(engine, job.kind, chunk, params))
     engine = job.engine
     by_filter = {a.filter: a for a in job.artifacts}
     ids = sorted(by_filter)
@@ -76,14 +79,11 @@ def _synthesised(job: Job, what: str, sizer, blobs_and_facts, params=None, run=N
         yield by_filter[image.filter], blobs, facts
 
 
-def _fitting_memory(job: Job, engine, ids: list[int], size: int, where: str, params=None, run=None) -> Iterator:
+def _fitting_memory(job: Job, engine, ids: list[int], size: int, where: str, params, run) -> Iterator:
     """Each filter's image once, as each batch finishes. A batch that runs out of memory is halved
     and retried, down to one image, and the smaller size holds for the rest of the job; the
     remaining filters are re-batched by `batches`, so every batch still has one size."""
-    from atlasgen.synthesis.images import batches, synthesise
-
-    params = params if params is not None else job.params
-    run = run or (lambda engine, chunk, params: synthesise(engine, job.kind, chunk, params))
+    from atlasgen.synthesis.images import batches
 
     done: set[int] = set()
     todo = list(ids)

@@ -47,7 +47,7 @@ def to_bytes(images: np.ndarray) -> np.ndarray:
     return np.clip(np.round(images * 255.0), 0, 255).astype(np.uint8)
 
 
-def _check(engine: LayerEngine, filter_ids: list[int], params: SynthesisParams) -> None:
+def check_batch(engine: LayerEngine, filter_ids: list[int], params: SynthesisParams) -> None:
     bad = [f for f in filter_ids if not 0 <= f < engine.filters]
     if bad:
         raise AtlasgenError(
@@ -88,7 +88,7 @@ def neuron_batch_size(engine: LayerEngine, params: SynthesisParams, wanted: int)
     return _batch_size(engine, shape, wanted)
 
 
-def _evaluate(engine: LayerEngine, images: np.ndarray, filter_ids: list[int], unit=None):
+def evaluate(engine: LayerEngine, images: np.ndarray, filter_ids: list[int], unit=None):
     """Pre-ReLU objective and post-ReLU mean of each image's own filter, without transforms."""
     maps = engine.own_maps(tf.constant(images, tf.float32), tf.constant(filter_ids, tf.int32)).numpy()
     objective = maps.mean(axis=(1, 2)) if unit is None else maps[:, unit[0], unit[1]]
@@ -129,7 +129,7 @@ def channel_batch(engine: LayerEngine, filter_ids: list[int], params: SynthesisP
         params = fitted_to_field(params, min(engine.field((params.size, params.size)).r))
     run = _run(engine, CHANNEL, objectives.channel_mean(), param_f, params, filter_ids)
     images = to_bytes(run.images)
-    objective, mean_act = _evaluate(engine, images / 255.0, filter_ids)
+    objective, mean_act = evaluate(engine, images / 255.0, filter_ids)
     return [
         FilterImage(engine.name, f, CHANNEL, images[i], float(objective[i]), float(mean_act[i]), run.history[:, i])
         for i, f in enumerate(filter_ids)
@@ -149,7 +149,7 @@ def neuron_batch(engine: LayerEngine, filter_ids: list[int], params: SynthesisPa
     run = _run(engine, NEURON, setup.objective, param_f, fitted, filter_ids)
     canvas = np.full((len(filter_ids), params.size, params.size, 3), NEUTRAL_BYTE, np.uint8)
     canvas[:, patch.top : patch.bottom, patch.left : patch.right] = to_bytes(run.images)
-    value, mean_act = _evaluate(engine, canvas / 255.0, filter_ids, plan.unit)
+    value, mean_act = evaluate(engine, canvas / 255.0, filter_ids, plan.unit)
     return [
         FilterImage(
             engine.name, f, NEURON, canvas[i], float(value[i]), float(mean_act[i]), run.history[:, i],
@@ -166,7 +166,7 @@ def synthesise(engine: LayerEngine, kind: str, filter_ids: list[int], params: Sy
     """One batch of `kind` images ("channel" or "neuron"): image i maximises filter_ids[i].
 
     The caller chooses the batch (the build sizes it to memory); nothing here re-batches."""
-    _check(engine, filter_ids, params)
+    check_batch(engine, filter_ids, params)
     return SYNTHESISERS[kind](engine, list(filter_ids), params)
 
 
@@ -183,7 +183,7 @@ def neuron_images(engine: LayerEngine, filter_ids: list[int], params: SynthesisP
 
 
 def _in_batches(engine, kind, filter_ids, params, batch_size) -> list[FilterImage]:
-    _check(engine, filter_ids, params)
+    check_batch(engine, filter_ids, params)
     results: dict[int, FilterImage] = {}
     for chunk in batches(list(filter_ids), batch_size):
         for image in synthesise(engine, kind, chunk, params):

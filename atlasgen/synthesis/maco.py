@@ -19,11 +19,10 @@ from pathlib import Path
 import numpy as np
 
 from atlasgen.errors import AtlasgenError
-from atlasgen.synthesis.images import FilterImage, to_bytes
+from atlasgen.synthesis.images import FilterImage, check_batch, evaluate, to_bytes
 
 SPECTRUM_SIDE = 256
 SPECTRUM_FILE = Path(__file__).resolve().parent.parent / "data" / "natural_spectrum.npy"
-ADAM_BETA1, ADAM_BETA2, ADAM_EPSILON = 0.9, 0.999, 1e-8
 METHOD = "maco"
 
 
@@ -190,6 +189,7 @@ class MacoRun:
 
 
 def _compile(engine, params: MacoParams):
+    from atlasgen.synthesis.optimise import adam_step
     from atlasgen.synthesis.transforms import hash32
     from atlasgen.tf import tf
 
@@ -207,10 +207,7 @@ def _compile(engine, params: MacoParams):
             scores = tf.reduce_mean(tf.reshape(tf.reduce_mean(maps, axis=[1, 2]), [-1, params.crops]), axis=1)
             loss = -tf.reduce_sum(scores)
         grad, pixels = tape.gradient(loss, [phase, image])
-        t = tf.cast(i + 1, tf.float32)
-        m = ADAM_BETA1 * m + (1 - ADAM_BETA1) * grad
-        v = ADAM_BETA2 * v + (1 - ADAM_BETA2) * tf.square(grad)
-        phase = phase - lr * (m / (1 - ADAM_BETA1**t)) / (tf.sqrt(v / (1 - ADAM_BETA2**t)) + ADAM_EPSILON)
+        phase, m, v = adam_step(phase, grad, m, v, i, lr)
         saliency = saliency + tf.reduce_sum(tf.abs(pixels), axis=-1)
         return i + 1, phase, m, v, saliency, history.write(i, scores)
 
@@ -269,20 +266,13 @@ def maco_batch_size(engine, params: MacoParams, wanted: int) -> int:
 
 def maco_batch(engine, filter_ids: list[int], params: MacoParams) -> list:
     """One batch of MACO whole-filter images: `MacoImage` records, with their transparency maps."""
-    from atlasgen.tf import tf
-
     filter_ids = list(filter_ids)
-    bad = [f for f in filter_ids if not 0 <= f < engine.filters]
-    if bad:
-        raise AtlasgenError(f"filter {bad[0]} is out of range for layer {engine.name}; use 0-{engine.filters - 1}")
-    if params.steps < 1 or params.crops < 1:
-        raise AtlasgenError("MACO steps and crops must be at least 1")
-    if min(engine.output_size((params.size, params.size))) < 1:
-        raise AtlasgenError(f"--size {params.size} is too small for layer {engine.name}; use a larger --size")
+    check_batch(engine, filter_ids, params)
+    if params.crops < 1:
+        raise AtlasgenError("MACO crops must be at least 1")
     run = optimise_maco(engine, filter_ids, params)
     images = to_bytes(run.images)
-    maps = engine.own_maps(tf.constant(images / 255.0, tf.float32), tf.constant(filter_ids, tf.int32)).numpy()
-    objective, mean_act = maps.mean(axis=(1, 2)), np.maximum(maps, 0).mean(axis=(1, 2))
+    objective, mean_act = evaluate(engine, images / 255.0, filter_ids)
     return [
         MacoImage(engine.name, f, METHOD, images[i], float(objective[i]), float(mean_act[i]), run.history[:, i],
                   transparency=run.transparency[i])

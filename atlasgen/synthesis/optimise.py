@@ -126,6 +126,15 @@ def optimise(
     return Optimised(images.numpy(), history.numpy())
 
 
+def adam_step(x, grad, m, v, i, lr):
+    """One Adam step (a descent on `grad`) at step index `i`: the new x and moment estimates."""
+    t = tf.cast(i + 1, tf.float32)
+    m = ADAM_BETA1 * m + (1 - ADAM_BETA1) * grad
+    v = ADAM_BETA2 * v + (1 - ADAM_BETA2) * tf.square(grad)
+    x = x - lr * (m / (1 - ADAM_BETA1**t)) / (tf.sqrt(v / (1 - ADAM_BETA2**t)) + ADAM_EPSILON)
+    return x, m, v
+
+
 def learning_rate_at(lr: float, schedule: str, step, steps):
     """The step's learning rate: constant, or a cosine from `lr` to a tenth of it at the last step."""
     if schedule == "constant":
@@ -148,12 +157,7 @@ def _compile(engine: LayerEngine, objective: Objective, param_f: FourierImage, t
             scores = objective(engine.own_maps(augment(render(spectrum), step_keys), ids))
             loss = -tf.reduce_sum(scores)
         grad = tape.gradient(loss, spectrum)
-        t = tf.cast(i + 1, tf.float32)
-        m = ADAM_BETA1 * m + (1 - ADAM_BETA1) * grad
-        v = ADAM_BETA2 * v + (1 - ADAM_BETA2) * tf.square(grad)
-        m_hat = m / (1 - ADAM_BETA1**t)
-        v_hat = v / (1 - ADAM_BETA2**t)
-        spectrum = spectrum - learning_rate_at(lr, schedule, i, steps) * m_hat / (tf.sqrt(v_hat) + ADAM_EPSILON)
+        spectrum, m, v = adam_step(spectrum, grad, m, v, i, learning_rate_at(lr, schedule, i, steps))
         return i + 1, spectrum, m, v, history.write(i, scores)
 
     @tf.function(reduce_retracing=True)
