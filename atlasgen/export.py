@@ -70,11 +70,9 @@ def export_atlas(prepared, store: Store) -> Path:
                           facts[("map", p.name)]["mean"], facts[("map-view", p.name)]["scale"])
                 for p in prepared.probes
             ]
-            neuron = facts.get(("neuron", None))
-            # Without the lucid method there is no centre-neuron image: the box comes from the geometry.
-            rf_box = neuron["rf_box"] if neuron else infos[layer.name].centre_box.as_list()
+            neuron = facts[("neuron", None)]  # every method's atlas has its centre-neuron images
             units.append(UnitRecord(
-                index=f, page=folder, images=images, rf_box=rf_box, activation_maps=maps,
+                index=f, page=folder, images=images, rf_box=neuron["rf_box"], activation_maps=maps,
                 metrics=unit_metrics(facts.get(("channel", None)), neuron, [m.mean for m in maps],
                                      maco=facts.get(("maco-channel", None))),
             ))

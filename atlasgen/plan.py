@@ -6,6 +6,7 @@ Which artifacts a filter has, and what each recipe holds, is the kinds registry'
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 from dataclasses import dataclass, field, replace
@@ -117,7 +118,15 @@ class LayerPlan:
 
     def unit(self, filter_id: int) -> dict[tuple[str, str | None], Artifact]:
         """This filter's artifacts by (kind, probe)."""
-        return {(a.kind, a.probe): a for a in self.artifacts if a.filter == filter_id}
+        return self._units.get(filter_id, {})
+
+    @functools.cached_property
+    def _units(self) -> dict[int, dict[tuple[str, str | None], Artifact]]:
+        # Built once: the export asks for every filter of a layer that may have 512.
+        units: dict[int, dict] = {}
+        for a in self.artifacts:
+            units.setdefault(a.filter, {})[(a.kind, a.probe)] = a
+        return units
 
 
 @dataclass
