@@ -1,7 +1,17 @@
-"""atlasgen against tf-keras-vis and against the machine's limit, in one run (issue 6).
+"""atlasgen against tf-keras-vis, against Xplique's MACO and against the machine's limit, in one run (issue 6).
 
-    pip install tf-keras-vis   # the peer; not a dependency of atlasgen
+The peers are not dependencies of atlasgen. Install them with
+
+    pip install tf-keras-vis
+    pip install --no-deps xplique==2.0.2
+    pip install deprecated einops matplotlib opencv-python-headless tensorflow-probability "tf-keras==2.21.*" scikit-learn
+
+(`pip install -e '.[bench]'` installs tf-keras-vis and Xplique's runtime dependencies, but not
+Xplique itself: Xplique 2.0.2 pins an older TensorFlow, so it goes in with --no-deps.) Then
+
     python benchmarks/run.py [--filters 16] [--steps 128] [--size 128] [--skip-noop]
+        [--xplique-filters 4] [--xplique-steps 256] [--xplique-crops 4] [--xplique-size 128]
+        [--xplique-box-size F] [--skip-xplique]
 
 Workload: the first --filters filters of block1_conv1, block3_conv1 and block5_conv1 of VGG16
 (hed-bsds500 weights), whole-filter and centre-neuron images, --size px, --steps steps.
@@ -21,6 +31,18 @@ is measured by the same code on the final 8-bit image.
 - The machine's limit: float32 matmul FLOP rate in TensorFlow against atlasgen's convolution FLOP
   rate on the whole-filter workload (forward, plus backward to the input, of the truncated model).
 - No-op rebuild: wall time of `atlasgen build --preset quick` on a finished store.
+- Xplique's MACO (xplique.features_visualizations.maco, 2.0.2) against atlasgen's MACO
+  (maco_batch): the first --xplique-filters filters of block3_conv1 and block5_conv1, the filter's
+  pre-ReLU channel mean (Objective.channel on a copy of the model whose target layer has no ReLU,
+  taking RGB in [0, 1], maco's values_range), --xplique-size px images (maco's custom_shape, and the
+  model's input, to which maco resizes its crops), --xplique-steps steps, --xplique-crops crops per
+  step for both (default: atlasgen's MacoParams.crops); otherwise Xplique's defaults (Nadam 1.0,
+  noise 0.08, crops shrinking from 0.5 to 0.05 of the image) and atlasgen's. maco optimises one
+  objective per call, so Xplique runs the filters one after another; atlasgen runs them as one
+  batch. Both traced before the clock starts (a 1-step run each). Activations are measured by the
+  same code on the final 8-bit images. Time to quality: Xplique's wall time over atlasgen MACO's
+  for the fewest steps (of 8, 16, 32, 64, --xplique-steps) at which every image of a layer reached
+  Xplique's activation for the same filter. If Xplique does not import, the run says so and skips it.
 The last line is one JSON object.
 """
 
@@ -35,10 +57,12 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 LAYERS = ("block1_conv1", "block3_conv1", "block5_conv1")
 KINDS = ("channel", "neuron")
+XPLIQUE_LAYERS = ("block3_conv1", "block5_conv1")
 TTQ_STEPS = (8, 16, 32, 64)
 
 
@@ -172,6 +196,145 @@ def run_atlasgen(filters: list[int], size: int, steps: int, peer: dict) -> dict:
     return {"layers": results, "peak_rss_mb": peak_rss_mb(), "whole_filter_flops": flops, "whole_filter_s": flop_seconds}
 
 
+def _xplique_import_error() -> str | None:
+    """None when Xplique's maco imports, else the reason in one line."""
+    try:
+        from atlasgen.tf import load
+
+        load()  # TensorFlow quietly first; Xplique imports it on its own otherwise
+        from xplique.features_visualizations import Objective, maco  # noqa: F401
+    except Exception as error:  # ImportError, or an incompatible TensorFlow failing inside it
+        return f"{type(error).__name__}: {error}".splitlines()[0]
+    return None
+
+
+def run_xplique(filters: list[int], size: int, steps: int, crops: int, box_size: float | None = None) -> dict:
+    """Xplique 2.0.2's maco, one filter at a time (it optimises one objective per call), on the
+    pre-ReLU channel mean of each filter, with its own defaults but the image size and crops."""
+    error = _xplique_import_error()
+    if error is not None:
+        return {"error": error}
+    import importlib
+
+    import numpy as np
+
+    from atlasgen.synthesis import LayerEngine
+    from atlasgen.tf import load
+    from atlasgen.weights import load_model
+
+    tf, keras = load()
+    from xplique.features_visualizations import Objective, maco
+
+    # The package's `maco` is the function; its module holds the tf.function of one step.
+    step_function = importlib.import_module("xplique.features_visualizations.maco").maco_optimisation_step
+
+    class ModelInput(keras.layers.Layer):
+        """RGB in [0, 1] (maco's values_range below) to the trunk's own input convention."""
+
+        def __init__(self, convention, **kwargs):
+            super().__init__(**kwargs)
+            self.bgr = convention.channel_order == "BGR"
+            self.scale = float(convention.scale)
+            self.mean = tuple(float(m) for m in convention.mean)
+
+        def call(self, images):
+            images = images[..., ::-1] if self.bgr else images
+            return images * self.scale - tf.constant(self.mean)
+
+    class CompiledOnce(Objective):
+        """maco calls objective.compile() on every run, and the fresh model and loss it returns make
+        its tf.function trace again; compiling once lets a 1-step run take the trace off the clock."""
+
+        def compile(self):
+            if not hasattr(self, "_compiled"):
+                self._compiled = super().compile()
+            return self._compiled
+
+    loaded = load_model("hed-bsds500")
+    values_range = (0.0, 1.0)  # noise_intensity 0.08 is then on [0, 1] pixels, as in atlasgen's MACO
+    results = {}
+    for layer in XPLIQUE_LAYERS:
+        image = keras.Input((size, size, 3))
+        x = ModelInput(loaded.input_convention, name="model_input")(image)
+        for part in loaded.model.layers[1:]:
+            if part.name == layer:
+                break
+            x = part(x)
+        # The target layer without its ReLU (what tf-keras-vis's ReplaceToLinear does): the
+        # objective is the pre-ReLU channel mean, as for atlasgen.
+        target = loaded.model.get_layer(layer)
+        linear = keras.layers.Conv2D.from_config({**target.get_config(), "activation": "linear"})
+        x = linear(x)
+        linear.set_weights(target.get_weights())
+        model = keras.Model(image, x)
+        engine = LayerEngine(loaded, layer)
+        images, wall, trace = [], 0.0, 0.0
+        for f in filters:
+            objective = Objective.channel(model, layer, f)  # mean of map * one-hot mask: the spatial mean / channels
+            objective = CompiledOnce(objective.model, objective.layers, objective.masks, objective.funcs,
+                                     objective.multipliers, objective.names)
+            kwargs = dict(nb_crops=crops, values_range=values_range, custom_shape=(size, size), box_size=box_size)
+            np.random.seed(f)  # maco draws its initial phase from NumPy's global generator
+            tf.random.set_seed(f)
+            start = time.perf_counter()
+            maco(objective, nb_steps=1, **kwargs)  # trace outside the clock
+            trace += time.perf_counter() - start
+            traces = step_function.experimental_get_tracing_count()
+            start = time.perf_counter()
+            # A fresh Nadam(1.0) per run, as maco makes when given none.
+            picture, _ = maco(objective, nb_steps=steps, **kwargs)
+            picture = np.clip(np.round(np.asarray(picture) * 255.0), 0, 255)
+            wall += time.perf_counter() - start
+            if step_function.experimental_get_tracing_count() != traces:
+                print(f"  xplique {layer} filter {f}: traced again inside the clock", flush=True)
+            images.append(picture)
+        activations = achieved(engine, np.stack(images), filters, "channel", size)
+        results[layer] = {"wall_s": wall, "trace_s": trace, "activations": activations}
+        print(f"  xplique maco {layer}: {wall:.1f} s; activations {[round(a, 1) for a in activations]}", flush=True)
+    return {"layers": results, "peak_rss_mb": peak_rss_mb()}
+
+
+def run_atlasgen_maco(filters: list[int], size: int, steps: int, crops: int, target: dict) -> dict:
+    """atlasgen's MACO on the same filters, all in one batch, at the same size, steps and crops per
+    step; time to quality against `target` (per layer, the activations Xplique reached)."""
+    import numpy as np
+
+    from atlasgen.synthesis import LayerEngine
+    from atlasgen.synthesis.maco import MacoParams, maco_batch
+    from atlasgen.weights import load_model
+
+    loaded = load_model("hed-bsds500")
+
+    def activations(engine, records):
+        return achieved(engine, np.stack([r.image for r in records]).astype(np.float32), filters, "channel", size)
+
+    results = {}
+    for layer in XPLIQUE_LAYERS:
+        engine = LayerEngine(loaded, layer)
+        params = MacoParams(size=size, steps=steps, crops=crops)
+        maco_batch(engine, filters, replace(params, steps=1))  # compile; steps are a graph input
+        start = time.perf_counter()
+        records = maco_batch(engine, filters, params)
+        wall = time.perf_counter() - start
+        reached = activations(engine, records)
+        goal = target[layer]["activations"]
+        ttq_steps, ttq_wall = (steps, wall) if all(a >= t for a, t in zip(reached, goal)) else (None, None)
+        for fewer in TTQ_STEPS:
+            if fewer >= steps or (ttq_steps is not None and fewer >= ttq_steps):
+                break
+            start = time.perf_counter()
+            short = maco_batch(engine, filters, replace(params, steps=fewer))
+            short_wall = time.perf_counter() - start
+            if all(a >= t for a, t in zip(activations(engine, short), goal)):
+                ttq_steps, ttq_wall = fewer, short_wall
+                break
+        results[layer] = {"wall_s": wall, "activations": reached, "batch_size": len(filters),
+                          "ttq_steps": ttq_steps, "ttq_wall_s": ttq_wall}
+        print(f"  atlasgen maco {layer}: {wall:.1f} s (batch {len(filters)}); Xplique's activation reached at "
+              f"{ttq_steps} steps", flush=True)
+    return {"layers": results, "peak_rss_mb": peak_rss_mb()}
+
+
 def matmul_peak_flops(n: int = 4096, repeats: int = 10) -> float:
     from atlasgen.tf import load
 
@@ -207,15 +370,43 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=128)
     parser.add_argument("--size", type=int, default=128)
     parser.add_argument("--skip-noop", action="store_true", help="skip the no-op rebuild (it first builds the quick atlas)")
+    parser.add_argument("--xplique-filters", type=int, default=4, help="filters per layer for the Xplique comparison")
+    parser.add_argument("--xplique-steps", type=int, default=256, help="steps of both MACOs (Xplique's default 256)")
+    parser.add_argument("--xplique-crops", type=int, default=None,
+                        help="crops per step of both MACOs (default: atlasgen's MacoParams.crops)")
+    parser.add_argument("--xplique-size", type=int, default=None, help="image side of both MACOs (default: --size)")
+    parser.add_argument("--xplique-box-size", type=float, default=None,
+                        help="Xplique's mean crop side as a fraction of the image (default: its 0.5 -> 0.05 schedule)")
+    parser.add_argument("--skip-xplique", action="store_true", help="skip the comparison with Xplique's maco")
     args = parser.parse_args()
     filters = list(range(args.filters))
     image_steps = len(filters) * args.steps
+    if args.xplique_crops is None:
+        from atlasgen.synthesis.maco import MacoParams  # a dataclass; imports no TensorFlow
+
+        args.xplique_crops = MacoParams().crops
+    if args.xplique_size is None:
+        args.xplique_size = args.size
 
     print("tf-keras-vis:", flush=True)
     peer = in_child(run_peer, filters, args.size, args.steps)
     print("atlasgen:", flush=True)
     ours = in_child(run_atlasgen, filters, args.size, args.steps, peer)
     peak = in_child(matmul_peak_flops)
+    xplique, ours_maco, xplique_skipped = None, None, "--skip-xplique" if args.skip_xplique else None
+    if not args.skip_xplique:
+        maco_filters = list(range(args.xplique_filters))
+        print("Xplique maco:", flush=True)
+        xplique = in_child(run_xplique, maco_filters, args.xplique_size, args.xplique_steps, args.xplique_crops,
+                           args.xplique_box_size)
+        if "error" in xplique:
+            xplique_skipped = f"Xplique does not import ({xplique['error']})"
+            print(f"skipping the Xplique comparison: {xplique_skipped}", flush=True)
+            xplique = None
+        else:
+            print("atlasgen maco:", flush=True)
+            ours_maco = in_child(run_atlasgen_maco, maco_filters, args.xplique_size, args.xplique_steps,
+                                 args.xplique_crops, xplique["layers"])
 
     rows, ratios, peer_total, our_total, ttq_total, reached = [], [], 0.0, 0.0, 0.0, True
     peer_where_reached = 0.0
@@ -242,6 +433,33 @@ def main() -> None:
                 "images_higher_than_peer": sum(a > t for a, t in zip(o["activations"], p["activations"])),
             })
             print(json.dumps(rows[-1]), flush=True)
+    maco_rows, maco_layers = [], {}
+    xplique_total, maco_ttq_total, maco_reached = 0.0, 0.0, None
+    if xplique is not None:
+        maco_reached = True
+        for layer in XPLIQUE_LAYERS:
+            x, o = xplique["layers"][layer], ours_maco["layers"][layer]
+            xplique_total += x["wall_s"]
+            maco_reached &= o["ttq_steps"] is not None
+            if o["ttq_steps"] is not None:
+                maco_ttq_total += o["ttq_wall_s"]
+            maco_rows.append({
+                "comparison": "xplique_maco", "layer": layer,
+                "xplique": {"wall_s": round(x["wall_s"], 2), "trace_s": round(x["trace_s"], 2),
+                            "activations": [round(a, 3) for a in x["activations"]]},
+                "atlasgen_maco": {"wall_s": round(o["wall_s"], 2), "batch_size": o["batch_size"],
+                                  "activations": [round(a, 3) for a in o["activations"]],
+                                  "quality_reached_at_steps": o["ttq_steps"],
+                                  "time_to_quality_s": None if o["ttq_wall_s"] is None else round(o["ttq_wall_s"], 2)},
+                "images_higher_than_xplique": sum(a > t for a, t in zip(o["activations"], x["activations"])),
+            })
+            print(json.dumps(maco_rows[-1]), flush=True)
+            maco_layers[layer] = {
+                "xplique_wall_s": round(x["wall_s"], 2), "atlasgen_maco_wall_s": round(o["wall_s"], 2),
+                "atlasgen_maco_time_to_quality_s": None if o["ttq_wall_s"] is None else round(o["ttq_wall_s"], 2),
+                "xplique_activations": [round(a, 3) for a in x["activations"]],
+                "atlasgen_maco_activations": [round(a, 3) for a in o["activations"]],
+            }
     achieved_flops = ours["whole_filter_flops"] / ours["whole_filter_s"]
     summary = {
         "workload": {"layers": LAYERS, "filters": len(filters), "size": args.size, "steps": args.steps},
@@ -261,6 +479,21 @@ def main() -> None:
         "atlasgen_whole_filter_conv_gflops": round(achieved_flops / 1e9, 1),
         "fraction_of_matmul_peak": round(achieved_flops / peak, 3),
         "noop_rebuild_s": None if args.skip_noop else round(noop_rebuild_s(), 2),
+        # Xplique's maco: its total wall time over atlasgen MACO's total time to reach, on every
+        # image, the activation Xplique reached; null where atlasgen did not reach it everywhere
+        # (or the comparison was skipped).
+        "speedup_vs_xplique_maco": round(xplique_total / maco_ttq_total, 2) if maco_reached else None,
+        "xplique_quality_reached_everywhere": maco_reached,
+        "xplique": None if xplique is None else {
+            "workload": {"layers": XPLIQUE_LAYERS, "filters": args.xplique_filters, "size": args.xplique_size,
+                         "steps": args.xplique_steps, "crops": args.xplique_crops,
+                         "xplique_box_size": args.xplique_box_size or "0.5 -> 0.05"},
+            "xplique_wall_s": round(xplique_total, 2),
+            "atlasgen_maco_wall_s": round(sum(o["wall_s"] for o in ours_maco["layers"].values()), 2),
+            "peak_rss_mb": {"xplique": round(xplique["peak_rss_mb"]), "atlasgen_maco": round(ours_maco["peak_rss_mb"])},
+            "layers": maco_layers,
+        },
+        "xplique_skipped": xplique_skipped,
     }
     print(json.dumps(summary))
 
