@@ -18,6 +18,7 @@ depend on what else runs on the machine; the seconds printed do.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
@@ -38,6 +39,22 @@ LEVERS = {
     "fit+lr0.2": {"fit_transforms": True, "learning_rate": 0.2},
     "fit+lr0.2+cosine": {"fit_transforms": True, "learning_rate": 0.2, "lr_schedule": "cosine"},
 }
+
+
+def lever_overrides(name: str) -> dict:
+    """A named lever, or an ad-hoc one written as field=value pairs joined by '/', e.g.
+    "learning_rate=0.1/decay_power=1.5"."""
+    if name in LEVERS:
+        return LEVERS[name]
+    fields = {f.name: f.type for f in dataclasses.fields(SynthesisParams)}
+    out = {}
+    for pair in name.split("/"):
+        key, _, value = pair.partition("=")
+        if key not in fields:
+            raise SystemExit(f"unknown lever {name!r}: {key!r} is not a SynthesisParams field")
+        default = getattr(SynthesisParams(), key)
+        out[key] = (value == "True") if isinstance(default, bool) else value if isinstance(default, str) else type(default)(float(value)) if not isinstance(default, tuple) else tuple(float(v) for v in value.split(":"))
+    return out
 
 
 def crops(size: int) -> np.ndarray:
@@ -64,7 +81,7 @@ def main() -> int:
     parser.add_argument("--size", type=int, default=64)
     parser.add_argument("--filters", type=int, default=8)
     parser.add_argument("--steps", default="16,32,64,128")
-    parser.add_argument("--levers", default="all", help="comma list of: " + ", ".join(LEVERS))
+    parser.add_argument("--levers", default="all", help="comma list of: " + ", ".join(LEVERS) + ", or field=value/field=value")
     parser.add_argument("--layers", default=",".join(VGG16_LAYERS))
     args = parser.parse_args()
     steps = [int(s) for s in args.steps.split(",")]
@@ -78,7 +95,7 @@ def main() -> int:
         best_crop = pre_relu_means(engine, photos, filter_ids).max(axis=0)
         for lever in levers:
             for n in steps:
-                params = replace(SynthesisParams(size=args.size, steps=n), **LEVERS[lever])
+                params = replace(SynthesisParams(size=args.size, steps=n), **lever_overrides(lever))
                 start = time.perf_counter()
                 images = channel_images(engine, filter_ids, params)
                 seconds = time.perf_counter() - start

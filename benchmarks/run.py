@@ -26,7 +26,7 @@ the clock starts. Every image's achieved pre-ReLU activation (the channel mean, 
 is measured by the same code on the final 8-bit image.
 - Equal steps: throughput ratio and activation ratio when both run --steps steps.
 - Time to quality: tf-keras-vis's wall time for its --steps steps, over atlasgen's wall time for the
-  fewest steps (of 8, 16, 32, 64, --steps) at which every image of a layer and kind reached the
+  fewest steps (of TTQ_STEPS below --steps, then --steps) at which every image of a layer and kind reached the
   activation tf-keras-vis reached for the same filter.
 - The machine's limit: float32 matmul FLOP rate in TensorFlow against atlasgen's convolution FLOP
   rate on the whole-filter workload (forward, plus backward to the input, of the truncated model).
@@ -41,7 +41,7 @@ is measured by the same code on the final 8-bit image.
   objective per call, so Xplique runs the filters one after another; atlasgen runs them as one
   batch. Both traced before the clock starts (a 1-step run each). Activations are measured by the
   same code on the final 8-bit images. Time to quality: Xplique's wall time over atlasgen MACO's
-  for the fewest steps (of 8, 16, 32, 64, --xplique-steps) at which every image of a layer reached
+  for the fewest steps (of TTQ_STEPS below --xplique-steps, then it) at which every image of a layer reached
   Xplique's activation for the same filter. If Xplique does not import, the run says so and skips it.
 The last line is one JSON object.
 """
@@ -63,7 +63,7 @@ from pathlib import Path
 LAYERS = ("block1_conv1", "block3_conv1", "block5_conv1")
 KINDS = ("channel", "neuron")
 XPLIQUE_LAYERS = ("block3_conv1", "block5_conv1")
-TTQ_STEPS = (8, 16, 32, 64)
+TTQ_STEPS = (8, 12, 16, 24, 32, 48, 64, 96, 128, 192)
 
 
 def peak_rss_mb() -> float:
