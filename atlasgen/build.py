@@ -69,7 +69,7 @@ def prepare(config: BuildConfig) -> Prepared:
                 f"(`atlasgen layers` lists them)"
             )
         chosen.append(infos[name])
-    params = SynthesisParams(size=config.size, steps=config.steps, seed=config.seed)
+    params = SynthesisParams(size=config.size, steps=config.steps, seed=config.seed, precision=config.precision)
     check_input_sizes(loaded, [info.name for info in chosen], {p.name: p.image.shape[:2] for p in probes})
     _check_memory(loaded, [info.name for info in chosen], config.size + 2 * params.pad, f"--size {config.size}")
     layer_filters = [(info.name, parse_filters(config.filters, info.filters, info.name)) for info in chosen]
@@ -137,6 +137,8 @@ def run_build(config: BuildConfig, progress: Progress | None = None) -> BuildRes
         todo = [a for a in mine if a.key in missing]
         progress = progress or Progress()
         progress.start(len(todo))
+        if todo:
+            progress.note(precision_note(prepared.params.precision))
         _compute(prepared, store, None, [a for a in todo if a.layer is None], progress)
         for layer in plan.layers:
             _compute(prepared, store, layer.name, [a for a in todo if a.layer == layer.name], progress)
@@ -153,12 +155,18 @@ def run_build(config: BuildConfig, progress: Progress | None = None) -> BuildRes
     return BuildResult(len(plan.artifacts), len(mine), len(todo), complete, manifest, time.perf_counter() - start, rendered)
 
 
+def precision_note(precision: str) -> str:
+    """The build log's one line on the precision the synthesis computes in."""
+    what = "bfloat16 compute, float32 parameters and objective" if precision == "mixed" else "float32 throughout"
+    return f"synthesis precision: {precision} ({what}; --precision overrides)"
+
+
 def _compute(prepared: Prepared, store: Store, layer: str | None, work: list, progress: Progress) -> None:
     """Every kind's missing artifacts of one layer (or the atlas-wide ones), in the registry's order."""
     if not work:
         return
     progress.layer(layer or "atlas", len(work))
-    make_engine = functools.cache(lambda: _engine(prepared, layer))
+    make_engine = functools.cache(lambda precision: _engine(prepared, layer, precision))  # one per precision
     probes = {p.name: p for p in prepared.probes}
     for kind in kinds_for(prepared.plan.methods).values():
         artifacts = [a for a in work if a.kind == kind.name]
@@ -171,10 +179,10 @@ def _compute(prepared: Prepared, store: Store, layer: str | None, work: list, pr
             progress.advance(1, kind.label)
 
 
-def _engine(prepared: Prepared, layer: str):
+def _engine(prepared: Prepared, layer: str, precision: str = "float32"):
     from atlasgen.synthesis import LayerEngine
 
-    return LayerEngine(prepared.loaded, layer)
+    return LayerEngine(prepared.loaded, layer, precision)
 
 
 def build_status(config: BuildConfig) -> dict:

@@ -83,6 +83,9 @@ def plan_options(command):
         click.option("--base-url", default=None, callback=_url, help=BASE_URL_HELP),
         click.option("--method", "method", default="lucid", show_default=True,
                      help="whole-filter synthesis: lucid, maco (Fel et al. 2023: phase only, natural magnitude) or lucid,maco"),
+        click.option("--precision", type=click.Choice(["float32", "mixed"]), default=None,
+                     help="synthesis arithmetic: float32, or mixed (bfloat16 compute, float32 parameters and "
+                          "objective; part of every synthesis recipe) [mixed on a GPU, float32 on the CPU]"),
     ]
     for option in reversed(options):
         command = option(command)
@@ -90,7 +93,7 @@ def plan_options(command):
 
 
 def _config(preset, weights, layers, filters, size, steps, probes, store, out, force, shard, batch_size, seed, base_url,
-            method="lucid"):
+            method="lucid", precision=None):
     from atlasgen.plan import BuildConfig, parse_shard
 
     return BuildConfig(
@@ -98,7 +101,7 @@ def _config(preset, weights, layers, filters, size, steps, probes, store, out, f
         layers=tuple(name.strip() for name in layers.split(",")) if layers is not None else None,
         filters=filters, size=size, steps=steps, probes=tuple(probes), store=store, out=out,
         shard=parse_shard(shard), batch_size=batch_size, seed=seed, base_url=base_url, force=force,
-        methods=tuple(name.strip() for name in method.split(",")),
+        methods=tuple(name.strip() for name in method.split(",")), precision=precision,
     ).resolved()
 
 

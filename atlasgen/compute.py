@@ -31,13 +31,19 @@ class Job:
     probes: dict  # name -> atlasgen.synthesis.Probe, in the atlas's order
     store: Store
     batch_size: int | None  # None: fit to memory
-    make_engine: Callable[[], object] = field(repr=False)  # the layer's LayerEngine, made on first use
+    # The layer's LayerEngine in a precision ("float32", "mixed"), made on first use for each.
+    make_engine: Callable[[str], object] = field(repr=False)
     log: Callable[[str], None] = field(default=lambda text: None, repr=False)  # one plain line for the build's log
     method_params: dict = field(default_factory=dict)  # method -> its parameters (e.g. "maco": MacoParams)
 
     @property
     def engine(self):
-        return self.make_engine()
+        """The layer's engine in the precision of the job's synthesis parameters (float32 without any)."""
+        return self.engine_for(getattr(self.params, "precision", "float32"))
+
+    def engine_for(self, precision: str):
+        """The layer's engine that computes in `precision`."""
+        return self.make_engine(precision)
 
     def entry_meta(self, key: str) -> tuple[dict, object]:
         """An upstream artifact's facts and entry, which the build made before this kind."""
@@ -62,7 +68,7 @@ def _synthesised(job: Job, what: str, sizer, blobs_and_facts, params=None, run=N
 
     params = params if params is not None else job.params
     run = run or (lambda engine, chunk, params: synthesise(engine, job.kind, chunk, params))
-    engine = job.engine
+    engine = job.engine_for(params.precision)  # the synthesis refuses an engine of another precision
     by_filter = {a.filter: a for a in job.artifacts}
     ids = sorted(by_filter)
     where = f"{job.artifacts[0].layer}: {what}"
@@ -164,7 +170,9 @@ def own_image_maps(job: Job) -> Results:
     images = [codec.decode(job.store.get_blob(job.entry_meta(a.recipe["image"])[1].blobs["image"].digest))
               for a in job.artifacts]
     batch = tf.constant(np.stack(images).astype(np.float32) / 255.0)
-    maps = np.maximum(job.engine.own_maps(batch, tf.constant([a.filter for a in job.artifacts], tf.int32)).numpy(), 0)
+    ids = tf.constant([a.filter for a in job.artifacts], tf.int32)
+    # Always float32: its recipe names the image, not a precision.
+    maps = np.maximum(job.engine_for("float32").own_maps(batch, ids, float32=True).numpy(), 0)
     for artifact, image, raw in zip(job.artifacts, images, maps):
         peak = float(raw.max())
         _, overlay = render_map(raw, peak, image)
@@ -181,7 +189,7 @@ def activation_maps(job: Job) -> Results:
         if not mine:
             continue
         ids = sorted(mine)
-        maps = post_relu_maps(job.engine, probe, ids)
+        maps = post_relu_maps(job.engine_for("float32"), probe, ids)  # float32: no precision in the recipe
         for index, f in enumerate(ids):
             raw = maps[..., index]
             peak = float(raw.max())

@@ -61,6 +61,9 @@ class BuildConfig:
     base_url: str | None = None
     force: bool = False  # write into a non-empty --out that holds no atlas of ours
     methods: tuple[str, ...] = ("lucid",)  # whole-filter synthesis methods: lucid, maco or both
+    # float32 or mixed (bfloat16 compute, float32 parameters); None: mixed where TensorFlow sees a
+    # GPU, float32 on the CPU. Part of every synthesis recipe.
+    precision: str | None = None
 
     def resolved(self) -> "BuildConfig":
         if self.preset not in PRESETS:
@@ -85,8 +88,16 @@ class BuildConfig:
         unknown = [m for m in self.methods if m not in METHODS]
         if unknown:
             raise AtlasgenError(f"--method {unknown[0]!r} is not a synthesis method; use one or more of {', '.join(METHODS)}")
+        from atlasgen.synthesis import engine
+
+        if self.precision is not None:
+            if not isinstance(self.precision, str) or not self.precision.strip():
+                raise AtlasgenError(f"--precision is empty; give one of {', '.join(engine.PRECISIONS)}")
+            engine.check_precision(self.precision, "--precision")
         if self.base_url is not None and not self.base_url.startswith(("https://", "http://")):
             raise AtlasgenError(f"--base-url {self.base_url!r} is not an http(s) URL; give e.g. https://user.github.io/repo/")
+        # Not given: bfloat16 where it pays (a GPU's tensor cores), float32 where it does not.
+        precision = self.precision or ("float32" if engine.synthesis_device() == "CPU" else "mixed")
         return replace(
             self,
             weights=self.weights if self.weights is not None else p.weights,
@@ -95,6 +106,7 @@ class BuildConfig:
             size=self.size if self.size is not None else p.size,
             steps=self.steps if self.steps is not None else p.steps,
             methods=tuple(m for m in METHODS if m in self.methods),  # one order, each once
+            precision=precision,
         )
 
 

@@ -241,3 +241,29 @@ def test_a_maco_only_build_has_no_lucid_whole_filter_images(tmp_path, tiny_confi
     assert len(unit["rf_box"]) == 4
     assert "maco-channel.webp" in (tmp_path / "site" / unit["page"] / "index.html").read_text()
     assert "maco-channel.webp" in (tmp_path / "site" / "index.html").read_text()
+
+
+def test_a_mixed_precision_build_records_its_precision_and_keeps_the_maps(tmp_path, tiny_config):
+    import io
+
+    from atlasgen.progress import Progress
+
+    log = io.StringIO()
+    config = tiny_config(layers=("block2_conv1",), methods=("lucid", "maco"), precision="mixed")
+    assert run_build(config, Progress(stream=log, bars=False)).complete
+    lines = log.getvalue().splitlines()
+    precision_lines = [line for line in lines if "precision" in line]
+    assert precision_lines == ["synthesis precision: mixed (bfloat16 compute, float32 parameters and objective; "
+                               "--precision overrides)"]
+    atlas = json.loads((tmp_path / "site" / "atlas.json").read_text())
+    assert atlas["parameters"]["precision"] == "mixed" and atlas["method_parameters"]["maco"]["precision"] == "mixed"
+    assert "mixed precision (bfloat16" in (tmp_path / "site" / "index.html").read_text()
+    store = Store(tmp_path / "store")
+    recipes = [json.loads(p.read_text())["meta"]["recipe"] for p in (tmp_path / "store" / "index").rglob("*.json")]
+    assert {r["params"]["precision"] for r in recipes if r["kind"] in ("channel", "neuron", "maco-channel")} == {"mixed"}
+    # In float32 the images are other artifacts; the maps on the probe photos are the same ones.
+    report = build_status(dataclasses.replace(config, precision="float32"))
+    counts = report["layers"]["block2_conv1"]
+    assert counts["channel"]["missing"] == counts["neuron"]["missing"] == counts["maco-channel"]["missing"] == 2
+    assert counts["map"]["missing"] == 0 and counts["map-view"]["missing"] == 0
+    assert store.verify().ok

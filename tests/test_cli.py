@@ -308,3 +308,15 @@ def test_a_bad_method_is_one_line(cli, one_line_error, tmp_path, method, fragmen
     result = cli("build", *TINY_ARGS, "--method", method, "--store", tmp_path / "store", "--out", tmp_path / "site")
     one_line_error(result, fragment)
     assert not (tmp_path / "store").exists() and not (tmp_path / "site").exists()
+
+
+@pytest.mark.parametrize("precision", ["", "bogus", "bfloat16", "Mixed"])
+def test_a_bad_precision_is_one_line(cli, one_line_error, tmp_path, precision):
+    result = cli("build", *TINY_ARGS, "--precision", precision, "--store", tmp_path / "store", "--out", tmp_path / "site")
+    one_line_error(result, "--precision", "float32", "mixed")
+    assert not (tmp_path / "store").exists() and not (tmp_path / "site").exists()
+
+
+def test_the_precision_option_says_what_it_does_when_unset(cli):
+    help_text = " ".join(cli("build", "--help").stdout.split())
+    assert "--precision [float32|mixed]" in help_text and "[mixed on a GPU, float32 on the CPU]" in help_text

@@ -23,12 +23,14 @@ HOSTILE = [
     "all", ",", "a,,b", "猫", "\u202e", "a\nb", "x" * 5000, "../..", "../../outside", "./", ".", "/",
     "/dev/zero", "/dev/null", "/proc/self/mem", "FIFO", "LOOP", "DIR", "FILE", "block1_conv1", "block1_pool",
     "<b>x</b>", "http://", "https://example.org/a b/", "--help", "lucid,maco", "maco,maco", "lucid,", "LUCID",
+    "mixed", "float32", "bfloat16",
 ]
 
 COMMANDS = {
     "build": ["--preset", "--weights", "--layers", "--filters", "--size", "--steps", "--probe", "--store", "--out",
-              "--shard", "--batch-size", "--seed", "--base-url", "--method"],
-    "status": ["--weights", "--layers", "--filters", "--size", "--steps", "--probe", "--store", "--shard", "--seed"],
+              "--shard", "--batch-size", "--seed", "--base-url", "--method", "--precision"],
+    "status": ["--weights", "--layers", "--filters", "--size", "--steps", "--probe", "--store", "--shard", "--seed",
+               "--precision"],
     "layers": ["--weights", "--size"],
     "render": ["--out", "--base-url"],
     "verify": ["--store"],

@@ -12,7 +12,7 @@ from atlasgen.synthesis.maps import colour_map
 from atlasgen.synthesis.probes import Probe
 
 
-def no_engine():
+def no_engine(precision):
     raise AssertionError("this kind needs no model")
 
 
@@ -63,6 +63,9 @@ class StubEngine:
     name = "block3_conv1"
     filters = 64
 
+    def __init__(self, precision="float32"):
+        self.precision = precision
+
     def bytes_per_image(self, shape):
         return 1
 
@@ -86,11 +89,31 @@ def fake_synthesise(monkeypatch, fits: int):
     return seen
 
 
-def synthesis_job(filters, batch_size, lines, size=64):
+def synthesis_job(filters, batch_size, lines, size=64, precision="float32"):
     from atlasgen.synthesis import SynthesisParams
 
     artifacts = [Artifact("channel", "block3_conv1", f, {}, f"k{f}") for f in filters]
-    return Job("channel", artifacts, SynthesisParams(size=size, steps=2), {}, None, batch_size, StubEngine, lines.append)
+    params = SynthesisParams(size=size, steps=2, precision=precision)
+    return Job("channel", artifacts, params, {}, None, batch_size, StubEngine, lines.append)
+
+
+def test_the_synthesis_gets_the_engine_of_its_parameters_precision(monkeypatch):
+    from atlasgen.compute import whole_filter_images
+    from atlasgen.synthesis import images
+
+    engines = []
+
+    def synthesise(engine, kind, filter_ids, params):
+        engines.append(engine.precision)
+        images.check_precision(engine, params)  # what the real synthesis checks first
+        return [images.FilterImage(engine.name, f, kind, np.zeros((8, 8, 3), np.uint8), 1.0, 0.5, np.array([0.1]))
+                for f in filter_ids]
+
+    monkeypatch.setattr(images, "synthesise", synthesise)
+    for precision in ("float32", "mixed"):
+        job = synthesis_job(range(3), 4, [], precision=precision)
+        assert job.engine.precision == precision and len(list(whole_filter_images(job))) == 3
+    assert engines == ["float32", "mixed"]
 
 
 @pytest.mark.parametrize("count, sizes", [(9, [8, 4, 2, 2, 2, 2, 2]), (7, [7, 4, 2, 2, 2, 2])])

@@ -69,3 +69,48 @@ def test_presets_fill_only_what_is_not_given():
     assert quick.layers == tuple(name for name in VGG16_LAYERS if name.endswith("_conv1")) and len(quick.layers) == 5
     full = BuildConfig().resolved()
     assert full.weights == "imagenet" and full.layers is None and full.filters is None and full.size == 224
+
+
+# --- precision ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("device,precision", [("GPU:0", "mixed"), ("CPU", "float32")])
+def test_an_unset_precision_is_mixed_on_a_gpu_and_float32_on_the_cpu(monkeypatch, device, precision):
+    from atlasgen.synthesis import engine
+
+    monkeypatch.setattr(engine, "synthesis_device", lambda: device)
+    assert BuildConfig(preset="quick").resolved().precision == precision
+    # A given precision is kept wherever it runs, and resolving twice changes nothing.
+    for given in ("float32", "mixed"):
+        resolved = BuildConfig(preset="quick", precision=given).resolved()
+        assert resolved.precision == given and resolved.resolved().precision == given
+
+
+@pytest.mark.parametrize("precision,fragment", [("", "--precision is empty"), (" ", "--precision is empty"),
+                                                ("half", "--precision 'half' is not a precision"),
+                                                ("MIXED", "--precision 'MIXED' is not a precision")])
+def test_a_bad_precision_is_refused_in_one_line(monkeypatch, precision, fragment):
+    from atlasgen.synthesis import engine
+
+    monkeypatch.setattr(engine, "synthesis_device", lambda: "GPU:0")  # never the auto value instead
+    with pytest.raises(AtlasgenError) as raised:
+        BuildConfig(preset="quick", precision=precision).resolved()
+    message = str(raised.value)
+    assert fragment in message and "float32, mixed" in message and "\n" not in message
+
+
+def test_the_precision_changes_only_the_synthesis_keys():
+    from atlasgen.kinds import kinds_for
+    from atlasgen.synthesis import SynthesisParams
+    from atlasgen.synthesis.maco import MacoParams
+
+    def keys(precision):
+        params = SynthesisParams(size=64, steps=10, precision=precision)
+        maco = {"maco": MacoParams.from_synthesis(params).recipe()}
+        return keys_by_kind(make_plan("vgg16", "fp", [("a", [0])], params.recipe(), PROBES, ("lucid", "maco"), maco))
+
+    exact, mixed = keys("float32"), keys("mixed")
+    assert exact.keys() == mixed.keys() and {w[0] for w in exact} == set(kinds_for(("lucid", "maco")))
+    changed = {what[0] for what in exact if exact[what] != mixed[what]}
+    # The images, and the map drawn on the whole-filter image (it names that image); not the photos' maps.
+    assert changed == {"channel", "neuron", "maco-channel", "channel-map"}

@@ -1,5 +1,7 @@
 """The model cut at one layer: its maps, the centre neuron's exact patch, and batch sizes from memory."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -112,9 +114,9 @@ def odd_names_path(keras, tmp_path_factory):
 TINY_SYNTHESIS = SynthesisParams(size=32, steps=2)
 
 
-def synthesise_both_kinds(engine):
+def synthesise_both_kinds(engine, precision="float32"):
     for kind in ("channel", "neuron"):
-        images = synthesise(engine, kind, [0, 1], TINY_SYNTHESIS)
+        images = synthesise(engine, kind, [0, 1], replace(TINY_SYNTHESIS, precision=precision))
         assert [(i.layer, i.filter, i.kind, i.image.shape) for i in images] == [
             (engine.name, f, kind, (32, 32, 3)) for f in (0, 1)
         ]
@@ -281,3 +283,78 @@ def test_a_gpus_size_is_its_configured_limit_else_what_its_details_say(monkeypat
     assert [engine.gpu_total_bytes(f"GPU:{i}") for i in range(4)] == [GiB, 2 * GiB, 80 * GiB, None]
     details[gpus[1].name] = {"device_name": "Some GPU", "compute_capability": (9, 0)}  # what TensorFlow 2.21 gives
     assert engine.gpu_total_bytes("GPU:2") is None
+
+
+# --- mixed precision: bfloat16 compute, float32 variables and maps ----------------------------
+
+
+@pytest.mark.parametrize("layer", ["block2_conv1", "block3_conv1"])
+def test_mixed_maps_are_float32_and_close_to_the_float32_maps(hed_model, layer):
+    exact, mixed = LayerEngine(hed_model, layer), LayerEngine(hed_model, layer, precision="mixed")
+    image = tf.constant(np.random.default_rng(5).uniform(size=(3, 32, 32, 3)).astype(np.float32))
+    ids = tf.constant([0, 3, 9], tf.int32)
+    want = exact.maps(image, ids).numpy()
+    got = mixed.maps(image, ids)
+    assert got.dtype == tf.float32 and mixed.own_maps(image, ids).dtype == tf.float32
+    # bfloat16 keeps 8 bits of mantissa: the maps move by well under 2% of their range.
+    assert np.abs(got.numpy() - want).max() <= 0.02 * np.abs(want).max()
+    assert not np.array_equal(got.numpy(), want)  # it really computed in another precision
+    # float32=True is the float32 engine's computation, exactly.
+    np.testing.assert_array_equal(mixed.maps(image, ids, float32=True).numpy(), want)
+    np.testing.assert_array_equal(mixed.own_maps(image, ids, float32=True).numpy(), exact.own_maps(image, ids).numpy())
+
+
+def test_the_mixed_trunk_computes_in_bfloat16_on_float32_copies_of_the_weights(hed_model, keras):
+    engine = LayerEngine(hed_model, "block3_conv1", precision="mixed")
+    assert engine.precision == "mixed" and engine.trunk is not engine.float32_trunk
+    layers = [layer for layer in engine.trunk.layers if not isinstance(layer, keras.layers.InputLayer)]
+    assert [layer.name for layer in layers] == ["block1_conv1", "block1_conv2", "block1_pool", "block2_conv1",
+                                                "block2_conv2", "block2_pool"]
+    assert all(layer.dtype_policy.name == "mixed_bfloat16" for layer in layers)
+    assert all(layer.compute_dtype == "bfloat16" for layer in layers)
+    features = engine.trunk(engine.to_model_input(tf.zeros((1, 16, 16, 3))), training=False)
+    assert features.dtype == tf.bfloat16
+    assert engine.trunk.weights and all(w.dtype == "float32" for w in engine.trunk.weights)
+    for copy, original in zip(engine.trunk.weights, engine.float32_trunk.weights):
+        np.testing.assert_array_equal(copy.numpy(), original.numpy())
+    # The loaded model is untouched: still float32, and the float32 trunk is its own layers.
+    assert hed_model.model.get_layer("block1_conv1").dtype_policy.name == "float32"
+    assert engine.float32_trunk.get_layer("block1_conv1") is hed_model.runnable.get_layer("block1_conv1")
+    plain = LayerEngine(hed_model, "block3_conv1")
+    assert plain.trunk is plain.float32_trunk
+
+
+def test_in_mixed_the_objectives_gradient_on_the_float32_image_is_finite(hed_model):
+    engine = LayerEngine(hed_model, "block3_conv1", precision="mixed")
+    image = tf.Variable(np.random.default_rng(6).uniform(size=(2, 32, 32, 3)).astype(np.float32))
+    with tf.GradientTape() as tape:
+        score = tf.reduce_sum(tf.reduce_mean(engine.own_maps(image, tf.constant([1, 4])), axis=[1, 2]))
+    grad = tape.gradient(score, image)
+    assert grad.dtype == tf.float32
+    assert np.all(np.isfinite(grad.numpy())) and np.abs(grad.numpy()).max() > 0
+
+
+def test_a_model_with_a_merge_computes_in_mixed_too(custom_cnn_path):
+    loaded = load_model(str(custom_cnn_path))
+    exact, mixed = LayerEngine(loaded, "head"), LayerEngine(loaded, "head", precision="mixed")
+    assert mixed.trunk.get_layer("add").compute_dtype == "bfloat16"
+    image = tf.constant(np.random.default_rng(7).uniform(size=(1, 40, 40, 3)).astype(np.float32))
+    want, got = exact.maps(image, tf.range(16)).numpy(), mixed.maps(image, tf.range(16)).numpy()
+    assert np.abs(got - want).max() <= 0.03 * np.abs(want).max()
+    synthesise_both_kinds(LayerEngine(loaded, "res_conv", precision="mixed"), precision="mixed")
+
+
+@pytest.mark.parametrize("precision", ["half", "", "Mixed", None, "bfloat16"])
+def test_an_unknown_precision_is_a_one_line_error_naming_the_choices(hed_model, precision):
+    with pytest.raises(AtlasgenError) as raised:
+        LayerEngine(hed_model, "block1_conv1", precision=precision)
+    assert "\n" not in str(raised.value) and "float32, mixed" in str(raised.value)
+
+
+def test_mixed_counts_the_trunks_activations_smaller(hed_model, block3):
+    mixed = LayerEngine(hed_model, "block3_conv1", precision="mixed")
+    exact_bytes, mixed_bytes = block3.bytes_per_image((64, 64)), mixed.bytes_per_image((64, 64))
+    assert exact_bytes / 2 < mixed_bytes < exact_bytes
+    # block1_conv1 has no trunk: its image and maps are float32 either way.
+    first = (LayerEngine(hed_model, "block1_conv1"), LayerEngine(hed_model, "block1_conv1", precision="mixed"))
+    assert first[0].bytes_per_image((64, 64)) == first[1].bytes_per_image((64, 64))

@@ -99,3 +99,50 @@ def test_neuron_images_drive_their_neuron_above_grey(hed_model, layer):
     grey = engine.maps(tf.fill((1, 48, 48, 3), 0.5), tf.constant([0, 1, 2], tf.int32)).numpy()[0][plan.unit]
     for result, baseline in zip(neuron_images(engine, [0, 1, 2], params), grey):
         assert result.objective > baseline + 1.0, (result.filter, result.objective, baseline)
+
+
+# --- mixed precision ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def block2_mixed(hed_model):
+    return LayerEngine(hed_model, "block2_conv1", precision="mixed")
+
+
+@pytest.mark.parametrize("kind", ["channel", "neuron"])
+def test_a_mixed_synthesis_stores_the_float32_evaluation_of_its_image(hed_model, block2_mixed, kind):
+    from atlasgen.synthesis.images import evaluate
+
+    params = SynthesisParams(size=32, steps=2, precision="mixed")
+    made = synthesise(block2_mixed, kind, [0, 7], params)
+    assert len(block2_mixed.compiled) >= 1
+    images = np.stack([m.image for m in made]) / 255.0
+    unit = block2_mixed.patch_plan(32).unit if kind == "neuron" else None
+    # A float32 engine evaluates the same images to exactly what was stored.
+    objective, mean = evaluate(LayerEngine(hed_model, "block2_conv1"), images, [0, 7], unit)
+    assert [m.objective for m in made] == [float(v) for v in objective]
+    assert [m.mean_activation for m in made] == [float(v) for v in mean]
+    assert all(np.isfinite(m.history).all() and m.history.shape == (2,) for m in made)
+    # The mixed engine's own computation of the same images is close to it.
+    own = block2_mixed.own_maps(tf.constant(images, tf.float32), tf.constant([0, 7])).numpy()
+    own = own.mean(axis=(1, 2)) if unit is None else own[:, unit[0], unit[1]]
+    assert np.allclose(own, objective, rtol=0.05, atol=0.05 * np.abs(objective).max())
+
+
+def test_an_engine_of_another_precision_is_refused(hed_model, block1, block2_mixed):
+    from atlasgen.synthesis.images import channel_batch, neuron_batch
+
+    mixed = SynthesisParams(size=32, steps=1, precision="mixed")
+    exact = SynthesisParams(size=32, steps=1)
+    for engine, params in ((block1, mixed), (block2_mixed, exact)):
+        for run in (lambda: synthesise(engine, "channel", [0], params), lambda: channel_batch(engine, [0], params),
+                    lambda: neuron_batch(engine, [0], params), lambda: channel_images(engine, [0], params)):
+            with pytest.raises(AtlasgenError, match=f"computes in {engine.precision} and the parameters ask for "
+                                                    f"{params.precision}") as raised:
+                run()
+            assert "\n" not in str(raised.value)
+
+
+def test_the_precision_is_a_synthesis_parameter_of_every_recipe():
+    assert SynthesisParams().precision == "float32" and SynthesisParams().recipe()["precision"] == "float32"
+    assert SynthesisParams(precision="mixed").recipe()["precision"] == "mixed"

@@ -115,3 +115,21 @@ def test_the_recipe_names_the_spectrum():
     from atlasgen.synthesis.optimise import SynthesisParams
 
     assert MacoParams.from_synthesis(SynthesisParams(size=48, steps=7, seed=3)) == MacoParams(size=48, steps=7, seed=3)
+
+
+def test_maco_takes_the_builds_precision_and_evaluates_in_float32(hed_model):
+    from atlasgen.errors import AtlasgenError
+    from atlasgen.synthesis import LayerEngine, SynthesisParams
+    from atlasgen.synthesis.images import evaluate
+
+    params = MacoParams.from_synthesis(SynthesisParams(size=SIZE, steps=2, precision="mixed"))
+    assert params.precision == "mixed" and params.recipe()["precision"] == "mixed"
+    assert MacoParams().recipe()["precision"] == "float32"
+    mixed = LayerEngine(hed_model, "block2_conv1", precision="mixed")
+    made = maco.maco_batch(mixed, [0, 3], params)
+    objective, _ = evaluate(LayerEngine(hed_model, "block2_conv1"), np.stack([m.image for m in made]) / 255.0, [0, 3])
+    assert [m.objective for m in made] == [float(v) for v in objective]
+    with pytest.raises(AtlasgenError, match="computes in mixed and the parameters ask for float32"):
+        maco.maco_batch(mixed, [0], MacoParams(size=SIZE, steps=1))
+    with pytest.raises(AtlasgenError, match="computes in float32 and the parameters ask for mixed"):
+        maco.optimise_maco(LayerEngine(hed_model, "block2_conv1"), [0], params)

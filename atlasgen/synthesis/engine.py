@@ -10,7 +10,7 @@ import numpy as np
 
 from atlasgen import geometry
 from atlasgen.errors import AtlasgenError
-from atlasgen.graph import conv_layers, scope_safe, spatial_ops
+from atlasgen.graph import _first_line, conv_layers, scope_safe, spatial_ops
 from atlasgen.weights import LoadedModel
 from atlasgen.tf import keras, tf
 
@@ -18,7 +18,47 @@ from atlasgen.tf import keras, tf
 # Bytes kept per activation element for a training-style step: the forward value, its gradient,
 # and the backward pass's scratch; measured peaks on the CPU stay under this.
 BYTES_PER_ACTIVATION = 4 * 4
+# The same in mixed precision, for the trunk's bfloat16 activations: the value and its gradient at
+# 2 bytes, and the scratch still counted as float32 (kernels that accumulate or convert in float32),
+# so 2 * 2 + 2 * 4 rather than a flat half. The image and the layer's own maps stay float32. On the
+# CPU a mixed image's measured peak was 0.65-0.76 of a float32 one's (block3_conv1, block5_conv1 at
+# 152 px); this counts about 0.77.
+BYTES_PER_BFLOAT16_ACTIVATION = 2 * 2 + 2 * 4
 DEFAULT_MAX_BATCH = 64
+
+#: What a LayerEngine computes in: float32 throughout, or "mixed": the trunk and the target layer's
+#: convolution in bfloat16 with float32 variables, the maps returned (and everything after them) in float32.
+PRECISIONS = ("float32", "mixed")
+
+
+def check_precision(precision, option: str = "precision") -> str:
+    """The precision if it is one of PRECISIONS; a one-line error naming them otherwise."""
+    if not isinstance(precision, str) or precision not in PRECISIONS:
+        raise AtlasgenError(f"{option} {precision!r} is not a precision; use one of {', '.join(PRECISIONS)}")
+    return precision
+
+
+def bfloat16_copy(model, name: str):
+    """A copy of a functional `model` whose layers compute in bfloat16 (Keras's "mixed_bfloat16"
+    dtype policy, so each layer casts its inputs) and hold float32 copies of the same weights.
+    Plain operations between layers (x + y, ...) have no weights and are reused as they are; nested
+    models are copied the same way."""
+
+    def rebuild(layer):
+        if not isinstance(layer, keras.layers.Layer):
+            return layer
+        try:
+            return layer.__class__.from_config({**layer.get_config(), "dtype": "mixed_bfloat16"})
+        except Exception as exc:
+            raise AtlasgenError(
+                f"layer {layer.name!r} ({type(layer).__name__}) cannot be rebuilt to compute in bfloat16 "
+                f"({_first_line(exc)}); use --precision float32"
+            ) from None
+
+    copy = keras.models.clone_model(model, clone_function=rebuild, recursive=True)
+    copy.set_weights(model.get_weights())
+    copy.name = name
+    return copy
 
 
 @dataclass(frozen=True)
@@ -40,7 +80,8 @@ class PatchPlan:
 class LayerEngine:
     """What feeds one conv layer (the trunk), plus that layer's kernel for any chosen filters."""
 
-    def __init__(self, loaded: LoadedModel, layer_name: str):
+    def __init__(self, loaded: LoadedModel, layer_name: str, precision: str = "float32"):
+        self.precision = check_precision(precision)
         names = [c.name for c in conv_layers(loaded.model)]
         if layer_name not in names:
             raise AtlasgenError(
@@ -56,7 +97,11 @@ class LayerEngine:
         # calls has a name TensorFlow takes as a scope.
         index = names.index(layer_name)
         trunk_name = f"trunk_to_{layer_name}" if scope_safe(layer_name) else f"trunk_to_conv{index}"
-        self.trunk = keras.Model(loaded.runnable.inputs, loaded.runnable.outputs[index], name=trunk_name)
+        # In float32 always: the final evaluation of every image, and activation maps, use it.
+        self.float32_trunk = keras.Model(loaded.runnable.inputs, loaded.runnable.outputs[index], name=trunk_name)
+        # What the synthesis runs: the same trunk, or in "mixed" a copy that computes in bfloat16.
+        self.trunk = self.float32_trunk if self.precision == "float32" else bfloat16_copy(
+            self.float32_trunk, f"{trunk_name}_bfloat16")
         self._real_names = {internal: real for real, internal in loaded.internal_names.items()}
         self._ops = spatial_ops(loaded.model)
         # Compiled optimisation graphs of this layer, by the explicit cache key `optimise` is given.
@@ -118,35 +163,54 @@ class LayerEngine:
             images = images[..., ::-1]
         return images * self._scale - self._mean
 
-    def maps(self, images, filter_ids):
-        """Pre-ReLU maps of the listed filters for every image: (batch, h, w, len(filter_ids))."""
-        features = self.trunk(self.to_model_input(images), training=False)
+    def maps(self, images, filter_ids, *, float32: bool = False):
+        """Pre-ReLU maps of the listed filters for every image: (batch, h, w, len(filter_ids)), float32.
+
+        Computed in the engine's precision, or in float32 whatever it is when `float32` is true. In
+        "mixed" the float32 images enter the trunk, whose first layer casts them to bfloat16; the
+        features and the gathered kernel meet in a bfloat16 convolution, and its output is cast to
+        float32 before the bias is added."""
+        inputs = self.to_model_input(images)
         kernel = tf.gather(self.layer.kernel, filter_ids, axis=3)
-        out = self.layer.convolution_op(features, kernel)
+        if float32 or self.precision == "float32":
+            out = self.layer.convolution_op(self.float32_trunk(inputs, training=False), kernel)
+        else:
+            # A trunk of no layers (the first conv) returns the float32 image itself: cast it here.
+            features = tf.cast(self.trunk(inputs, training=False), tf.bfloat16)
+            out = self.layer.convolution_op(features, tf.cast(kernel, tf.bfloat16))
+        out = tf.cast(out, tf.float32)
         if self.layer.use_bias:
-            out = out + tf.gather(self.layer.bias, filter_ids)
+            out = out + tf.cast(tf.gather(self.layer.bias, filter_ids), tf.float32)
         return out
 
-    def own_maps(self, images, filter_ids):
-        """Pre-ReLU map of image i's own filter filter_ids[i]: (batch, h, w)."""
-        out = self.maps(images, filter_ids)
+    def own_maps(self, images, filter_ids, *, float32: bool = False):
+        """Pre-ReLU map of image i's own filter filter_ids[i]: (batch, h, w), float32 (see `maps`)."""
+        out = self.maps(images, filter_ids, float32=float32)
         own = tf.one_hot(tf.range(tf.shape(filter_ids)[0]), tf.shape(filter_ids)[0], dtype=out.dtype)
         return tf.reduce_sum(out * own[:, None, None, :], axis=-1)
 
     # --- memory ---------------------------------------------------------------------------
 
     def bytes_per_image(self, size: geometry.Pair) -> int:
-        """Activation bytes one image needs for a forward and backward pass up to this layer."""
+        """Activation bytes one image needs for a forward and backward pass up to this layer, in the
+        engine's precision: in "mixed" the trunk's activations are bfloat16, the image and the
+        layer's own maps float32."""
         fields = geometry.receptive_fields(self._ops, size)
-        elements = 3 * size[0] * size[1]
-        for layer in self.trunk.layers:
+        outer = 3 * size[0] * size[1]  # the image, float32 in either precision
+        inner = 0
+        for layer in self.float32_trunk.layers:
             name = self._real_names.get(layer.name, layer.name)
             if name in fields and name != self.name:
                 h, w = fields[name].size
-                elements += h * w * int(layer.output.shape[-1])
+                count = h * w * int(layer.output.shape[-1])
+                if isinstance(layer, keras.layers.InputLayer):
+                    outer += count  # the image again, as the trunk's float32 input
+                else:
+                    inner += count
         h, w = fields[self.name].size
-        elements += h * w * self.filters
-        return elements * BYTES_PER_ACTIVATION
+        outer += h * w * self.filters
+        trunk_bytes = BYTES_PER_ACTIVATION if self.precision == "float32" else BYTES_PER_BFLOAT16_ACTIVATION
+        return outer * BYTES_PER_ACTIVATION + inner * trunk_bytes
 
 
 # A batch may use this share of the free memory of the device it runs on.

@@ -47,7 +47,18 @@ def to_bytes(images: np.ndarray) -> np.ndarray:
     return np.clip(np.round(images * 255.0), 0, 255).astype(np.uint8)
 
 
+def check_precision(engine: LayerEngine, params) -> None:
+    """The engine must compute in the precision the parameters (and so the recipes) name."""
+    wanted = params.precision
+    if engine.precision != wanted:
+        raise AtlasgenError(
+            f"the engine of {engine.name} computes in {engine.precision} and the parameters ask for {wanted}; "
+            f"make it with LayerEngine(loaded, layer, precision={wanted!r})"
+        )
+
+
 def check_batch(engine: LayerEngine, filter_ids: list[int], params: SynthesisParams) -> None:
+    check_precision(engine, params)
     bad = [f for f in filter_ids if not 0 <= f < engine.filters]
     if bad:
         raise AtlasgenError(
@@ -89,8 +100,10 @@ def neuron_batch_size(engine: LayerEngine, params: SynthesisParams, wanted: int)
 
 
 def evaluate(engine: LayerEngine, images: np.ndarray, filter_ids: list[int], unit=None):
-    """Pre-ReLU objective and post-ReLU mean of each image's own filter, without transforms."""
-    maps = engine.own_maps(tf.constant(images, tf.float32), tf.constant(filter_ids, tf.int32)).numpy()
+    """Pre-ReLU objective and post-ReLU mean of each image's own filter, without transforms.
+
+    Always in float32, whatever the engine's precision: what is stored stays comparable across precisions."""
+    maps = engine.own_maps(tf.constant(images, tf.float32), tf.constant(filter_ids, tf.int32), float32=True).numpy()
     objective = maps.mean(axis=(1, 2)) if unit is None else maps[:, unit[0], unit[1]]
     return objective, np.maximum(maps, 0).mean(axis=(1, 2))
 
@@ -112,6 +125,7 @@ def fitted_to_field(params: SynthesisParams, field: int) -> SynthesisParams:
 
 def _run(engine: LayerEngine, kind: str, objective, param_f: FourierImage, params: SynthesisParams,
          filter_ids: list[int]) -> Optimised:
+    check_precision(engine, params)
     transforms = standard(params.pad, params.jitter, params.scale, params.rotate_degrees, params.jitter_last)
     # Everything that shapes the graph; steps do not (they are a graph input).
     cache_key = (kind, param_f, objective.description, replace(params, steps=0), len(filter_ids))

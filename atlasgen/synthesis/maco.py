@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from atlasgen.errors import AtlasgenError
-from atlasgen.synthesis.images import FilterImage, check_batch, evaluate, to_bytes
+from atlasgen.synthesis.images import FilterImage, check_batch, check_precision, evaluate, to_bytes
 
 SPECTRUM_SIDE = 256
 SPECTRUM_FILE = Path(__file__).resolve().parent.parent / "data" / "natural_spectrum.npy"
@@ -104,11 +104,12 @@ class MacoParams:
     crop_end: float = 0.5  # ...shrinking linearly to this at the last
     crop_spread: float = 0.05  # each crop's side varies by up to this fraction around the schedule
     noise: float = 0.08  # sd of Gaussian noise on [0, 1] pixels (Xplique's noise_intensity)
+    precision: str = "float32"  # the model's compute, as SynthesisParams.precision; phase, Adam and objective stay float32
 
     @classmethod
     def from_synthesis(cls, params) -> "MacoParams":
-        """The MACO parameters of a build: the synthesis's size, steps and seed, MACO's defaults."""
-        return cls(size=params.size, steps=params.steps, seed=params.seed)
+        """The MACO parameters of a build: the synthesis's size, steps, seed and precision, MACO's defaults."""
+        return cls(size=params.size, steps=params.steps, seed=params.seed, precision=params.precision)
 
     def recipe(self) -> dict:
         return {**asdict(self), "spectrum": spectrum_digest()}
@@ -234,6 +235,7 @@ def optimise_maco(engine, filter_ids: list[int], params: MacoParams) -> MacoRun:
     a graph input."""
     from atlasgen.tf import tf
 
+    check_precision(engine, params)
     cache_key = (METHOD, replace(params, steps=0), len(filter_ids))
     compiled = engine.compiled.get(cache_key)
     if compiled is None:

@@ -53,9 +53,10 @@ def overlay(photo: np.ndarray, normalised: np.ndarray) -> np.ndarray:
 
 
 def post_relu_maps(engine: LayerEngine, probe: Probe, filter_ids: list[int]) -> np.ndarray:
-    """(h', w', len(filter_ids)) post-ReLU maps of the filters on one photo at its own size."""
+    """(h', w', len(filter_ids)) post-ReLU maps of the filters on one photo at its own size, in float32
+    whatever the engine's precision (their recipes name no precision)."""
     image = tf.constant(probe.image[None].astype(np.float32) / 255.0)
-    maps = engine.maps(image, tf.constant(filter_ids, tf.int32))
+    maps = engine.maps(image, tf.constant(filter_ids, tf.int32), float32=True)
     return np.maximum(maps.numpy()[0], 0)
 
 

@@ -42,6 +42,9 @@ class SynthesisParams:
     fit_transforms: bool = False
     # "constant", or "cosine": from learning_rate down to a tenth of it over the run.
     lr_schedule: str = "constant"
+    # "float32", or "mixed": the model computes in bfloat16 (float32 variables); the image, its
+    # parametrisation, the transforms, Adam and the objective stay float32. The engine must match.
+    precision: str = "float32"
 
     def recipe(self) -> dict:
         """The parameters as plain JSON values, for recipes and manifests."""
