@@ -17,7 +17,7 @@ from atlasgen.store import recipe_key
 from atlasgen.weights import VGG16_LAYERS
 
 #: In every recipe; bump it when synthesis changes, so that old artifacts are not reused.
-ALGORITHM_VERSION = 2
+ALGORITHM_VERSION = 3
 
 
 @dataclass(frozen=True)

@@ -31,19 +31,22 @@ from atlasgen.tf import tf
 from atlasgen.weights import VGG16_LAYERS, load_model
 
 CONTRAST_FLOOR = 16.0
+LUCID = {"learning_rate": 0.05, "small_field_learning_rate": 0.05, "decay_power": 1.0, "fit_transforms": False}
 LEVERS = {
-    "lucid": {},  # lr 0.05, pad 12, jitter 8, scale 0.9-1.1, rotate 10, jitter 4
-    "lr0.2": {"learning_rate": 0.2},
-    "cosine": {"lr_schedule": "cosine"},
-    "fit": {"fit_transforms": True},
-    "fit+lr0.2": {"fit_transforms": True, "learning_rate": 0.2},
-    "fit+lr0.2+cosine": {"fit_transforms": True, "learning_rate": 0.2, "lr_schedule": "cosine"},
+    "defaults": {},  # today's SynthesisParams
+    # ALGORITHM_VERSION 2's recipe, Lucid's: lr 0.05, 1/f, pad 12, jitter 8, scale 0.9-1.1, rotate 10, jitter 4
+    "lucid": LUCID,
+    "lr0.2": {**LUCID, "learning_rate": 0.2},
+    "cosine": {**LUCID, "lr_schedule": "cosine"},
+    "fit": {**LUCID, "fit_transforms": True},
+    "fit+lr0.2": {**LUCID, "fit_transforms": True, "learning_rate": 0.2},
+    "fit+lr0.2+cosine": {**LUCID, "fit_transforms": True, "learning_rate": 0.2, "lr_schedule": "cosine"},
 }
 
 
 def lever_overrides(name: str) -> dict:
-    """A named lever, or an ad-hoc one written as field=value pairs joined by '/', e.g.
-    "learning_rate=0.1/decay_power=1.5"."""
+    """A named lever, or an ad-hoc one written as field=value pairs joined by '/' over today's
+    defaults, e.g. "learning_rate=0.1/decay_power=1.5"."""
     if name in LEVERS:
         return LEVERS[name]
     fields = {f.name: f.type for f in dataclasses.fields(SynthesisParams)}

@@ -146,3 +146,18 @@ def test_an_engine_of_another_precision_is_refused(hed_model, block1, block2_mix
 def test_the_precision_is_a_synthesis_parameter_of_every_recipe():
     assert SynthesisParams().precision == "float32" and SynthesisParams().recipe()["precision"] == "float32"
     assert SynthesisParams(precision="mixed").recipe()["precision"] == "mixed"
+
+
+def test_transforms_are_fitted_to_the_receptive_field():
+    from atlasgen.synthesis.images import FIELD_FOR_WARPS, fitted_to_field
+
+    params = SynthesisParams(size=64, steps=8)
+    small = fitted_to_field(params, 3)
+    assert (small.pad, small.jitter, small.jitter_last) == (0, 1, 0)
+    assert small.scale == (1.0, 1.0) and small.rotate_degrees == 0
+    assert small.learning_rate == params.small_field_learning_rate
+    middle = fitted_to_field(params, FIELD_FOR_WARPS)
+    assert middle.pad == min(params.pad, FIELD_FOR_WARPS) and middle.jitter == 2 and middle.rotate_degrees == params.rotate_degrees
+    assert middle.learning_rate == params.learning_rate
+    large = fitted_to_field(params, 212)
+    assert (large.pad, large.jitter, large.jitter_last, large.scale) == (params.pad, params.jitter, params.jitter_last, params.scale)

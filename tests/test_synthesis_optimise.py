@@ -65,3 +65,9 @@ def test_parameters_are_plain_json_for_recipes():
     recipe = SynthesisParams(size=64, steps=10).recipe()
     assert json.loads(json.dumps(recipe)) == recipe and recipe["scale"] == [0.9, 1.1]
     assert recipe["learning_rate"] == 0.05 and recipe["pad"] == 12 and recipe["jitter"] == 8
+
+
+def test_the_defaults_are_issue_11s_recipe():
+    params = SynthesisParams()
+    assert (params.learning_rate, params.small_field_learning_rate, params.decay_power) == (0.05, 0.1, 1.5)
+    assert params.fit_transforms

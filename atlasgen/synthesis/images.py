@@ -115,9 +115,12 @@ def fitted_to_field(params: SynthesisParams, field: int) -> SynthesisParams:
     small = field < FIELD_FOR_WARPS
     return replace(
         params,
-        pad=min(params.pad, max(2, field)),
+        # Without warps and with moves of a pixel or two the grey pad only hides the image's own
+        # border, where the final image is judged like everywhere else.
+        pad=0 if small else min(params.pad, field),
         jitter=min(params.jitter, max(1, round(field * JITTER_PER_FIELD))),
         jitter_last=min(params.jitter_last, round(field * LAST_JITTER_PER_FIELD)),
+        learning_rate=params.small_field_learning_rate if small else params.learning_rate,
         scale=(1.0, 1.0) if small else params.scale,
         rotate_degrees=0.0 if small else params.rotate_degrees,
     )

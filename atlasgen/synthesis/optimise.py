@@ -29,9 +29,14 @@ class SynthesisParams:
     size: int = 128
     steps: int = 512
     learning_rate: float = 0.05
+    # Whole-filter images of layers whose field is under images.FIELD_FOR_WARPS: there the fitted
+    # transforms barely move the image, so a larger step stays on the objective's path.
+    small_field_learning_rate: float = 0.1
     seed: int = 0
     init_sd: float = 0.01
-    decay_power: float = 1.0
+    # 1.5 rather than Lucid's 1.0: Adam moves every coefficient about one step a step, so the low
+    # frequencies (colour, layout) need a larger scale to travel in 64 steps what they do in 512.
+    decay_power: float = 1.5
     decorrelate: bool = True
     pad: int = 12
     jitter: int = 8
@@ -39,7 +44,7 @@ class SynthesisParams:
     rotate_degrees: float = 10.0
     jitter_last: int = 4
     # Whole-filter transforms fitted to the layer's receptive field (small fields get small moves).
-    fit_transforms: bool = False
+    fit_transforms: bool = True
     # "constant", or "cosine": from learning_rate down to a tenth of it over the run.
     lr_schedule: str = "constant"
     # "float32", or "mixed": the model computes in bfloat16 (float32 variables); the image, its
