@@ -134,6 +134,7 @@ def run_peer(filters: list[int], size: int, steps: int) -> dict:
             images = maximiser(scores[kind], seed_input=seed, steps=steps)
             images = np.clip(np.round(np.asarray(images)), 0, 255)
             wall = time.perf_counter() - start
+            pad = fitted_to_field(params, min(engine.field((size, size)).r)).pad if params.fit_transforms else params.pad
             results[layer][kind] = {"wall_s": wall, "activations": achieved(engine, images, filters, kind, size)}
             print(f"  tf-keras-vis {layer} {kind}: {wall:.1f} s; activations "
                   f"{[round(a, 1) for a in results[layer][kind]['activations']]}", flush=True)
@@ -156,20 +157,20 @@ def conv_flops_per_image_step(engine, size: int, batch: int) -> float:
     return 2.0 * flops  # backward to the input costs what the forward pass does
 
 
-def run_atlasgen(filters: list[int], size: int, steps: int, peer: dict) -> dict:
+def run_atlasgen(filters: list[int], size: int, steps: int, peer: dict, precision: str = "float32") -> dict:
     from atlasgen.weights import load_model
     from atlasgen.synthesis import LayerEngine, SynthesisParams, channel_images, neuron_images
-    from atlasgen.synthesis.images import channel_batch_size, neuron_batch_size
+    from atlasgen.synthesis.images import channel_batch_size, fitted_to_field, neuron_batch_size
 
     loaded = load_model("hed-bsds500")
     results, flops, flop_seconds = {}, 0.0, 0.0
     for layer in LAYERS:
-        engine = LayerEngine(loaded, layer)
+        engine = LayerEngine(loaded, layer, precision=precision)
         results[layer] = {}
         for kind, make, sizer in (("channel", channel_images, channel_batch_size), ("neuron", neuron_images, neuron_batch_size)):
-            params = SynthesisParams(size=size, steps=steps)
+            params = SynthesisParams(size=size, steps=steps, precision=precision)
             batch = sizer(engine, params, len(filters))
-            make(engine, filters, SynthesisParams(size=size, steps=1), batch_size=batch)  # compile
+            make(engine, filters, replace(params, steps=1), batch_size=batch)  # compile
             start = time.perf_counter()
             images = make(engine, filters, params, batch_size=batch)
             wall = time.perf_counter() - start
@@ -180,17 +181,17 @@ def run_atlasgen(filters: list[int], size: int, steps: int, peer: dict) -> dict:
                 if fewer >= steps or (ttq_steps is not None and fewer >= ttq_steps):
                     break
                 start = time.perf_counter()
-                short = make(engine, filters, SynthesisParams(size=size, steps=fewer), batch_size=batch)
+                short = make(engine, filters, replace(params, steps=fewer), batch_size=batch)
                 short_wall = time.perf_counter() - start
                 if all(r.objective >= t for r, t in zip(short, target)):
                     ttq_steps, ttq_wall = fewer, short_wall
                     break
             results[layer][kind] = {"wall_s": wall, "activations": activations, "batch_size": batch,
                                     "ttq_steps": ttq_steps, "ttq_wall_s": ttq_wall,
-                                    "estimated_activation_mb": (engine.bytes_per_image((size + 2 * params.pad,) * 2) * batch / 2**20
+                                    "estimated_activation_mb": (engine.bytes_per_image((size + 2 * pad,) * 2) * batch / 2**20
                                                                 if kind == "channel" else None)}
             if kind == "channel":
-                flops += conv_flops_per_image_step(engine, size + 2 * params.pad, batch) * len(filters) * steps
+                flops += conv_flops_per_image_step(engine, size + 2 * pad, batch) * len(filters) * steps
                 flop_seconds += wall
             print(f"  atlasgen {layer} {kind}: {wall:.1f} s (batch {batch}); quality reached at {ttq_steps} steps", flush=True)
     return {"layers": results, "peak_rss_mb": peak_rss_mb(), "whole_filter_flops": flops, "whole_filter_s": flop_seconds}
@@ -294,7 +295,7 @@ def run_xplique(filters: list[int], size: int, steps: int, crops: int, box_size:
     return {"layers": results, "peak_rss_mb": peak_rss_mb()}
 
 
-def run_atlasgen_maco(filters: list[int], size: int, steps: int, crops: int, target: dict) -> dict:
+def run_atlasgen_maco(filters: list[int], size: int, steps: int, crops: int, target: dict, precision: str = "float32") -> dict:
     """atlasgen's MACO on the same filters, all in one batch, at the same size, steps and crops per
     step; time to quality against `target` (per layer, the activations Xplique reached)."""
     import numpy as np
@@ -310,8 +311,8 @@ def run_atlasgen_maco(filters: list[int], size: int, steps: int, crops: int, tar
 
     results = {}
     for layer in XPLIQUE_LAYERS:
-        engine = LayerEngine(loaded, layer)
-        params = MacoParams(size=size, steps=steps, crops=crops)
+        engine = LayerEngine(loaded, layer, precision=precision)
+        params = MacoParams(size=size, steps=steps, crops=crops, precision=precision)
         maco_batch(engine, filters, replace(params, steps=1))  # compile; steps are a graph input
         start = time.perf_counter()
         records = maco_batch(engine, filters, params)
@@ -335,12 +336,14 @@ def run_atlasgen_maco(filters: list[int], size: int, steps: int, crops: int, tar
     return {"layers": results, "peak_rss_mb": peak_rss_mb()}
 
 
-def matmul_peak_flops(n: int = 4096, repeats: int = 10) -> float:
+def matmul_peak_flops(n: int = 4096, repeats: int = 10, precision: str = "float32") -> float:
+    """TensorFlow's matmul FLOP rate in the precision the synthesis computes in (mixed: bfloat16)."""
     from atlasgen.tf import load
 
     tf, _ = load()
-    a = tf.random.normal((n, n))
-    b = tf.random.normal((n, n))
+    dtype = tf.bfloat16 if precision == "mixed" else tf.float32
+    a = tf.cast(tf.random.normal((n, n)), dtype)
+    b = tf.cast(tf.random.normal((n, n)), dtype)
     multiply = tf.function(lambda x, y: tf.reduce_sum(tf.matmul(x, y)))
     multiply(a, b).numpy()
     start = time.perf_counter()
@@ -369,6 +372,8 @@ def main() -> None:
     parser.add_argument("--filters", type=int, default=16)
     parser.add_argument("--steps", type=int, default=128)
     parser.add_argument("--size", type=int, default=128)
+    parser.add_argument("--precision", choices=("float32", "mixed"), default="float32",
+                        help="atlasgen's compute precision; the matmul peak is measured in the same one")
     parser.add_argument("--skip-noop", action="store_true", help="skip the no-op rebuild (it first builds the quick atlas)")
     parser.add_argument("--xplique-filters", type=int, default=4, help="filters per layer for the Xplique comparison")
     parser.add_argument("--xplique-steps", type=int, default=256, help="steps of both MACOs (Xplique's default 256)")
@@ -391,8 +396,8 @@ def main() -> None:
     print("tf-keras-vis:", flush=True)
     peer = in_child(run_peer, filters, args.size, args.steps)
     print("atlasgen:", flush=True)
-    ours = in_child(run_atlasgen, filters, args.size, args.steps, peer)
-    peak = in_child(matmul_peak_flops)
+    ours = in_child(run_atlasgen, filters, args.size, args.steps, peer, args.precision)
+    peak = in_child(matmul_peak_flops, 4096, 10, args.precision)
     xplique, ours_maco, xplique_skipped = None, None, "--skip-xplique" if args.skip_xplique else None
     if not args.skip_xplique:
         maco_filters = list(range(args.xplique_filters))
@@ -406,7 +411,7 @@ def main() -> None:
         else:
             print("atlasgen maco:", flush=True)
             ours_maco = in_child(run_atlasgen_maco, maco_filters, args.xplique_size, args.xplique_steps,
-                                 args.xplique_crops, xplique["layers"])
+                                 args.xplique_crops, xplique["layers"], args.precision)
 
     rows, ratios, peer_total, our_total, ttq_total, reached = [], [], 0.0, 0.0, 0.0, True
     peer_where_reached = 0.0
@@ -462,7 +467,8 @@ def main() -> None:
             }
     achieved_flops = ours["whole_filter_flops"] / ours["whole_filter_s"]
     summary = {
-        "workload": {"layers": LAYERS, "filters": len(filters), "size": args.size, "steps": args.steps},
+        "workload": {"layers": LAYERS, "filters": len(filters), "size": args.size, "steps": args.steps,
+                     "precision": args.precision},
         "tf_keras_vis_wall_s": round(peer_total, 2),
         "atlasgen_wall_s": round(our_total, 2),
         # Time to quality is defined only where every image of a layer and kind reached the peer's
