@@ -134,7 +134,6 @@ def run_peer(filters: list[int], size: int, steps: int) -> dict:
             images = maximiser(scores[kind], seed_input=seed, steps=steps)
             images = np.clip(np.round(np.asarray(images)), 0, 255)
             wall = time.perf_counter() - start
-            pad = fitted_to_field(params, min(engine.field((size, size)).r)).pad if params.fit_transforms else params.pad
             results[layer][kind] = {"wall_s": wall, "activations": achieved(engine, images, filters, kind, size)}
             print(f"  tf-keras-vis {layer} {kind}: {wall:.1f} s; activations "
                   f"{[round(a, 1) for a in results[layer][kind]['activations']]}", flush=True)
@@ -186,6 +185,7 @@ def run_atlasgen(filters: list[int], size: int, steps: int, peer: dict, precisio
                 if all(r.objective >= t for r, t in zip(short, target)):
                     ttq_steps, ttq_wall = fewer, short_wall
                     break
+            pad = fitted_to_field(params, min(engine.field((size, size)).r)).pad if params.fit_transforms else params.pad
             results[layer][kind] = {"wall_s": wall, "activations": activations, "batch_size": batch,
                                     "ttq_steps": ttq_steps, "ttq_wall_s": ttq_wall,
                                     "estimated_activation_mb": (engine.bytes_per_image((size + 2 * pad,) * 2) * batch / 2**20
