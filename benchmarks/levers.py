@@ -18,7 +18,6 @@ depend on what else runs on the machine; the seconds printed do.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import sys
 import time
@@ -44,19 +43,27 @@ LEVERS = {
 }
 
 
+def parse_like(default, text: str):
+    """`text` as a value of the default's type; tuples are written with ':' (scale=1:1)."""
+    if isinstance(default, bool):
+        return text == "True"
+    if isinstance(default, tuple):
+        return tuple(float(v) for v in text.split(":"))
+    return text if isinstance(default, str) else type(default)(float(text))
+
+
 def lever_overrides(name: str) -> dict:
     """A named lever, or an ad-hoc one written as field=value pairs joined by '/' over today's
     defaults, e.g. "learning_rate=0.1/decay_power=1.5"."""
     if name in LEVERS:
         return LEVERS[name]
-    fields = {f.name: f.type for f in dataclasses.fields(SynthesisParams)}
+    defaults = SynthesisParams()
     out = {}
     for pair in name.split("/"):
         key, _, value = pair.partition("=")
-        if key not in fields:
+        if not hasattr(defaults, key):
             raise SystemExit(f"unknown lever {name!r}: {key!r} is not a SynthesisParams field")
-        default = getattr(SynthesisParams(), key)
-        out[key] = (value == "True") if isinstance(default, bool) else value if isinstance(default, str) else type(default)(float(value)) if not isinstance(default, tuple) else tuple(float(v) for v in value.split(":"))
+        out[key] = parse_like(getattr(defaults, key), value)
     return out
 
 
