@@ -105,7 +105,7 @@ def test_the_synthesis_gets_the_engine_of_its_parameters_precision(monkeypatch):
 
     def synthesise(engine, kind, filter_ids, params):
         engines.append(engine.precision)
-        images.check_precision(engine, params)  # what the real synthesis checks first
+        images.check_engine_precision(engine, params)  # what the real synthesis checks first
         return [images.FilterImage(engine.name, f, kind, np.zeros((8, 8, 3), np.uint8), 1.0, 0.5, np.array([0.1]))
                 for f in filter_ids]
 

@@ -47,7 +47,7 @@ def to_bytes(images: np.ndarray) -> np.ndarray:
     return np.clip(np.round(images * 255.0), 0, 255).astype(np.uint8)
 
 
-def check_precision(engine: LayerEngine, params) -> None:
+def check_engine_precision(engine: LayerEngine, params) -> None:
     """The engine must compute in the precision the parameters (and so the recipes) name."""
     wanted = params.precision
     if engine.precision != wanted:
@@ -58,7 +58,6 @@ def check_precision(engine: LayerEngine, params) -> None:
 
 
 def check_batch(engine: LayerEngine, filter_ids: list[int], params: SynthesisParams) -> None:
-    check_precision(engine, params)
     bad = [f for f in filter_ids if not 0 <= f < engine.filters]
     if bad:
         raise AtlasgenError(
@@ -128,7 +127,7 @@ def fitted_to_field(params: SynthesisParams, field: int) -> SynthesisParams:
 
 def _run(engine: LayerEngine, kind: str, objective, param_f: FourierImage, params: SynthesisParams,
          filter_ids: list[int]) -> Optimised:
-    check_precision(engine, params)
+    check_engine_precision(engine, params)
     transforms = standard(params.pad, params.jitter, params.scale, params.rotate_degrees, params.jitter_last)
     # Everything that shapes the graph; steps do not (they are a graph input).
     cache_key = (kind, param_f, objective.description, replace(params, steps=0), len(filter_ids))

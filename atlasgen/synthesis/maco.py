@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from atlasgen.errors import AtlasgenError
-from atlasgen.synthesis.images import FilterImage, check_batch, check_precision, evaluate, to_bytes
+from atlasgen.synthesis.images import FilterImage, check_batch, check_engine_precision, evaluate, to_bytes
 
 SPECTRUM_SIDE = 256
 SPECTRUM_FILE = Path(__file__).resolve().parent.parent / "data" / "natural_spectrum.npy"
@@ -235,7 +235,7 @@ def optimise_maco(engine, filter_ids: list[int], params: MacoParams) -> MacoRun:
     a graph input."""
     from atlasgen.tf import tf
 
-    check_precision(engine, params)
+    check_engine_precision(engine, params)
     cache_key = (METHOD, replace(params, steps=0), len(filter_ids))
     compiled = engine.compiled.get(cache_key)
     if compiled is None:
