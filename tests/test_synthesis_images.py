@@ -157,7 +157,7 @@ def test_transforms_are_fitted_to_the_receptive_field():
     assert small.scale == (1.0, 1.0) and small.rotate_degrees == 0
     assert small.learning_rate == params.small_field_learning_rate
     middle = fitted_to_field(params, FIELD_FOR_WARPS)
-    assert middle.pad == min(params.pad, FIELD_FOR_WARPS) and middle.jitter == 2 and middle.rotate_degrees == params.rotate_degrees
+    assert middle.pad == 0 and middle.jitter == 2 and middle.rotate_degrees == params.rotate_degrees
     assert middle.learning_rate == params.learning_rate
     large = fitted_to_field(params, 212)
-    assert (large.pad, large.jitter, large.jitter_last, large.scale) == (params.pad, params.jitter, params.jitter_last, params.scale)
+    assert (large.pad, large.jitter, large.jitter_last, large.scale) == (0, params.jitter, params.jitter_last, params.scale)
