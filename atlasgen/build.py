@@ -1,7 +1,8 @@
 """`atlasgen build`: plan every artifact, compute what the store lacks, export the atlas.
 
-The story, top to bottom: resolve the config -> load model and probes -> plan -> ask the store
-what is missing -> compute the atlas-wide kinds, then per layer every kind in the registry's order,
+The story, top to bottom: resolve the config -> load model, probes and dataset -> plan -> ask the
+store what is missing -> compute the atlas-wide kinds, scan the dataset's missing chunks (one
+forward pass per image for every planned layer), then per layer every kind in the registry's order,
 storing each artifact as soon as it is done (a kill loses at most the batch in flight) -> check the
 whole plan against the store -> when it is all there, export images and atlas.json and render the
 pages.
@@ -18,7 +19,7 @@ from atlasgen.compute import Job
 from atlasgen.errors import AtlasgenError
 from atlasgen.fs import check_writable, claim_folder
 from atlasgen.kinds import kinds_for
-from atlasgen.plan import BuildConfig, Plan, ProbeRef, in_shard, make_plan, parse_filters
+from atlasgen.plan import BuildConfig, DatasetRef, Plan, ProbeRef, in_shard, make_plan, parse_filters
 from atlasgen.progress import Progress
 from atlasgen.store import Store, usable_store
 
@@ -35,6 +36,7 @@ class Prepared:
     params: object  # atlasgen.synthesis.SynthesisParams
     plan: Plan
     method_params: dict = None  # method -> its own parameters (e.g. "maco": MacoParams), for the chosen methods
+    dataset: object = None  # atlasgen.dataset.Dataset: the images of the dataset examples
 
 
 @dataclass
@@ -50,12 +52,14 @@ class BuildResult:
 
 def prepare(config: BuildConfig) -> Prepared:
     """Resolves the config against the model: bad layers, filters and probes fail here, in one line."""
+    from atlasgen.dataset import open_dataset
     from atlasgen.layers import check_input_sizes, describe_layers
     from atlasgen.synthesis import SynthesisParams, load_probes
     from atlasgen.weights import load_model
 
     config = config.resolved()
     probes = load_probes(list(config.probes))
+    dataset = open_dataset(config.dataset, config.dataset_size, config.examples, config.dataset_chunk)
     loaded = load_model(config.weights)
     every_layer = describe_layers(loaded, config.size)
     infos = {info.name: info for info in every_layer}
@@ -71,6 +75,7 @@ def prepare(config: BuildConfig) -> Prepared:
         chosen.append(infos[name])
     params = SynthesisParams(size=config.size, steps=config.steps, seed=config.seed, precision=config.precision)
     check_input_sizes(loaded, [info.name for info in chosen], {p.name: p.image.shape[:2] for p in probes})
+    _check_dataset_size(loaded, [info.name for info in chosen], config.dataset_size)
     _check_memory(loaded, [info.name for info in chosen], config.size + 2 * params.pad, f"--size {config.size}")
     layer_filters = [(info.name, parse_filters(config.filters, info.filters, info.name)) for info in chosen]
     method_params = {}
@@ -81,8 +86,24 @@ def prepare(config: BuildConfig) -> Prepared:
     plan = make_plan(
         loaded.architecture, loaded.fingerprint, layer_filters, params.recipe(), [ProbeRef(p.name, p.digest) for p in probes],
         config.methods, {method: p.recipe() for method, p in method_params.items()},
+        DatasetRef([[image.digest for image in chunk] for chunk in dataset.chunks], dataset.short_side, dataset.examples),
     )
-    return Prepared(config, loaded, probes, chosen, sum(i.filters for i in every_layer), params, plan, method_params)
+    return Prepared(config, loaded, probes, chosen, sum(i.filters for i in every_layer), params, plan, method_params,
+                    dataset)
+
+
+def _check_dataset_size(loaded, layers: list[str], short_side: int) -> None:
+    """Dataset images, at their shorter side, must give every planned layer a map."""
+    from atlasgen import geometry
+    from atlasgen.graph import spatial_ops
+    from atlasgen.layers import _smallest_size
+
+    ops = spatial_ops(loaded.model)
+    fields = geometry.receptive_fields(ops, (short_side, short_side))
+    empty = [layer for layer in layers if min(fields[layer].size) < 1]
+    if empty:
+        raise AtlasgenError(f"--dataset-size {short_side} is too small for layer {empty[0]}; "
+                            f"use at least {_smallest_size(ops, layers, short_side)}")
 
 
 def _check_memory(loaded, layers: list[str], side: int, option: str) -> None:
@@ -140,8 +161,10 @@ def run_build(config: BuildConfig, progress: Progress | None = None) -> BuildRes
         if todo:
             progress.note(precision_note(prepared.params.precision))
         _compute(prepared, store, None, [a for a in todo if a.layer is None], progress)
+        _scan(prepared, store, [a for a in todo if a.chunk is not None], progress)
+        _check_dataset_readable(prepared, store, progress)
         for layer in plan.layers:
-            _compute(prepared, store, layer.name, [a for a in todo if a.layer == layer.name], progress)
+            _compute(prepared, store, layer.name, [a for a in todo if a.layer == layer.name and a.chunk is None], progress)
         progress.close()
         # Say "complete" only for what is in the store now, whatever else happened meanwhile.
         complete = not store.missing([a.key for a in plan.artifacts])
@@ -173,10 +196,70 @@ def _compute(prepared: Prepared, store: Store, layer: str | None, work: list, pr
         if not artifacts:
             continue
         job = Job(kind.name, artifacts, prepared.params, probes, store, prepared.config.batch_size, make_engine,
-                  log=progress.note, method_params=prepared.method_params or {})
+                  log=progress.note, method_params=prepared.method_params or {}, dataset=prepared.dataset,
+                  chunks=prepared.plan.layer_chunks(layer) if layer else [])
         for artifact, blobs, facts in kind.compute(job):
             store.put(artifact.key, blobs, {"recipe": artifact.recipe, **facts})
             progress.advance(1, kind.label)
+
+
+def _scan(prepared: Prepared, store: Store, work: list, progress: Progress) -> None:
+    """The dataset's missing chunks: one forward pass per image gives every planned layer's top k,
+    each stored as soon as its chunk is done (a kill loses at most the chunk in flight)."""
+    if not work:
+        return
+    from atlasgen.dataset import Scanner, Top, scan_batch_size, scan_chunk
+
+    dataset = prepared.dataset
+    layers = [layer.name for layer in prepared.plan.layers]
+    filters = {info.name: info.filters for info in prepared.layers}
+    by_digest = {image.digest: image for image in dataset.images}
+    by_chunk: dict[str, list] = {}
+    for artifact in work:
+        by_chunk.setdefault(artifact.chunk, []).append(artifact)
+    batch = prepared.config.batch_size or scan_batch_size(prepared.loaded, layers, dataset.short_side)
+    progress.layer("dataset", len(work))
+    progress.note(f"dataset {dataset.name}: scanning {len(by_chunk)} of {len(dataset.chunks)} chunks "
+                  f"({dataset.short_side} px shorter side, batches of up to {batch})")
+    scanner = Scanner(prepared.loaded, layers)
+    for artifacts in by_chunk.values():
+        chunk = tuple(by_digest[digest] for digest in artifacts[0].recipe["images"])
+        tops, facts = scan_chunk(scanner, chunk, dataset.short_side, dataset.examples, batch)
+        for artifact in artifacts:
+            top = tops[layers.index(artifact.layer)] or Top.empty(filters[artifact.layer], dataset.examples)
+            store.put(artifact.key, {"top": top.to_bytes()}, {"recipe": artifact.recipe, **facts})
+            progress.advance(1, "dataset chunks")
+
+
+def _check_dataset_readable(prepared: Prepared, store: Store, progress: Progress) -> None:
+    """Says how many dataset images were skipped; a dataset of which none can be read is an error."""
+    skipped = dataset_skipped(prepared, store)
+    if skipped is None:
+        return
+    dataset = prepared.dataset
+    readable = len(dataset.images) + len(dataset.refused) - len(skipped)
+    if readable < 1:
+        first = f" ({skipped[0][0]}: {skipped[0][1]})" if skipped else ""
+        raise AtlasgenError(f"--dataset {dataset.root} has no readable image{first}; give a folder of photos")
+    if skipped:
+        progress.note(f"dataset {dataset.name}: {len(skipped)} of {len(dataset.images) + len(dataset.refused)} image files "
+                      f"skipped (listed in atlas.json under dataset.skipped)")
+
+
+def dataset_skipped(prepared: Prepared, store: Store) -> list[tuple[str, str]] | None:
+    """(source, reason) of every image file the dataset scan skipped, in source order; None while a chunk is missing."""
+    if not prepared.plan.chunks:
+        return None
+    first_layer = prepared.plan.layers[0].name
+    sources = {image.digest: image.source for image in prepared.dataset.images}
+    skipped = list(prepared.dataset.refused)
+    for artifact in prepared.plan.layer_chunks(first_layer):
+        entry = store.get(artifact.key)
+        if entry is None:
+            return None
+        digests = artifact.recipe["images"]
+        skipped += [(sources[digests[index]], reason) for index, reason in entry.meta["skipped"]]
+    return sorted(skipped)
 
 
 def _engine(prepared: Prepared, layer: str, precision: str = "float32"):
@@ -197,6 +280,9 @@ def build_status(config: BuildConfig) -> dict:
             keys = [a.key for a in layer.artifacts if a.kind == kind.name]
             if keys:
                 counts[kind.name] = {"planned": len(keys), "missing": sum(k in missing for k in keys)}
+        chunk_keys = [a.key for a in prepared.plan.layer_chunks(layer.name)]
+        if chunk_keys:
+            counts["dataset-top"] = {"planned": len(chunk_keys), "missing": sum(k in missing for k in chunk_keys)}
         layers[layer.name] = counts
     total = len(prepared.plan.artifacts)
     return {"planned": total, "missing": len(missing), "done": total - len(missing), "layers": layers}

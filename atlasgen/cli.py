@@ -86,6 +86,13 @@ def plan_options(command):
         click.option("--precision", type=click.Choice(["float32", "mixed"]), default=None,
                      help="synthesis arithmetic: float32, or mixed (bfloat16 compute, float32 parameters and "
                           "objective; part of every synthesis recipe) [mixed on a GPU, float32 on the CPU]"),
+        click.option("--dataset", default=None, callback=_path,
+                     help="folder of images (searched recursively) for every filter's top-activating examples "
+                          "[scikit-image's bundled photos]"),
+        click.option("--dataset-size", type=int, default=None, help="shorter side dataset images are resized to [224]"),
+        click.option("--examples", type=int, default=None, help="dataset examples per filter [9]"),
+        click.option("--dataset-chunk", type=int, default=None,
+                     help="dataset images per stored chunk, on average (a killed scan resumes by chunk) [32]"),
     ]
     for option in reversed(options):
         command = option(command)
@@ -93,7 +100,7 @@ def plan_options(command):
 
 
 def _config(preset, weights, layers, filters, size, steps, probes, store, out, force, shard, batch_size, seed, base_url,
-            method="lucid", precision=None):
+            method="lucid", precision=None, dataset=None, dataset_size=None, examples=None, dataset_chunk=None):
     from atlasgen.plan import BuildConfig, parse_shard
 
     return BuildConfig(
@@ -102,6 +109,7 @@ def _config(preset, weights, layers, filters, size, steps, probes, store, out, f
         filters=filters, size=size, steps=steps, probes=tuple(probes), store=store, out=out,
         shard=parse_shard(shard), batch_size=batch_size, seed=seed, base_url=base_url, force=force,
         methods=tuple(name.strip() for name in method.split(",")), precision=precision,
+        dataset=dataset, dataset_size=dataset_size, examples=examples, dataset_chunk=dataset_chunk,
     ).resolved()
 
 

@@ -11,6 +11,8 @@ from PIL import Image
 # A notch above q80 because lossy WebP blurs colour detail on noisy textures (design.md §2); the
 # full atlas still fits GitHub Pages' 1 GB.
 WEBP_QUALITY = 90
+#: Dataset photos, shown behind an example's box: context, not detail.
+PHOTO_QUALITY = 80
 
 
 def webp(image: np.ndarray, quality: int = WEBP_QUALITY) -> bytes:

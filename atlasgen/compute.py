@@ -35,6 +35,8 @@ class Job:
     make_engine: Callable[[str], object] = field(repr=False)
     log: Callable[[str], None] = field(default=lambda text: None, repr=False)  # one plain line for the build's log
     method_params: dict = field(default_factory=dict)  # method -> its parameters (e.g. "maco": MacoParams)
+    dataset: object = None  # atlasgen.dataset.Dataset
+    chunks: list = field(default_factory=list)  # the layer's dataset-chunk artifacts, in chunk order
 
     @property
     def engine(self):
@@ -207,3 +209,46 @@ def map_views(job: Job) -> Results:
         relative = codec.decode(job.store.get_blob(entry.blobs["raw"].digest)).astype(np.float32) / 255.0 * meta["peak"]
         heatmap, overlay = render_map(relative, scale, job.probes[artifact.probe].image)
         yield artifact, {"heatmap": codec.webp(heatmap), "overlay": codec.webp(overlay)}, {"scale": scale}
+
+
+def dataset_examples(job: Job) -> Results:
+    """Each filter's top k units over the dataset, merged exactly from the layer's stored chunks,
+    with the crop of each unit's receptive field and the photo it is in. Waits (yields nothing)
+    while another shard has not stored its chunks yet."""
+    from atlasgen.dataset import PhotoCache, Top, example_crop, merge
+
+    entries = [job.store.get(a.key) for a in job.chunks]
+    layer = job.artifacts[0].layer
+    missing = sum(entry is None for entry in entries)
+    if missing:
+        job.log(f"{layer}: dataset examples wait for {missing} chunks that other shards scan; "
+                f"run atlasgen build without --shard once they are done")
+        return
+    dataset = job.dataset
+    index = dataset.index()
+    top = None
+    for artifact, entry in zip(job.chunks, entries):
+        digests = artifact.recipe["images"]
+        ids = np.array([index[d] for d in digests] + [-1], np.int64)  # chunk position -> global id; -1 stays -1
+        local = Top.from_bytes(job.store.get_blob(entry.blobs["top"].digest))
+        chunk_top = Top(local.activation, ids[local.image], local.unit)
+        top = chunk_top if top is None else merge(top, chunk_top)
+    photos = PhotoCache(dataset)
+    engine = job.engine_for("float32")
+    for artifact in job.artifacts:
+        f = artifact.filter
+        blobs, examples = {}, []
+        for rank in range(top.activation.shape[1]):
+            image_id = int(top.image[f, rank])
+            if image_id < 0:
+                break
+            source = dataset.images[image_id]
+            pixels = photos.get(source.digest)
+            size = tuple(pixels.shape[:2])
+            unit = [int(v) for v in top.unit[f, rank]]
+            box = engine.field(size).unit_box(tuple(unit)).clipped(size)
+            blobs[f"crop{rank}"] = codec.webp(example_crop(pixels, box))
+            blobs[f"photo{rank}"] = codec.webp(pixels, quality=codec.PHOTO_QUALITY)
+            examples.append({"digest": source.digest, "activation": float(top.activation[f, rank]), "unit": unit,
+                             "box": box.as_list(), "size": list(size)})
+        yield artifact, blobs, {"examples": examples}

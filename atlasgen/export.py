@@ -15,8 +15,8 @@ from atlasgen.fs import OwnedFiles
 from atlasgen.geometry import square
 from atlasgen.kinds import ALL_KINDS, MAP_NORMALISATION
 from atlasgen.manifest import (
-    MANIFEST, SCHEMA_VERSION, Generator, LayerRecord, Manifest, MapRecord, ProbeRecord, UnitRecord, Weights,
-    unit_metrics,
+    MANIFEST, SCHEMA_VERSION, DatasetRecord, ExampleRecord, Generator, LayerRecord, Manifest, MapRecord, ProbeRecord,
+    SkippedFile, UnitRecord, Weights, unit_metrics,
 )
 from atlasgen.names import layer_folder, safe_name, unit_folder
 from atlasgen.plan import ALGORITHM_VERSION, Artifact
@@ -49,6 +49,26 @@ def export_atlas(prepared, store: Store) -> Path:
             paths[output.name] = path
         return entry.meta, paths
 
+    sources = {image.digest: image.source for image in prepared.dataset.images} if prepared.dataset else {}
+    photos: dict[str, str] = {}  # blob digest -> the path it was written to
+
+    def publish_examples(artifact: Artifact, folder: str) -> list[ExampleRecord]:
+        """A filter's example crops in its folder, and their photos, each once, in the model's dataset/ folder."""
+        entry = store.get(artifact.key)
+        records = []
+        for rank, example in enumerate(entry.meta["examples"]):
+            crop = f"{folder}examples/{rank}.webp"
+            if written.setdefault(crop, artifact) is not artifact:
+                raise AtlasgenError(f"{crop} would hold both {_describe(written[crop])} and {_describe(artifact)}")
+            owned.write(crop, store.get_blob(entry.blobs[f"crop{rank}"].digest))
+            digest = entry.blobs[f"photo{rank}"].digest
+            if digest not in photos:
+                photos[digest] = f"{safe_name(plan.model)}/dataset/{digest[:20]}.webp"
+                owned.write(photos[digest], store.get_blob(digest))
+            records.append(ExampleRecord(sources[example["digest"]], example["activation"], example["unit"],
+                                         example["box"], crop, photos[digest], example["size"]))
+        return records
+
     probes = []
     for artifact in plan.shared:
         facts, paths = publish(artifact, "")
@@ -61,8 +81,11 @@ def export_atlas(prepared, store: Store) -> Path:
         units = []
         for f in layer.filters:
             folder = unit_folder(plan.model, layer.name, f)
-            facts, images, probe_images = {}, {}, {}
+            facts, images, probe_images, examples = {}, {}, {}, []
             for (kind, probe), artifact in layer.unit(f).items():
+                if kind == "examples":
+                    examples = publish_examples(artifact, folder)
+                    continue
                 facts[(kind, probe)], paths = publish(artifact, folder)
                 (images if probe is None else probe_images.setdefault(probe, {})).update(paths)
             maps = [
@@ -74,7 +97,9 @@ def export_atlas(prepared, store: Store) -> Path:
             units.append(UnitRecord(
                 index=f, page=folder, images=images, rf_box=neuron["rf_box"], activation_maps=maps,
                 metrics=unit_metrics(facts.get(("channel", None)), neuron, [m.mean for m in maps],
-                                     maco=facts.get(("maco-channel", None))),
+                                     maco=facts.get(("maco-channel", None)),
+                                     best_example=examples[0].activation if examples else None),
+                dataset_examples=examples,
             ))
         info = infos[layer.name]
         layers.append(LayerRecord(
@@ -97,10 +122,25 @@ def export_atlas(prepared, store: Store) -> Path:
         layers=layers,
         methods=list(plan.methods),
         method_parameters={method: p.recipe() for method, p in (prepared.method_params or {}).items()},
+        dataset=_dataset_record(prepared, store),
     )
     owned.write(MANIFEST, manifest.to_bytes())
     owned.finish()
     return out / MANIFEST
+
+
+def _dataset_record(prepared, store: Store) -> DatasetRecord | None:
+    from atlasgen.build import dataset_skipped
+    from atlasgen.dataset import CONVENTION
+
+    dataset = prepared.dataset
+    if dataset is None or not prepared.plan.chunks:
+        return None
+    skipped = dataset_skipped(prepared, store) or []
+    scanned = len(dataset.images) - (len(skipped) - len(dataset.refused))
+    return DatasetRecord(dataset.name, scanned, dataset.short_side, dataset.sha256,
+                         [SkippedFile(file, reason) for file, reason in skipped], dict(CONVENTION), dataset.examples,
+                         dataset.builtin)
 
 
 def _describe(artifact: Artifact) -> str:

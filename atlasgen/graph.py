@@ -75,9 +75,13 @@ def scope_safe(name: str) -> bool:
     return bool(_SCOPE_SAFE.fullmatch(name))
 
 
-def runnable_model(model) -> tuple[Any, dict[str, str]]:
+def runnable_model(model, pre_activation: bool = False) -> tuple[Any, dict[str, str]]:
     """What atlasgen runs of `model`: (a keras.Model from an RGB image of any size to the tensor that
     feeds each conv layer, in `conv_layers` order; real name -> internal name of each layer it renamed).
+
+    With `pre_activation`, the model's outputs are instead each conv layer's output before its
+    activation, all from one forward pass: every conv is replayed as a linear copy (same weights)
+    followed by its activation, so nothing is computed twice.
 
     A model that already takes any size and whose layers have scope-safe names is only cut (same
     layers, same graph). Otherwise the layers the conv layers need are replayed on a new
@@ -91,6 +95,8 @@ def runnable_model(model) -> tuple[Any, dict[str, str]]:
     by_name = {op.name: op for op in walk}
     needed: set[str] = set()
     todo = [parent for conv in convs for parent in _parents(conv)]
+    if pre_activation:
+        todo += [conv.name for conv in convs]
     while todo:
         name = todo.pop()
         if name in by_name and name not in needed:
@@ -99,7 +105,7 @@ def runnable_model(model) -> tuple[Any, dict[str, str]]:
     image_shape = tuple(model.inputs[0].shape)
     fixed = any(d is not None for d in image_shape[1:3])
     unsafe = [n for n in needed if not scope_safe(n) and not isinstance(by_name[n], L.InputLayer)]
-    if not fixed and not unsafe:
+    if not fixed and not unsafe and not pre_activation:
         return keras.Model(model.inputs, [conv.input for conv in convs], name="atlasgen_conv_inputs"), {}
 
     taken = set(by_name)
@@ -133,6 +139,8 @@ def runnable_model(model) -> tuple[Any, dict[str, str]]:
     # The replayed tensors by (layer name, output index): the walk of `_parents` goes by names, and a
     # Sequential model may hold its layers' first calls in more than one graph.
     replayed: dict[tuple[str, int], object] = {}
+    before_activation: dict[str, object] = {}
+    conv_names = {conv.name for conv in convs}
 
     def inputs_of(layer) -> tuple:
         node = layer._inbound_nodes[0]
@@ -153,12 +161,20 @@ def runnable_model(model) -> tuple[Any, dict[str, str]]:
         node, found = inputs_of(layer)
         args, kwargs = node.arguments.fill_in(found)
         try:
-            run = layer if scope_safe(layer.name) else layer.__class__.from_config(
-                {**layer.get_config(), "name": safe(layer.name)}
-            )
-            outputs = keras.tree.flatten(run(*args, **kwargs))
-            if run is not layer:
-                run.set_weights(layer.get_weights())
+            if pre_activation and layer.name in conv_names:
+                linear = layer.__class__.from_config(
+                    {**layer.get_config(), "activation": "linear", "name": f"{safe(layer.name)}_linear"})
+                before = linear(*args, **kwargs)
+                linear.set_weights(layer.get_weights())
+                before_activation[layer.name] = before
+                outputs = [keras.layers.Activation(layer.activation, name=f"{safe(layer.name)}_activation")(before)]
+            else:
+                run = layer if scope_safe(layer.name) else layer.__class__.from_config(
+                    {**layer.get_config(), "name": safe(layer.name)}
+                )
+                outputs = keras.tree.flatten(run(*args, **kwargs))
+                if run is not layer:
+                    run.set_weights(layer.get_weights())
         except AtlasgenError:
             raise
         except Exception as exc:
@@ -170,6 +186,8 @@ def runnable_model(model) -> tuple[Any, dict[str, str]]:
             if fixed and len(shape) >= 3 and any(d is not None and d > 1 for d in shape[1:-1]):
                 raise pinned(layer, f"its output is {shape[1:]} whatever the input size")
             replayed[layer.name, index] = tensor
+    if pre_activation:
+        return keras.Model(image, [before_activation[conv.name] for conv in convs], name="atlasgen_pre_activations"), internal
     feeds = []
     for conv in convs:
         node, found = inputs_of(conv)

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Literal
 
 from atlasgen import compute
+from atlasgen.dataset import EXAMPLE_DISPLAY
 from atlasgen.plan import ProbeRef
 from atlasgen.synthesis.maps import NORMALISATION
 
@@ -46,6 +47,7 @@ class RecipeContext:
     layer: str | None = None
     filter: int | None = None
     method_params: dict = field(default_factory=dict)  # method -> its parameters as plain JSON (e.g. "maco")
+    examples: dict | None = None  # dataset examples: a hash of the layer's chunk keys, and k
 
 
 @dataclass(frozen=True)
@@ -60,6 +62,7 @@ class Kind:
     needs_model: bool = True
     facts: tuple[str, ...] = field(default=())  # meta fields every entry of the kind must carry
     method: str | None = None  # planned only when this method is chosen; None: with every method
+    needs_dataset: bool = False  # planned only when the atlas has a dataset
 
 
 def _unit(context: RecipeContext) -> dict:
@@ -109,6 +112,15 @@ ALL_KINDS: dict[str, Kind] = {
             outputs=(Output("image", "maco_channel", "maco-channel.webp"),
                      Output("transparency", "maco_transparency", "maco-transparency.webp")),
             facts=("objective", "mean_activation", "steps"), method="maco",
+        ),
+        # The top k units on the dataset, merged from the layer's chunks, and what each one saw. Its
+        # files (crops, and the photos they came from) are as many as the examples: the export
+        # publishes them (`export.publish_examples`).
+        Kind(
+            "examples", "dataset examples", "unit", (),
+            recipe=lambda c: {**_unit(c), **c.examples, "display": EXAMPLE_DISPLAY},
+            compute=compute.dataset_examples,
+            facts=("examples",), needs_dataset=True,
         ),
         # No synthesis parameters: more steps must not recompute activation maps.
         Kind(

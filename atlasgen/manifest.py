@@ -20,7 +20,7 @@ from atlasgen.errors import AtlasgenError
 from atlasgen.synthesis.optimise import SynthesisParams
 
 MANIFEST = "atlas.json"
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 #: atlas.json larger than this is refused: the full VGG16 atlas is about 6 MB.
 MAX_MANIFEST_BYTES = 256 * 1024 * 1024
 
@@ -68,6 +68,9 @@ class Metrics:
     neuron: SynthesisMetrics | None  # Lucid centre-neuron image; likewise
     best_probe_mean_activation: float
     maco: SynthesisMetrics | None = None  # MACO whole-filter image, when the maco method was chosen
+    # The centre-neuron image's pre-ReLU objective over the best dataset example's (both one unit);
+    # None without examples, or when the best example is not positive.
+    neuron_vs_best_example: float | None = None
 
 
 @dataclass(frozen=True)
@@ -80,6 +83,37 @@ class MapRecord:
 
 
 @dataclass(frozen=True)
+class ExampleRecord:
+    """One of a filter's top units on the dataset, and what it saw."""
+
+    source: str  # the image's path relative to the dataset folder, '/' separators
+    activation: float  # the unit's pre-ReLU value
+    unit: list[int]  # [y, x] in the layer's map of the resized image
+    box: list[int]  # the unit's receptive field, clipped to the resized image: [top, left, bottom, right]
+    image: str  # the crop of the box
+    photo: str  # the resized image the box is in
+    photo_size: list[int]  # [height, width] of that image
+
+
+@dataclass(frozen=True)
+class SkippedFile:
+    file: str  # relative to the dataset folder
+    reason: str
+
+
+@dataclass(frozen=True)
+class DatasetRecord:
+    name: str
+    images: int  # distinct images scanned (skipped files not counted)
+    short_side: int  # each image's shorter side was resized to this
+    sha256: str  # a hash of every scanned image's content and path, and the size
+    skipped: list[SkippedFile]
+    convention: dict[str, str]  # how an image becomes the model's input, and what an example is
+    examples: int  # asked for per filter
+    builtin: bool  # scikit-image's bundled photos (no --dataset was given)
+
+
+@dataclass(frozen=True)
 class UnitRecord:
     index: int
     page: str  # the filter's permanent folder
@@ -87,6 +121,7 @@ class UnitRecord:
     rf_box: list[int]  # [top, left, bottom, right] of the centre unit's field, bottom and right excluded
     activation_maps: list[MapRecord]
     metrics: Metrics
+    dataset_examples: list[ExampleRecord] = field(default_factory=list)  # highest activation first
 
 
 @dataclass(frozen=True)
@@ -117,6 +152,7 @@ class Manifest:
     layers: list[LayerRecord] = field(default_factory=list)
     methods: list[str] = field(default_factory=lambda: ["lucid"])  # whole-filter synthesis methods, in order
     method_parameters: dict[str, dict] = field(default_factory=dict)  # each method's own parameters beyond `parameters`
+    dataset: DatasetRecord | None = None  # the images the dataset examples come from
 
     def to_json(self) -> dict:
         return dataclasses.asdict(self)
@@ -166,7 +202,8 @@ def activation_vs_best_probe(mean_activation: float, best_probe_mean: float) -> 
     return mean_activation / best_probe_mean if best_probe_mean > 0 else None
 
 
-def unit_metrics(channel: dict | None, neuron: dict | None, probe_means: list[float], maco: dict | None = None) -> Metrics:
+def unit_metrics(channel: dict | None, neuron: dict | None, probe_means: list[float], maco: dict | None = None,
+                 best_example: float | None = None) -> Metrics:
     """The one place a unit's metrics are assembled, from its stored images' facts and its maps' means.
     A method that was not chosen has no facts (None) and no metrics."""
     best = max(probe_means, default=0.0)
@@ -180,8 +217,11 @@ def unit_metrics(channel: dict | None, neuron: dict | None, probe_means: list[fl
             changed_pixels_outside_box=facts["changed_pixels_outside_box"] if with_box else None,
         )
 
+    versus_example = None
+    if neuron is not None and best_example is not None and best_example > 0:
+        versus_example = neuron["objective"] / best_example
     return Metrics(channel=of(channel, False), neuron=of(neuron, True), best_probe_mean_activation=best,
-                   maco=of(maco, False))
+                   maco=of(maco, False), neuron_vs_best_example=versus_example)
 
 
 # --- checking a document against the records ---------------------------------------------------
@@ -216,6 +256,9 @@ def _check_paths(manifest: "Manifest") -> None:
             for mi, amap in enumerate(unit.activation_maps):
                 for name, path in amap.images.items():
                     _site_path(path, _member(f"{where}.activation_maps[{mi}].images", name), folder=False)
+            for ei, example in enumerate(unit.dataset_examples):
+                _site_path(example.image, f"{where}.dataset_examples[{ei}].image", folder=False)
+                _site_path(example.photo, f"{where}.dataset_examples[{ei}].photo", folder=False)
 
 
 def _decode(kind, value, where: str):

@@ -64,6 +64,12 @@ class BuildConfig:
     # float32 or mixed (bfloat16 compute, float32 parameters); None: mixed where TensorFlow sees a
     # GPU, float32 on the CPU. Part of every synthesis recipe.
     precision: str | None = None
+    # Dataset examples: a folder of images (None: scikit-image's bundled photos), the shorter side
+    # they are resized to, examples per filter and images per chunk (None: the defaults).
+    dataset: Path | None = None
+    dataset_size: int | None = None
+    examples: int | None = None
+    dataset_chunk: int | None = None
 
     def resolved(self) -> "BuildConfig":
         if self.preset not in PRESETS:
@@ -96,6 +102,13 @@ class BuildConfig:
             engine.check_precision(self.precision, "--precision")
         if self.base_url is not None and not self.base_url.startswith(("https://", "http://")):
             raise AtlasgenError(f"--base-url {self.base_url!r} is not an http(s) URL; give e.g. https://user.github.io/repo/")
+        from atlasgen import dataset
+
+        if self.dataset is not None and not str(self.dataset).strip():
+            raise AtlasgenError("--dataset is empty; give a folder of images")
+        dataset.check_options(*(value if value is not None else default for value, default in (
+            (self.dataset_size, dataset.DEFAULT_SHORT_SIDE), (self.examples, dataset.DEFAULT_EXAMPLES),
+            (self.dataset_chunk, dataset.DEFAULT_CHUNK))))
         # Not given: bfloat16 where it pays (a GPU's tensor cores), float32 where it does not.
         precision = self.precision or ("float32" if engine.synthesis_device() == "CPU" else "mixed")
         return replace(
@@ -107,6 +120,9 @@ class BuildConfig:
             steps=self.steps if self.steps is not None else p.steps,
             methods=tuple(m for m in METHODS if m in self.methods),  # one order, each once
             precision=precision,
+            dataset_size=self.dataset_size if self.dataset_size is not None else dataset.DEFAULT_SHORT_SIDE,
+            examples=self.examples if self.examples is not None else dataset.DEFAULT_EXAMPLES,
+            dataset_chunk=self.dataset_chunk if self.dataset_chunk is not None else dataset.DEFAULT_CHUNK,
         )
 
 
@@ -120,6 +136,7 @@ class Artifact:
     recipe: dict = field(compare=False, hash=False)
     key: str = ""
     probe: str | None = None  # per-probe kinds: the probe's name
+    chunk: str | None = None  # dataset chunks: the chunk's id (a hash of its images' digests)
 
 
 @dataclass
@@ -148,10 +165,15 @@ class Plan:
     layers: list[LayerPlan]
     shared: list[Artifact]  # atlas-wide artifacts: one per probe photo
     methods: tuple[str, ...] = ("lucid",)
+    # The dataset scan: one artifact per chunk and planned layer (its top k for every filter), in chunk order.
+    chunks: list[Artifact] = field(default_factory=list)
 
     @property
     def artifacts(self) -> list[Artifact]:
-        return self.shared + [a for layer in self.layers for a in layer.artifacts]
+        return self.shared + self.chunks + [a for layer in self.layers for a in layer.artifacts]
+
+    def layer_chunks(self, layer: str) -> list[Artifact]:
+        return [a for a in self.chunks if a.layer == layer]
 
 
 def parse_filters(spec: str, count: int, layer: str) -> list[int]:
@@ -183,11 +205,15 @@ def parse_shard(spec: str) -> tuple[int, int]:
 
 
 def in_shard(artifact: Artifact, shard: tuple[int, int]) -> bool:
-    """All artifacts of one filter go to the same shard, chosen by a hash, so shards balance.
-    Atlas-wide artifacts are cheap and every shard makes any that is missing."""
+    """All artifacts of one filter go to the same shard, chosen by a hash, so shards balance; so do
+    all layers' artifacts of one dataset chunk (one forward pass makes them). Atlas-wide artifacts
+    are cheap and every shard makes any that is missing."""
+    k, n = shard
+    if artifact.chunk is not None:
+        digest = hashlib.sha256(f"chunk/{artifact.chunk}".encode()).digest()
+        return int.from_bytes(digest[:8], "big") % n == k - 1
     if artifact.layer is None:
         return True
-    k, n = shard
     digest = hashlib.sha256(f"{artifact.layer}/{artifact.filter}".encode()).digest()
     return int.from_bytes(digest[:8], "big") % n == k - 1
 
@@ -198,10 +224,29 @@ class ProbeRef:
     digest: str  # sha256 of the photo's bytes
 
 
+@dataclass(frozen=True)
+class DatasetRef:
+    """What the plan needs of a dataset: its chunks (each a list of image digests) and its convention."""
+
+    chunks: list[list[str]]
+    short_side: int
+    examples: int
+
+
+#: The resize convention of dataset images, by name; a new convention gets a new name.
+DATASET_CONVENTION = "exif-rgb-bicubic-shorter-side"
+
+
+def chunk_id(digests: list[str]) -> str:
+    return hashlib.sha256("\n".join(digests).encode()).hexdigest()
+
+
 def make_plan(model: str, fingerprint: str, layers: list[tuple[str, list[int]]], params: dict,
-              probes: list[ProbeRef], methods: tuple[str, ...] = ("lucid",), method_params: dict | None = None) -> Plan:
+              probes: list[ProbeRef], methods: tuple[str, ...] = ("lucid",), method_params: dict | None = None,
+              dataset: DatasetRef | None = None) -> Plan:
     """Every artifact of every kind of these methods for these (layer, filters) and probe photos, in
-    layer order. `method_params` holds each method's own parameters (e.g. {"maco": {...}})."""
+    layer order. `method_params` holds each method's own parameters (e.g. {"maco": {...}}). With a
+    dataset, also its chunks' scan artifacts, and every filter's examples."""
     from atlasgen.kinds import RecipeContext, kinds_for
 
     KINDS = kinds_for(methods)
@@ -217,16 +262,29 @@ def make_plan(model: str, fingerprint: str, layers: list[tuple[str, list[int]]],
         artifact(kind, RecipeContext(params, probe, probes, {}, method_params=method_params), probe=probe)
         for kind in KINDS.values() if kind.scope == "probe" for probe in probes
     ]
+    chunks: list[Artifact] = []
+    examples: dict[str, dict] = {}
+    if dataset is not None:
+        for digests in dataset.chunks:
+            for name, _ in layers:
+                recipe = {**base, "kind": "dataset-top", "layer": name, "images": list(digests),
+                          "convention": DATASET_CONVENTION, "short_side": dataset.short_side, "examples": dataset.examples}
+                chunks.append(Artifact("dataset-top", name, None, recipe, recipe_key(recipe), chunk=chunk_id(digests)))
+        for name, _ in layers:
+            keys = [a.key for a in chunks if a.layer == name]
+            examples[name] = {"chunks": hashlib.sha256("\n".join(keys).encode()).hexdigest(), "examples": dataset.examples}
     plan_layers = []
     for name, filters in layers:
         artifacts = []
         for f in filters:
             made: dict[tuple[str, str | None], str] = {}
             for kind in KINDS.values():
+                if kind.needs_dataset and dataset is None:
+                    continue
                 for probe in probes if kind.scope == "unit-probe" else [None] if kind.scope == "unit" else []:
-                    context = RecipeContext(params, probe, probes, made, name, f, method_params)
+                    context = RecipeContext(params, probe, probes, made, name, f, method_params, examples.get(name))
                     item = artifact(kind, context, name, f, probe)
                     made[(kind.name, item.probe)] = item.key
                     artifacts.append(item)
         plan_layers.append(LayerPlan(name, list(filters), artifacts))
-    return Plan(model, fingerprint, plan_layers, shared, tuple(methods))
+    return Plan(model, fingerprint, plan_layers, shared, tuple(methods), chunks)

@@ -77,6 +77,13 @@ class PatchPlan:
     stride: geometry.Pair
 
 
+def model_input(convention, images):
+    """RGB images in [0, 1] to a model's input convention (atlasgen.weights.InputConvention)."""
+    if convention.channel_order == "BGR":
+        images = images[..., ::-1]
+    return images * float(convention.scale) - tf.constant(np.array(convention.mean, dtype=np.float32))
+
+
 class LayerEngine:
     """What feeds one conv layer (the trunk), plus that layer's kernel for any chosen filters."""
 
@@ -106,10 +113,6 @@ class LayerEngine:
         self._ops = spatial_ops(loaded.model)
         # Compiled optimisation graphs of this layer, by the explicit cache key `optimise` is given.
         self.compiled: dict = {}
-        convention = loaded.input_convention
-        self._bgr = convention.channel_order == "BGR"
-        self._scale = float(convention.scale)
-        self._mean = tf.constant(np.array(convention.mean, dtype=np.float32))
 
     # --- geometry -------------------------------------------------------------------------
 
@@ -159,9 +162,7 @@ class LayerEngine:
 
     def to_model_input(self, images):
         """RGB images in [0, 1] to the model's own input convention."""
-        if self._bgr:
-            images = images[..., ::-1]
-        return images * self._scale - self._mean
+        return model_input(self.loaded.input_convention, images)
 
     def maps(self, images, filter_ids, *, float32: bool = False):
         """Pre-ReLU maps of the listed filters for every image: (batch, h, w, len(filter_ids)), float32.

@@ -1,0 +1,433 @@
+"""Dataset examples: every filter's top-activating units on a folder of real images, and exactly
+what each of those units saw.
+
+The convention (recorded in atlas.json): each image is shown as a viewer sees it (its EXIF
+orientation applied, then PIL's `convert("RGB")`), its shorter side resized to `short_side` with
+PIL bicubic (the longer side `round(long * short_side / short)`), and fed whole. A filter's
+examples are its top k units by pre-ReLU activation, at most one unit per image: each image's best
+unit for the filter competes with the other images' best.
+
+The scan goes in chunks: content-defined runs of the folder's images in path order. A chunk ends
+after an image whose content hash says so, so adding or removing an image changes only the chunk
+it is in (and splits or joins it at most). A chunk's top k for every filter of a layer is one
+store entry, keyed by the images' content hashes, the model, the weights, the convention and the
+algorithm version: a killed scan resumes from the chunks already stored, and merging chunks is
+exact, so shards may scan different chunks.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import stat
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import numpy as np
+from PIL import Image, ImageOps
+
+from atlasgen import geometry
+from atlasgen.errors import AtlasgenError
+from atlasgen.fs import read_regular
+
+#: What the scan reads, by extension, in any case; other files are ignored.
+EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"})
+MAX_IMAGE_BYTES = 64 << 20
+MAX_IMAGE_PIXELS = 40_000_000
+#: Images per chunk, on average; a chunk is cut at MAX_CHUNK_FACTOR times that whatever the hashes say.
+DEFAULT_CHUNK = 32
+MAX_CHUNK_FACTOR = 4
+DEFAULT_SHORT_SIDE = 224
+DEFAULT_EXAMPLES = 9
+MAX_EXAMPLES = 100
+#: A folder deeper than this is not walked further (a guard against pathological trees).
+MAX_DEPTH = 64
+#: Example crops smaller than this are enlarged (nearest neighbour) so a 3 px field can be seen.
+EXAMPLE_DISPLAY = 96
+#: Decoded images kept while cropping one layer's examples (the same photos recur across filters).
+CROP_CACHE = 64
+
+CONVENTION = {
+    "orientation": "EXIF orientation applied",
+    "colour": "PIL convert('RGB'): greyscale, palette and CMYK converted, alpha dropped",
+    "resize": "shorter side to short_side with PIL bicubic; longer side round(long * short_side / short)",
+    "crop": "none: the whole image is fed",
+    "examples": "top units by pre-ReLU activation, at most one per image",
+}
+
+# scikit-image's bundled photographs (no download needed): the offline corpus when no --dataset is given.
+BUILTIN_PHOTOS = (
+    "astronaut.png", "brick.png", "camera.png", "chelsea.png", "clock_motion.png", "coffee.png", "coins.png",
+    "grass.png", "gravel.png", "hubble_deep_field.jpg", "ihc.png", "moon.png", "motorcycle_left.png",
+    "motorcycle_right.png", "page.png", "retina.jpg", "rocket.jpg", "text.png",
+)
+BUILTIN_NAME = "scikit-image photos"
+
+
+class Unreadable(Exception):
+    """An image file the scan skips; the message is the reason atlas.json lists."""
+
+
+@dataclass(frozen=True)
+class SourceImage:
+    source: str  # the path relative to the dataset folder, '/' separators
+    path: Path
+    digest: str  # sha256 of the file's bytes
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """The images of a folder, each content once, in path order, and what was refused before reading."""
+
+    name: str
+    root: Path
+    images: tuple[SourceImage, ...]
+    refused: tuple[tuple[str, str], ...]  # (source, reason): not regular files, empty, too big, duplicates
+    short_side: int
+    examples: int
+    chunk: int  # images per chunk on average
+    builtin: bool = False
+
+    @property
+    def sha256(self) -> str:
+        """A hash of what was scanned: every image's content and its path."""
+        lines = "".join(f"{image.digest} {image.source}\n" for image in self.images)
+        return hashlib.sha256(f"{self.short_side}\n{lines}".encode("utf-8", "surrogatepass")).hexdigest()
+
+    @property
+    def chunks(self) -> list[tuple[SourceImage, ...]]:
+        return chunk_images(self.images, self.chunk)
+
+    def index(self) -> dict[str, int]:
+        """Content digest -> position in `images`: an image's global id, which breaks ties between equal activations."""
+        return {image.digest: i for i, image in enumerate(self.images)}
+
+
+def chunk_images(images: Iterable[SourceImage], target: int) -> list[tuple[SourceImage, ...]]:
+    """Content-defined chunks: a chunk ends after an image whose digest is 0 modulo `target`, or at
+    MAX_CHUNK_FACTOR * target images. An image added or removed changes only its own chunk, which
+    it may split or join with the next."""
+    chunks, current = [], []
+    for image in images:
+        current.append(image)
+        if int(image.digest[:12], 16) % target == 0 or len(current) >= MAX_CHUNK_FACTOR * target:
+            chunks.append(tuple(current))
+            current = []
+    if current:
+        chunks.append(tuple(current))
+    return chunks
+
+
+def check_options(short_side, examples, chunk) -> None:
+    """Every value as given: zero, negative or absurd is an error, never the default."""
+    for option, value, low, high in (("--dataset-size", short_side, 16, 4096), ("--examples", examples, 1, MAX_EXAMPLES),
+                                     ("--dataset-chunk", chunk, 1, 100_000)):
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise AtlasgenError(f"{option} {value!r} is out of range; give a whole number from {low} to {high}")
+
+
+def open_dataset(folder: Path | None, short_side: int = DEFAULT_SHORT_SIDE, examples: int = DEFAULT_EXAMPLES,
+                 chunk: int = DEFAULT_CHUNK) -> Dataset:
+    """The image files under `folder`, recursively (links are not followed), hashed; or, with no
+    folder, scikit-image's bundled photos. A missing folder, or one without any image file, is an error."""
+    check_options(short_side, examples, chunk)
+    if folder is None:
+        return _builtin(short_side, examples, chunk)
+    if not str(folder).strip():
+        raise AtlasgenError("--dataset is empty; give a folder of images")
+    try:
+        info = os.lstat(folder)
+    except OSError:
+        raise AtlasgenError(f"--dataset {folder} does not exist; give a folder of images") from None
+    if stat.S_ISLNK(info.st_mode):
+        # A link given on the command line is the user's own choice; the links inside are not followed.
+        try:
+            info = os.stat(folder)
+        except OSError:
+            raise AtlasgenError(f"--dataset {folder} is a broken link; give a folder of images") from None
+    if not stat.S_ISDIR(info.st_mode):
+        raise AtlasgenError(f"--dataset {folder} is not a folder; give a folder of images")
+    found = sorted(_image_files(Path(folder)), key=lambda item: item[0])
+    if not found:
+        raise AtlasgenError(
+            f"--dataset {folder} has no image files ({', '.join(sorted(EXTENSIONS))}, in any case); give a folder of photos"
+        )
+    return _hashed(Path(folder).name or str(folder), Path(folder), found, short_side, examples, chunk)
+
+
+def _builtin(short_side: int, examples: int, chunk: int) -> Dataset:
+    from atlasgen.synthesis.probes import _skimage_data
+
+    found = [(name, _skimage_data(name)) for name in BUILTIN_PHOTOS]
+    return _hashed(BUILTIN_NAME, found[0][1].parent, sorted(found), short_side, examples, chunk, builtin=True)
+
+
+def _image_files(root: Path) -> Iterator[tuple[str, Path]]:
+    """(relative source, path) of every file with an image extension under root; never through a link to a folder."""
+    stack = [(root, "", 0)]
+    while stack:
+        folder, prefix, depth = stack.pop()
+        try:
+            with os.scandir(folder) as entries:
+                listed = list(entries)
+        except OSError as exc:
+            raise AtlasgenError(f"--dataset folder {folder} cannot be read ({exc.strerror}); check its permissions") from None
+        for entry in listed:
+            source = f"{prefix}{entry.name}"
+            if entry.is_dir(follow_symlinks=False):
+                if depth < MAX_DEPTH:
+                    stack.append((Path(entry.path), source + "/", depth + 1))
+            elif os.path.splitext(entry.name)[1].lower() in EXTENSIONS:
+                yield source, Path(entry.path)
+
+
+def _hashed(name: str, root: Path, found: list[tuple[str, Path]], short_side: int, examples: int, chunk: int,
+            builtin: bool = False) -> Dataset:
+    images, refused, first = [], [], {}
+    for source, path in found:
+        try:
+            data = read_file(path)
+        except Unreadable as exc:
+            refused.append((source, str(exc)))
+            continue
+        digest = hashlib.sha256(data).hexdigest()
+        if digest in first:
+            refused.append((source, f"the same bytes as {first[digest]}"))
+            continue
+        first[digest] = source
+        images.append(SourceImage(source, path, digest))
+    return Dataset(name, root, tuple(images), tuple(refused), short_side, examples, chunk, builtin)
+
+
+def read_file(path: Path) -> bytes:
+    """The bytes of a regular file (never a link, a FIFO or a device) of at most MAX_IMAGE_BYTES."""
+    try:
+        data = read_regular(path, MAX_IMAGE_BYTES)
+    except OSError as exc:
+        if exc.errno == 40 or os.path.islink(path):  # ELOOP: O_NOFOLLOW met a link
+            raise Unreadable("a symbolic link (links are not followed)") from None
+        raise Unreadable(exc.strerror or str(exc)) from None
+    if not data:
+        raise Unreadable("an empty file")
+    return data
+
+
+def load_image(data: bytes, short_side: int) -> np.ndarray:
+    """An image file's bytes as the scan sees them: uint8 (h, w, 3), by the convention above."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as opened:
+                width, height = opened.size
+                if width * height > MAX_IMAGE_PIXELS:
+                    raise Unreadable(f"{width}x{height} pixels, over the cap of {MAX_IMAGE_PIXELS:,}")
+                image = ImageOps.exif_transpose(opened).convert("RGB")
+    except Unreadable:
+        raise
+    except MemoryError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise Unreadable(f"more than {MAX_IMAGE_PIXELS:,} pixels") from None
+    except Exception as exc:  # a corrupt file can fail anywhere in a decoder
+        first = str(exc).strip().splitlines()[0][:120] if str(exc).strip() else type(exc).__name__
+        raise Unreadable(f"not an image Pillow can read ({first})") from None
+    return np.asarray(resized(image, short_side))
+
+
+def resized(image: Image.Image, short_side: int) -> Image.Image:
+    width, height = image.size
+    short = min(width, height)
+    size = (short_side, round(height * short_side / short)) if width == short else (round(width * short_side / short), short_side)
+    return image.resize(size, Image.BICUBIC)
+
+
+# --- the scan -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Top:
+    """Top k per filter: activation (filters, k), image id (filters, k; -1 where there are fewer
+    than k images) and unit (filters, k, 2) as (y, x). Image ids are chunk positions or, once
+    merged, global ids (`Dataset.index`)."""
+
+    activation: np.ndarray
+    image: np.ndarray
+    unit: np.ndarray
+
+    def to_bytes(self) -> bytes:
+        buffer = io.BytesIO()
+        np.savez(buffer, activation=self.activation, image=self.image, unit=self.unit)
+        return buffer.getvalue()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> "Top":
+        with np.load(io.BytesIO(data), allow_pickle=False) as arrays:
+            return cls(arrays["activation"], arrays["image"], arrays["unit"])
+
+    @classmethod
+    def empty(cls, filters: int, k: int) -> "Top":
+        return cls(np.full((filters, k), -np.inf, np.float32), np.full((filters, k), -1, np.int64),
+                   np.zeros((filters, k, 2), np.int32))
+
+
+def top_of_images(peaks: np.ndarray, positions: np.ndarray, image_ids: np.ndarray, k: int) -> Top:
+    """Each filter's k best images. peaks, positions: (images, filters) of each image's best unit
+    (value, (y, x) in positions[..., :]); image_ids: (images,). Equal values go to the lower id."""
+    filters = peaks.shape[1]
+    top = Top.empty(filters, k)
+    if peaks.shape[0] == 0:
+        return top
+    order = np.lexsort((np.broadcast_to(image_ids[:, None], peaks.shape), -peaks), axis=0)[:k]  # (k', filters)
+    n = order.shape[0]
+    columns = np.arange(filters)[None, :]
+    top.activation[:, :n] = peaks[order, columns].T
+    top.image[:, :n] = image_ids[order].T
+    top.unit[:, :n] = positions[order, columns].transpose(1, 0, 2)
+    return top
+
+
+def merge(a: Top, b: Top) -> Top:
+    """The exact top k of two tops of distinct images (global ids): by activation, then the lower id."""
+    k = a.activation.shape[1]
+    activation = np.concatenate([a.activation, b.activation], axis=1)
+    image = np.concatenate([a.image, b.image], axis=1)
+    unit = np.concatenate([a.unit, b.unit], axis=1)
+    rank_id = np.where(image < 0, np.iinfo(np.int64).max, image)
+    order = np.lexsort((rank_id, -activation), axis=1)[:, :k]
+    return Top(np.take_along_axis(activation, order, 1), np.take_along_axis(image, order, 1),
+               np.take_along_axis(unit, order[..., None], 1))
+
+
+def to_global(top: Top, chunk: tuple[SourceImage, ...], index: dict[str, int]) -> Top:
+    ids = np.array([index[image.digest] for image in chunk] + [-1], np.int64)
+    return Top(top.activation, ids[top.image], top.unit)
+
+
+class Scanner:
+    """One forward pass per batch gives the pre-ReLU maps of every planned layer; per image and
+    filter it keeps the largest value and where it is (the first, in row-major order, on ties)."""
+
+    def __init__(self, loaded, layers: list[str]):
+        from atlasgen.graph import conv_layers, runnable_model
+        from atlasgen.synthesis.engine import model_input
+        from atlasgen.tf import keras, tf
+
+        every, _ = runnable_model(loaded.model, pre_activation=True)
+        names = [c.name for c in conv_layers(loaded.model)]
+        self.layers = list(layers)
+        model = keras.Model(every.inputs, [every.outputs[names.index(name)] for name in self.layers])
+        convention = loaded.input_convention
+
+        @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8)], jit_compile=False)
+        def peaks(images):
+            maps = model(model_input(convention, tf.cast(images, tf.float32) / 255.0), training=False)
+            maps = maps if isinstance(maps, (list, tuple)) else [maps]
+            out = []
+            for m in maps:
+                shape = tf.shape(m)
+                flat = tf.reshape(m, (shape[0], shape[1] * shape[2], shape[3]))
+                where = tf.argmax(flat, axis=1, output_type=tf.int32)
+                out.append((tf.reduce_max(flat, axis=1), where // shape[2], where % shape[2]))
+            return out
+
+        self._peaks = peaks
+
+    def peaks(self, images: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Per layer: (values (batch, filters), positions (batch, filters, 2)) for a batch of equal-size images."""
+        out = []
+        for values, ys, xs in self._peaks(images):
+            out.append((values.numpy(), np.stack([ys.numpy(), xs.numpy()], axis=-1)))
+        return out
+
+
+def scan_chunk(scanner: Scanner, chunk: tuple[SourceImage, ...], short_side: int, k: int, batch_size: int) -> tuple[list[Top], dict]:
+    """Each planned layer's top k of one chunk (chunk positions), and the chunk's facts: every
+    image's resized size, and the images skipped with their reasons."""
+    loaded: dict[int, np.ndarray] = {}
+    skipped, sizes = [], []
+    for i, image in enumerate(chunk):
+        try:
+            data = read_file(image.path)
+            if hashlib.sha256(data).hexdigest() != image.digest:
+                raise Unreadable("it changed while the build ran")
+            pixels = load_image(data, short_side)
+        except Unreadable as exc:
+            skipped.append([i, str(exc)])
+            sizes.append(None)
+            continue
+        loaded[i] = pixels
+        sizes.append(list(pixels.shape[:2]))
+    per_layer: list[list] = [[] for _ in scanner.layers]
+    by_shape: dict[tuple, list[int]] = {}
+    for i, pixels in loaded.items():
+        by_shape.setdefault(pixels.shape, []).append(i)
+    for ids in by_shape.values():
+        for start in range(0, len(ids), batch_size):
+            part = ids[start:start + batch_size]
+            for layer_index, (values, positions) in enumerate(scanner.peaks(np.stack([loaded[i] for i in part]))):
+                per_layer[layer_index].append((np.array(part), values, positions))
+    tops = []
+    for parts in per_layer:
+        if parts:
+            ids = np.concatenate([p[0] for p in parts])
+            values = np.concatenate([p[1] for p in parts])
+            positions = np.concatenate([p[2] for p in parts])
+            tops.append(top_of_images(values, positions, ids.astype(np.int64), k))
+        else:
+            tops.append(None)
+    return tops, {"sizes": sizes, "skipped": skipped}
+
+
+def scan_batch_size(loaded, layers: list[str], short_side: int) -> int:
+    """Images of one shape per forward pass, from the device's free memory."""
+    from atlasgen.layers import activation_bytes
+    from atlasgen.synthesis.engine import choose_batch_size, memory_budget
+
+    # A photo's longer side is rarely more than twice its shorter one.
+    per_image = activation_bytes(loaded, layers[-1], 2 * short_side)
+    return choose_batch_size(per_image, memory_budget().usable, wanted=32)
+
+
+# --- examples -----------------------------------------------------------------------------
+
+
+def example_crop(image: np.ndarray, box: geometry.Box) -> np.ndarray:
+    """The box cut out; a small one enlarged by nearest neighbour (pixels stay honest) to EXAMPLE_DISPLAY."""
+    cut = image[box.top:box.bottom, box.left:box.right]
+    longer = max(box.height, box.width)
+    if longer >= EXAMPLE_DISPLAY:
+        return np.ascontiguousarray(cut)
+    zoom = EXAMPLE_DISPLAY / longer
+    size = (max(1, round(box.width * zoom)), max(1, round(box.height * zoom)))
+    return np.asarray(Image.fromarray(cut).resize(size, Image.NEAREST))
+
+
+class PhotoCache:
+    """Decoded, resized dataset images by digest, the most recent CROP_CACHE of them."""
+
+    def __init__(self, dataset: Dataset):
+        self.dataset = dataset
+        self.by_digest = {image.digest: image for image in dataset.images}
+        self._cache: dict[str, np.ndarray] = {}
+
+    def get(self, digest: str) -> np.ndarray:
+        if digest in self._cache:
+            self._cache[digest] = self._cache.pop(digest)
+            return self._cache[digest]
+        image = self.by_digest[digest]
+        try:
+            data = read_file(image.path)
+            if hashlib.sha256(data).hexdigest() != digest:
+                raise Unreadable("it changed while the build ran")
+            pixels = load_image(data, self.dataset.short_side)
+        except Unreadable as exc:
+            raise AtlasgenError(
+                f"dataset image {image.source} can no longer be read ({exc}); run atlasgen build again"
+            ) from None
+        self._cache[digest] = pixels
+        while len(self._cache) > CROP_CACHE:
+            self._cache.pop(next(iter(self._cache)))
+        return pixels
