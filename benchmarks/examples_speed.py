@@ -1,0 +1,361 @@
+"""Dataset-example scan speed and memory against the machine's limit (issue 12, item 8).
+
+    python benchmarks/examples_speed.py [--images 200,2000] [--size 224] [--chunk 32]
+        [--layers a,b] [--batch-size N] [--examples 9] [--seed 0] [--matmul-size 4096]
+
+Corpus: for each --images N, a temporary folder of N distinct images cut from scikit-image's
+bundled photos (atlasgen.dataset.BUILTIN_PHOTOS; no download): random crops, shorter side 128 to
+512 px where the photo allows, in the common photo aspect ratios 1:1, 4:5, 3:4, 2:3 and 9:16,
+landscape or portrait, greyscale where the photo is, about 70% saved as JPEG (quality 90) and the
+rest as PNG, spread over ten subfolders. The same --seed gives the same corpus. An exact ratio
+means every crop of one ratio resizes to the same shape, so the scan can batch them, as it would
+batch a folder of camera photos.
+
+Workload: for each N, in a fresh child process (so its peak memory is its own), the build's own
+scan path on hed-bsds500's VGG16 trunk: `open_dataset` (hashing every file), then every chunk
+through `scan_chunk` (read, decode, EXIF, RGB, bicubic resize of the shorter side to --size,
+one pre-activation forward pass per batch of equal-shape images for every planned layer, each
+image's per-filter max and argmax, the chunk's top --examples per filter), each chunk's tops
+merged into a running top k per layer with `atlasgen.dataset.merge`, as the build merges them.
+Nothing is stored. The graph is traced before the clock starts (one --size x --size image).
+TensorFlow's float32 matmul rate (--matmul-size square, tf.function, warm, as run.py's
+matmul_peak_flops) is measured in a child of its own in the same run.
+
+Figures (per N, and for the largest N at the top level):
+- images_per_s: images scanned over the scan's wall time (every chunk's scan_chunk and merge;
+  not open_dataset, whose hashing is hash_s).
+- conv_gflop_per_image: forward FLOPs of the conv layers the scan computes (every conv up to the
+  deepest planned layer), 2 * h * w * k * k * cin * cout each, h x w its output map at each
+  image's own resized size (atlasgen.geometry.receptive_fields); the mean over the corpus. ReLU,
+  pooling, the input transform and the max/argmax are not counted.
+- conv_gflops: those FLOPs over the scan's wall time; fraction_of_matmul_peak: that over the
+  matmul rate (the target is >= 0.5). forward_* are the same over the time inside the forward
+  passes alone (host work, decoding and resizing above all, left out).
+- peak_rss_mb: the child's peak resident memory (getrusage ru_maxrss), model and TensorFlow
+  included; rss_ratio is the largest N's over the smallest N's, and flat_memory says whether it
+  is within 15%.
+- imagenet_val: ImageNet's validation set (50,000 images, mean about 500 x 375, so about 224 x 299
+  at a 224 px shorter side) on this CPU, projected from the measured rates: 50,000 x its FLOPs per
+  image over the measured conv FLOP rate, plus hashing at the measured seconds per image (this
+  uses the rate measured at --size even when --size is not 224).
+- h100_projection: NOT a measurement. One H100 SXM at its dense TF32 tensor-core peak (float32
+  convolutions run as TF32 on it by default) reaching the same forward fraction of peak as this
+  CPU's forward passes do of its matmul rate, plus the host work (decoding, resizing, hashing)
+  at this CPU's measured seconds per image, serial as the scan is. Its assumptions are in the JSON.
+The last line is one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import resource
+import tempfile
+import time
+from pathlib import Path
+
+# (shorter, longer) side ratios of common photos; each crop is this ratio exactly.
+RATIOS = ((1, 1), (4, 5), (3, 4), (2, 3), (9, 16))
+MIN_SHORT, MAX_SHORT = 128, 512
+JPEG_SHARE = 0.7
+SUBFOLDERS = 10
+FLAT_WITHIN = 0.15
+TARGET_FRACTION = 0.5
+IMAGENET_VAL = {"images": 50_000, "mean_source_hw": [375, 500], "short_side": 224}
+# H100 SXM5 dense (no sparsity) tensor-core peaks, NVIDIA's datasheet figures.
+H100_DENSE_PEAK = {"tf32": 494.7e12, "bf16": 989.4e12}
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def make_corpus(folder: Path, count: int, seed: int) -> dict:
+    """`count` distinct crops of the bundled photos in `folder`; returns what was written."""
+    import numpy as np
+    from PIL import Image
+
+    from atlasgen.dataset import BUILTIN_PHOTOS
+    from atlasgen.synthesis.probes import _skimage_data
+
+    photos = []
+    for name in BUILTIN_PHOTOS:
+        with Image.open(_skimage_data(name)) as opened:
+            image = opened.convert("L") if opened.mode in ("L", "I", "I;16", "1") else opened.convert("RGB")
+        photos.append((name, image))
+    rng = np.random.default_rng(seed)
+    seen, formats = set(), {"jpeg": 0, "png": 0}
+    for sub in range(SUBFOLDERS):
+        (folder / f"d{sub}").mkdir(parents=True, exist_ok=True)
+    while len(seen) < count:
+        name, image = photos[rng.integers(len(photos))]
+        short_ratio, long_ratio = RATIOS[rng.integers(len(RATIOS))]
+        portrait = bool(rng.integers(2))
+        width, height = image.size
+        ratio_w, ratio_h = (short_ratio, long_ratio) if portrait else (long_ratio, short_ratio)
+        low = -(-MIN_SHORT // short_ratio)
+        high = min(MAX_SHORT // short_ratio, width // ratio_w, height // ratio_h)
+        if high < low:
+            continue  # this photo is too small for this ratio and orientation
+        unit = int(rng.integers(low, high + 1))
+        w, h = ratio_w * unit, ratio_h * unit
+        left, top = int(rng.integers(0, width - w + 1)), int(rng.integers(0, height - h + 1))
+        key = (name, left, top, w, h)
+        if key in seen:
+            continue
+        crop = image.crop((left, top, left + w, top + h))
+        index = len(seen)
+        stem = folder / f"d{index % SUBFOLDERS}" / f"crop{index:05d}"
+        if rng.random() < JPEG_SHARE:
+            crop.save(f"{stem}.jpg", quality=90)
+            formats["jpeg"] += 1
+        else:
+            crop.save(f"{stem}.png")
+            formats["png"] += 1
+        seen.add(key)
+    return {"images": count, **formats}
+
+
+def conv_flops(model, computed: list[str], hw: tuple[int, int]) -> float:
+    """Forward FLOPs of the named conv layers for one image of hw pixels: 2 h w k k cin cout each."""
+    from atlasgen.geometry import receptive_fields
+    from atlasgen.graph import spatial_ops
+
+    fields = receptive_fields(spatial_ops(model), hw)
+    total = 0.0
+    for name in computed:
+        kernel = model.get_layer(name).kernel.shape
+        h, w = fields[name].size
+        total += 2.0 * h * w * kernel[0] * kernel[1] * kernel[2] * kernel[3]
+    return total
+
+
+def computed_convs(model, layers: list[str]) -> list[str]:
+    """Every conv the scan's forward pass computes: those up to the deepest planned layer."""
+    from atlasgen.graph import conv_layers
+
+    names = [c.name for c in conv_layers(model)]
+    return names[: max(names.index(layer) for layer in layers) + 1]
+
+
+def scan_run(folder: str, size: int, chunk: int, layers: list[str] | None, batch_size: int | None, examples: int) -> dict:
+    """One corpus through the build's scan path, streaming; the figures of this process."""
+    import numpy as np
+
+    from atlasgen.dataset import Scanner, Top, merge, open_dataset, scan_batch_size, scan_chunk, to_global
+    from atlasgen.graph import conv_layers
+    from atlasgen.weights import load_model
+
+    loaded = load_model("hed-bsds500")
+    every = {c.name: c.filters for c in conv_layers(loaded.model)}
+    layers = layers or list(every)
+    computed = computed_convs(loaded.model, layers)
+    batch = batch_size or scan_batch_size(loaded, layers, size)
+    scanner = Scanner(loaded, layers)
+    scanner.peaks(np.zeros((1, size, size, 3), np.uint8))  # trace outside the clock
+
+    forward = {"s": 0.0, "passes": 0}
+    inner = scanner.peaks
+
+    def timed(images):
+        start = time.perf_counter()
+        out = inner(images)
+        forward["s"] += time.perf_counter() - start
+        forward["passes"] += 1
+        return out
+
+    scanner.peaks = timed  # the same forward pass, its time counted apart from the host work
+
+    start = time.perf_counter()
+    dataset = open_dataset(Path(folder), short_side=size, examples=examples, chunk=chunk)
+    hash_s = time.perf_counter() - start
+    index = dataset.index()
+    chunks = dataset.chunks
+    running = [Top.empty(every[layer], examples) for layer in layers]
+    sizes: list[tuple[int, int]] = []
+    skipped = 0
+    start = time.perf_counter()
+    for part in chunks:
+        tops, facts = scan_chunk(scanner, part, size, examples, batch)
+        for i, top in enumerate(tops):
+            if top is not None:
+                running[i] = merge(running[i], to_global(top, part, index))
+        sizes += [tuple(s) for s in facts["sizes"] if s is not None]
+        skipped += len(facts["skipped"])
+    scan_s = time.perf_counter() - start
+
+    by_shape: dict[tuple[int, int], float] = {}
+    flops = 0.0
+    for hw in sizes:
+        if hw not in by_shape:
+            by_shape[hw] = conv_flops(loaded.model, computed, hw)
+        flops += by_shape[hw]
+    filled = sum(int((top.image >= 0).sum()) for top in running)
+    return {
+        "images": len(dataset.images), "refused": len(dataset.refused), "scanned": len(sizes), "skipped": skipped,
+        "chunks": len(chunks), "batch_size": batch, "forward_passes": forward["passes"], "shapes": len(by_shape),
+        "hash_s": hash_s, "scan_s": scan_s, "forward_s": forward["s"], "flops": flops,
+        "mean_hw": [float(np.mean([s[0] for s in sizes])), float(np.mean([s[1] for s in sizes]))] if sizes else None,
+        "examples_held": filled, "peak_rss_mb": peak_rss_mb(), "layers": layers, "computed": computed,
+    }
+
+
+def imagenet_flops(layers: list[str] | None) -> tuple[list[int], float]:
+    """The resized ImageNet validation image's shape and its conv FLOPs through the scan."""
+    from atlasgen.graph import conv_layers
+    from atlasgen.weights import load_model
+
+    loaded = load_model("hed-bsds500")
+    layers = layers or [c.name for c in conv_layers(loaded.model)]
+    short = IMAGENET_VAL["short_side"]
+    h, w = IMAGENET_VAL["mean_source_hw"]
+    hw = (short, round(w * short / h))
+    return list(hw), conv_flops(loaded.model, computed_convs(loaded.model, layers), hw)
+
+
+def check_layers(layers: list[str] | None) -> None:
+    from atlasgen.graph import conv_layers
+    from atlasgen.weights import load_model
+
+    if layers is None:
+        return
+    names = [c.name for c in conv_layers(load_model("hed-bsds500").model)]
+    unknown = [layer for layer in layers if layer not in names]
+    if unknown:
+        raise SystemExit(f"--layers: {', '.join(unknown)} not among {', '.join(names)}")
+
+
+def matmul_peak_flops(n: int = 4096, repeats: int = 10) -> float:
+    """TensorFlow's warm float32 matmul FLOP rate (as run.py's matmul_peak_flops)."""
+    from atlasgen.tf import load
+
+    tf, _ = load()
+    a = tf.random.normal((n, n))
+    b = tf.random.normal((n, n))
+    multiply = tf.function(lambda x, y: tf.reduce_sum(tf.matmul(x, y)))
+    multiply(a, b).numpy()
+    start = time.perf_counter()
+    for _ in range(repeats):
+        multiply(a, b).numpy()
+    return 2.0 * n**3 * repeats / (time.perf_counter() - start)
+
+
+def in_child(function, *args):
+    """`function(*args)` in a fresh process: its own TensorFlow, threads and memory."""
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        return pool.apply(function, args)
+
+
+def counts(text: str) -> list[int]:
+    values = [int(v) for v in text.split(",") if v.strip()]
+    if not values or any(v < 1 for v in values):
+        raise argparse.ArgumentTypeError(f"{text!r}: give image counts such as 200,2000")
+    return values
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--images", type=counts, default=[200, 2000], help="corpus sizes, comma separated")
+    parser.add_argument("--size", type=int, default=224, help="shorter side the images are resized to")
+    parser.add_argument("--chunk", type=int, default=32, help="images per chunk on average (--dataset-chunk)")
+    parser.add_argument("--layers", default=None, help="planned layers, comma separated (default: all 13 conv layers)")
+    parser.add_argument("--batch-size", type=int, default=None,
+                        help="images per forward pass (default: atlasgen.dataset.scan_batch_size)")
+    parser.add_argument("--examples", type=int, default=9, help="top k per filter")
+    parser.add_argument("--seed", type=int, default=0, help="corpus seed")
+    parser.add_argument("--matmul-size", type=int, default=4096, help="side of the square matmuls of the peak")
+    args = parser.parse_args()
+    layers = [layer.strip() for layer in args.layers.split(",") if layer.strip()] if args.layers else None
+    in_child(check_layers, layers)
+
+    runs = []
+    for count in args.images:
+        with tempfile.TemporaryDirectory(prefix="atlas-examples-") as folder:
+            corpus = make_corpus(Path(folder), count, args.seed)
+            print(f"{count} images ({corpus['jpeg']} JPEG, {corpus['png']} PNG): scanning", flush=True)
+            run = in_child(scan_run, folder, args.size, args.chunk, layers, args.batch_size, args.examples)
+        run["corpus"] = corpus
+        runs.append(run)
+    peak = in_child(matmul_peak_flops, args.matmul_size, 10)
+    imagenet_hw, imagenet_image_flops = in_child(imagenet_flops, layers)
+
+    rows = []
+    for run in runs:
+        scanned = max(run["scanned"], 1)
+        rate = run["flops"] / run["scan_s"] if run["scan_s"] else 0.0
+        forward_rate = run["flops"] / run["forward_s"] if run["forward_s"] else 0.0
+        row = {
+            "images": run["corpus"]["images"], "scanned": run["scanned"], "skipped": run["skipped"],
+            "refused": run["refused"], "jpeg": run["corpus"]["jpeg"], "png": run["corpus"]["png"],
+            "chunks": run["chunks"], "batch_size": run["batch_size"], "forward_passes": run["forward_passes"],
+            "distinct_shapes": run["shapes"], "mean_resized_hw": run["mean_hw"] and [round(v, 1) for v in run["mean_hw"]],
+            "hash_s": round(run["hash_s"], 3), "scan_s": round(run["scan_s"], 3), "forward_s": round(run["forward_s"], 3),
+            "images_per_s": round(run["scanned"] / run["scan_s"], 3) if run["scan_s"] else None,
+            "forward_images_per_s": round(run["scanned"] / run["forward_s"], 3) if run["forward_s"] else None,
+            "conv_gflop_per_image": round(run["flops"] / scanned / 1e9, 3),
+            "conv_gflops": round(rate / 1e9, 2), "fraction_of_matmul_peak": round(rate / peak, 3),
+            "forward_conv_gflops": round(forward_rate / 1e9, 2),
+            "forward_fraction_of_matmul_peak": round(forward_rate / peak, 3),
+            "host_s_per_image": round((run["scan_s"] - run["forward_s"]) / scanned, 5),
+            "hash_s_per_image": round(run["hash_s"] / scanned, 5),
+            "examples_held": run["examples_held"], "peak_rss_mb": round(run["peak_rss_mb"], 1),
+        }
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+
+    small = min(zip(args.images, runs, rows), key=lambda item: item[0])
+    large = max(zip(args.images, runs, rows), key=lambda item: item[0])
+    _, run, row = large
+    rss_ratio = large[2]["peak_rss_mb"] / small[2]["peak_rss_mb"]
+    scanned = max(run["scanned"], 1)
+    rate = run["flops"] / run["scan_s"]
+    forward_fraction = run["flops"] / run["forward_s"] / peak if run["forward_s"] else 0.0
+    n = IMAGENET_VAL["images"]
+    cpu_s = n * (imagenet_image_flops / rate + run["hash_s"] / scanned)
+    host_s_per_image = (run["scan_s"] - run["forward_s"] + run["hash_s"]) / scanned
+    h100_compute_s = n * imagenet_image_flops / (forward_fraction * H100_DENSE_PEAK["tf32"]) if forward_fraction else None
+    summary = {
+        "workload": {"model": "VGG16 trunk, hed-bsds500 weights", "layers": run["layers"],
+                     "convs_computed": len(run["computed"]), "size": args.size, "chunk": args.chunk,
+                     "batch_size": row["batch_size"], "examples": args.examples, "seed": args.seed,
+                     "images": args.images, "ratios": [f"{s}:{l}" for s, l in RATIOS],
+                     "matmul_size": args.matmul_size},
+        "runs": rows,
+        "images_per_s": row["images_per_s"],
+        "conv_gflop_per_image": row["conv_gflop_per_image"],
+        "conv_gflops": row["conv_gflops"],
+        "matmul_gflops": round(peak / 1e9, 2),
+        "fraction_of_matmul_peak": row["fraction_of_matmul_peak"],
+        "forward_fraction_of_matmul_peak": row["forward_fraction_of_matmul_peak"],
+        "target_fraction": TARGET_FRACTION,
+        "meets_target": row["fraction_of_matmul_peak"] >= TARGET_FRACTION,
+        "peak_rss_mb": {str(count): r["peak_rss_mb"] for count, r in zip(args.images, rows)},
+        "rss_ratio": round(rss_ratio, 3),
+        "flat_memory": abs(rss_ratio - 1.0) <= FLAT_WITHIN,
+        "imagenet_val": {
+            "images": n, "resized_hw": imagenet_hw, "conv_gflop_per_image": round(imagenet_image_flops / 1e9, 3),
+            "cpu_projected_s": round(cpu_s, 1), "cpu_projected_h": round(cpu_s / 3600, 2),
+            "basis": f"this CPU's measured scan conv FLOP rate at {args.size} px on {large[0]} images, plus hashing",
+        },
+        "h100_projection": {
+            "measured": False,
+            "assumptions": {
+                "peak": "H100 SXM dense TF32 tensor-core peak, 494.7 TFLOP/s (float32 convs run as TF32)",
+                "fraction_of_peak": "the forward fraction of matmul peak measured here on this CPU",
+                "host": "decoding, resizing and hashing at this CPU's measured seconds per image, not overlapped",
+            },
+            "fraction_of_peak": round(forward_fraction, 3),
+            "compute_s": None if h100_compute_s is None else round(h100_compute_s, 1),
+            "host_s": round(n * host_s_per_image, 1),
+            "projected_s": None if h100_compute_s is None else round(h100_compute_s + n * host_s_per_image, 1),
+        },
+    }
+    print(f"PROJECTION, not a measurement: ImageNet val on one H100 ~ {summary['h100_projection']['projected_s']} s "
+          f"(compute {summary['h100_projection']['compute_s']} s + host {summary['h100_projection']['host_s']} s)",
+          flush=True)
+    print(json.dumps(summary))
+
+
+if __name__ == "__main__":
+    main()
