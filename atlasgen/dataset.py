@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import re
 import stat
 import warnings
 from dataclasses import dataclass
@@ -27,7 +28,7 @@ from pathlib import Path
 from typing import Iterable, Iterator
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from atlasgen import geometry
 from atlasgen.errors import AtlasgenError
@@ -155,7 +156,22 @@ def open_dataset(folder: Path | None, short_side: int = DEFAULT_SHORT_SIDE, exam
         raise AtlasgenError(
             f"--dataset {folder} has no image files ({', '.join(sorted(EXTENSIONS))}, in any case); give a folder of photos"
         )
-    return _hashed(Path(folder).name or str(folder), Path(folder), found, short_side, examples, chunk)
+    opened = _hashed(Path(folder).name or str(folder), Path(folder), found, short_side, examples, chunk)
+    _check_one_readable(opened, folder)
+    return opened
+
+
+def _check_one_readable(opened: Dataset, folder: Path) -> None:
+    """Fails early, before anything is computed, when not one image of the folder can be read."""
+    reasons = [reason for _, reason in opened.refused]
+    for image in opened.images:
+        try:
+            load_image(read_file(image.path), 16)
+            return
+        except Unreadable as exc:
+            reasons.append(str(exc))
+    raise AtlasgenError(f"--dataset {folder} has no readable image ({len(reasons)} image files: {reasons[0]}); "
+                        f"give a folder of photos")
 
 
 def _builtin(short_side: int, examples: int, chunk: int) -> Dataset:
@@ -231,9 +247,11 @@ def load_image(data: bytes, short_side: int) -> np.ndarray:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise Unreadable(f"more than {MAX_IMAGE_PIXELS:,} pixels") from None
+    except UnidentifiedImageError:
+        raise Unreadable("not an image Pillow can identify") from None
     except Exception as exc:  # a corrupt file can fail anywhere in a decoder
         first = str(exc).strip().splitlines()[0][:120] if str(exc).strip() else type(exc).__name__
-        raise Unreadable(f"not an image Pillow can read ({first})") from None
+        raise Unreadable(f"not an image Pillow can read ({re.sub(r' at 0x[0-9a-f]+', '', first)})") from None
     return np.asarray(resized(image, short_side))
 
 

@@ -117,7 +117,7 @@ ALL_KINDS: dict[str, Kind] = {
         # files (crops, and the photos they came from) are as many as the examples: the export
         # publishes them (`export.publish_examples`).
         Kind(
-            "examples", "dataset examples", "unit", (),
+            "examples", "dataset examples", "unit", ("crop{rank}", "photo{rank}"),
             recipe=lambda c: {**_unit(c), **c.examples, "display": EXAMPLE_DISPLAY},
             compute=compute.dataset_examples,
             facts=("examples",), needs_dataset=True,

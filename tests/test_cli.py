@@ -17,7 +17,7 @@ from atlasgen.geometry import receptive_fields, square
 from atlasgen.graph import spatial_ops
 from atlasgen.weights import VGG16_LAYERS, hed_weights_path
 from atlasgen.store import Store
-from support import CUSTOM_CONVS, PUBLISHED_VGG16, TINY_ARGS, cli_env, per_filter
+from support import CUSTOM_CONVS, PUBLISHED_VGG16, TINY_ARGS, builtin_chunks, cli_env, per_filter
 
 LAYER_FIELDS = {"name", "filters", "r", "S", "P", "output_size", "centre_unit", "centre_box"}
 
@@ -198,7 +198,7 @@ def test_build_status_verify_gc_render(tmp_path, cli):
     store, site = tmp_path / "store", tmp_path / "site"
     built = cli("build", *TINY_ARGS, "--seed", "3", "--store", store, "--out", site)
     assert built.returncode == 0, built.stderr
-    planned = 2 * per_filter() + 1
+    planned = 2 * per_filter() + 1 + builtin_chunks()
     assert f"atlas complete: {planned} artifacts, {planned} computed now" in built.stdout
     assert "all 4,224 filters of vgg16" in built.stdout
     assert json.loads((site / "atlas.json").read_text())["parameters"]["seed"] == 3

@@ -20,7 +20,7 @@ from support import files_per_filter
 def test_manifest_describes_the_atlas(built_atlas):
     site = built_atlas.out
     manifest = json.loads((site / "atlas.json").read_text())
-    assert manifest["schema"] == 2 and manifest["model"] == "vgg16" and manifest["model_filters"] == 4224
+    assert manifest["schema"] == 3 and manifest["model"] == "vgg16" and manifest["model_filters"] == 4224
     assert manifest["weights"]["source"] == "hed-bsds500"
     assert "fine-tuned for edge detection" in manifest["weights"]["label"]
     assert len(manifest["weights"]["fingerprint"]) == 64
@@ -56,7 +56,10 @@ def test_export_only_copies_stored_blobs(atlas_copy, monkeypatch):
     stored = {p.parent.name + p.name for p in (atlas_copy.store / "blobs").rglob("*") if p.is_file()}
     site = atlas_copy.out
     images = [p for p in site.rglob("*.webp")]
-    assert len(images) == 1 + 6 * files_per_filter()
+    examples = [p for p in images if p.parent.name == "examples"]
+    photos = [p for p in images if p.parent.name == "dataset"]
+    assert len(images) - len(examples) - len(photos) == 1 + 6 * files_per_filter()
+    assert len(examples) == 6 * 9 and 9 <= len(photos) <= 18  # 9 examples a filter, from the 18 built-in photos
     for path in images:
         assert hashlib.sha256(path.read_bytes()).hexdigest() in stored, path
     # With every encoder and model call broken, the export still runs: it computes nothing.

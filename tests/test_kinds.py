@@ -16,7 +16,7 @@ PARAMS = SynthesisParams(size=64, steps=64).recipe()
 A, B, C = ProbeRef("a", "1" * 64), ProbeRef("b", "2" * 64), ProbeRef("c", "3" * 64)
 LAYERS = [("block1_conv1", [0, 1])]
 
-UNIT_KINDS = [k.name for k in KINDS.values() if k.scope == "unit"]
+UNIT_KINDS = [k.name for k in KINDS.values() if k.scope == "unit" and not k.needs_dataset]  # plans here have no dataset
 PROBE_KINDS = [k.name for k in KINDS.values() if k.scope == "unit-probe"]
 SHARED_KINDS = [k.name for k in KINDS.values() if k.scope == "probe"]
 
@@ -34,6 +34,7 @@ def keys(p) -> dict[tuple, str]:
 
 def test_the_kinds_the_atlas_is_made_of():
     assert set(UNIT_KINDS) == {"channel", "neuron", "channel-map"}
+    assert [k.name for k in KINDS.values() if k.needs_dataset] == ["examples"]
     assert set(PROBE_KINDS) == {"map", "map-view"}
     assert SHARED_KINDS == ["probe-photo"]
 
@@ -202,14 +203,14 @@ def method_plan(methods, maco=MACO):
 
 def test_kinds_follow_the_methods():
     assert KINDS == kinds_for(("lucid",))
-    assert set(kinds_for(("maco",))) == {"probe-photo", "neuron", "map", "map-view", "maco-channel"}
+    assert set(kinds_for(("maco",))) == {"probe-photo", "neuron", "map", "map-view", "maco-channel", "examples"}
     assert list(kinds_for(("lucid", "maco"))) == list(ALL_KINDS)
     with pytest.raises(ValueError):
         kinds_for(("nope",))
 
 
 def test_maco_kinds_are_planned_only_with_the_maco_method():
-    assert {a.kind for a in method_plan(("lucid",)).artifacts} == set(KINDS)
+    assert {a.kind for a in method_plan(("lucid",)).artifacts} == set(KINDS) - {"examples"}  # no dataset
     assert "maco-channel" not in {a.kind for a in method_plan(("lucid",)).artifacts}
     only = method_plan(("maco",))
     assert {a.kind for a in only.artifacts} == {"probe-photo", "neuron", "map", "map-view", "maco-channel"}

@@ -243,4 +243,4 @@ def test_hostile_values_give_one_line_naming_the_field():
 
 
 def test_the_schema_version_is_checked_first():
-    assert error_of({"schema": 1, "model": "vgg16"}).startswith("atlas.json has schema 1, this atlasgen reads 2")
+    assert error_of({"schema": 1, "model": "vgg16"}).startswith("atlas.json has schema 1, this atlasgen reads 3")

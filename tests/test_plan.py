@@ -44,9 +44,9 @@ def keys_by_kind(plan):
 
 def test_plan_lists_every_artifact_with_distinct_keys():
     plan = make_plan("vgg16", "fp", [("a", [0, 1]), ("b", [3])], PARAMS, PROBES)
-    assert len(plan.artifacts) == 3 * per_filter(probes=2) + 2
+    assert len(plan.artifacts) == 3 * per_filter(probes=2, dataset=False) + 2
     assert len({a.key for a in plan.artifacts}) == len(plan.artifacts)
-    assert {a.kind for a in plan.artifacts} == set(KINDS)
+    assert {a.kind for a in plan.artifacts} == {name for name, kind in KINDS.items() if not kind.needs_dataset}
     assert all(a.recipe["algorithm"] == ALGORITHM_VERSION for a in plan.artifacts)
 
 
@@ -110,7 +110,31 @@ def test_the_precision_changes_only_the_synthesis_keys():
         return keys_by_kind(make_plan("vgg16", "fp", [("a", [0])], params.recipe(), PROBES, ("lucid", "maco"), maco))
 
     exact, mixed = keys("float32"), keys("mixed")
-    assert exact.keys() == mixed.keys() and {w[0] for w in exact} == set(kinds_for(("lucid", "maco")))
+    assert exact.keys() == mixed.keys() and {w[0] for w in exact} == set(kinds_for(("lucid", "maco"))) - {"examples"}
     changed = {what[0] for what in exact if exact[what] != mixed[what]}
     # The images, and the map drawn on the whole-filter image (it names that image); not the photos' maps.
     assert changed == {"channel", "neuron", "maco-channel", "channel-map"}
+
+
+def test_a_dataset_adds_its_chunks_per_layer_and_every_filters_examples():
+    from atlasgen.plan import DatasetRef, in_shard
+
+    chunks = [["1" * 64, "2" * 64], ["3" * 64]]
+    plan = make_plan("vgg16", "fp", [("a", [0, 1]), ("b", [3])], PARAMS, PROBES, dataset=DatasetRef(chunks, 224, 9))
+    assert [(a.layer, a.recipe["images"]) for a in plan.chunks] == [
+        ("a", chunks[0]), ("b", chunks[0]), ("a", chunks[1]), ("b", chunks[1])]
+    assert all(a.filter is None and a.recipe["short_side"] == 224 and a.recipe["examples"] == 9 for a in plan.chunks)
+    assert sum(a.kind == "examples" for a in plan.artifacts) == 3
+    # One forward pass makes every layer's artifact of a chunk: they go to one shard.
+    for n in (2, 3, 5):
+        for chunk in {a.chunk for a in plan.chunks}:
+            homes = {k for k in range(1, n + 1) for a in plan.chunks if a.chunk == chunk and in_shard(a, (k, n))}
+            assert len(homes) == 1
+    bigger = make_plan("vgg16", "fp", [("a", [0, 1]), ("b", [3])], PARAMS, PROBES,
+                       dataset=DatasetRef(chunks + [["4" * 64]], 224, 9))
+    before, after = keys_by_kind(plan), keys_by_kind(bigger)
+    changed = {what[0] for what in before if before[what] != after[what] and what[0] != "dataset-top"}
+    assert changed == {"examples"}  # a new chunk: new examples, nothing else recomputed
+    assert {a.key for a in plan.chunks} < {a.key for a in bigger.chunks}
+    resized = make_plan("vgg16", "fp", [("a", [0, 1])], PARAMS, PROBES, dataset=DatasetRef(chunks, 160, 9))
+    assert not {a.key for a in resized.chunks} & {a.key for a in plan.chunks}

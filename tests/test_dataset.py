@@ -1,0 +1,382 @@
+"""Dataset examples: discovery, the resize convention, chunking, exact top-k merging, and the scan
+through real builds (against a brute-force search, after SIGKILL, with an image added, sharded)."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from atlasgen import dataset
+from atlasgen.dataset import SourceImage, Top, chunk_images, load_image, merge, open_dataset, top_of_images
+from atlasgen.errors import AtlasgenError
+from support import cli_env
+
+
+def photo(seed: int, size=(48, 36)) -> Image.Image:
+    """A small textured photo, different for every seed."""
+    rng = np.random.default_rng(seed)
+    w, h = size
+    base = rng.integers(0, 256, (h // 4 + 1, w // 4 + 1, 3), dtype=np.uint8)
+    return Image.fromarray(base).resize((w, h), Image.BILINEAR)
+
+
+def jpeg_bytes(image: Image.Image, **options) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=95, **options)
+    return buffer.getvalue()
+
+
+def make_folder(root: Path, count: int, start: int = 0) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    for i in range(start, start + count):
+        sub = root / ("a" if i % 2 else "b")
+        sub.mkdir(exist_ok=True)
+        size = (40 + 8 * (i % 3), 36 + 4 * (i % 2))
+        photo(i, size).save(sub / (f"img{i:03d}.png" if i % 3 else f"IMG{i:03d}.JPG"))
+    return root
+
+
+def fake(name: str, seed: int) -> SourceImage:
+    return SourceImage(name, Path(name), hashlib.sha256(str(seed).encode()).hexdigest())
+
+
+# --- discovery and the convention ---------------------------------------------------------------
+
+
+def test_discovery_is_recursive_case_blind_and_ignores_other_files(tmp_path):
+    make_folder(tmp_path / "d", 4)
+    (tmp_path / "d" / "notes.txt").write_text("not an image")
+    (tmp_path / "d" / "deep" / "er").mkdir(parents=True)
+    photo(99).save(tmp_path / "d" / "deep" / "er" / "x.WebP", format="WEBP")
+    found = open_dataset(tmp_path / "d", 32, 3, 4)
+    assert [i.source for i in found.images] == sorted(i.source for i in found.images)
+    assert "deep/er/x.WebP" in [i.source for i in found.images]
+    assert len(found.images) == 5 and not found.refused
+    assert all(i.digest == hashlib.sha256(i.path.read_bytes()).hexdigest() for i in found.images)
+
+
+def test_links_empty_files_and_duplicates_are_refused_with_reasons(tmp_path):
+    folder = make_folder(tmp_path / "d", 2)
+    (folder / "empty.png").write_bytes(b"")
+    first = sorted(folder.rglob("*.png"))[0]
+    (folder / "copy.png").write_bytes(first.read_bytes())
+    outside = tmp_path / "outside.png"
+    photo(5).save(outside)
+    (folder / "link.png").symlink_to(outside)
+    (folder / "linked-dir").symlink_to(tmp_path, target_is_directory=True)  # not followed: no loop, nothing outside
+    found = open_dataset(folder, 32, 3, 4)
+    reasons = dict(found.refused)
+    assert reasons["empty.png"] == "an empty file"
+    assert "symbolic link" in reasons["link.png"]
+    assert reasons["copy.png"].startswith("the same bytes as") or any(
+        r.startswith("the same bytes as") for r in reasons.values())
+    assert len(found.images) == 2
+
+
+@pytest.mark.parametrize("problem", ["missing", "file", "no-images", "empty-string"])
+def test_a_folder_that_is_not_a_dataset_is_one_line(tmp_path, problem):
+    target = {"missing": tmp_path / "nope", "file": tmp_path / "f.png", "no-images": tmp_path / "d",
+              "empty-string": Path("")}[problem]
+    (tmp_path / "f.png").write_bytes(b"x")
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "readme.txt").write_text("x")
+    with pytest.raises(AtlasgenError) as error:
+        open_dataset(target if problem != "empty-string" else "", 32, 3, 4)
+    assert "\n" not in str(error.value) and "--dataset" in str(error.value)
+
+
+@pytest.mark.parametrize("option", [(0, 9, 32), (224, 0, 32), (224, 9, 0), (-1, 9, 32), (224, 9, True)])
+def test_zero_and_negative_options_are_errors(option):
+    with pytest.raises(AtlasgenError):
+        dataset.check_options(*option)
+
+
+def test_exif_orientation_is_applied_before_the_resize():
+    wide = photo(1, (60, 30))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 CW to display": a viewer shows it tall
+    pixels = load_image(jpeg_bytes(wide, exif=exif.tobytes()), 20)
+    assert pixels.shape == (40, 20, 3)
+    plain = load_image(jpeg_bytes(wide), 20)
+    assert plain.shape == (20, 40, 3)
+
+
+@pytest.mark.parametrize("mode", ["L", "P", "CMYK", "RGBA", "I;16"])
+def test_every_mode_becomes_rgb_by_pillows_convert(mode):
+    source = photo(2, (30, 20))
+    image = source.convert(mode) if mode != "I;16" else source.convert("L").convert("I;16")
+    buffer = io.BytesIO()
+    image.save(buffer, format="TIFF" if mode in ("CMYK", "I;16") else "PNG")
+    pixels = load_image(buffer.getvalue(), 10)
+    expected = Image.open(io.BytesIO(buffer.getvalue())).convert("RGB").resize((15, 10), Image.BICUBIC)
+    assert pixels.shape == (10, 15, 3) and pixels.dtype == np.uint8
+    assert np.array_equal(pixels, np.asarray(expected))
+
+
+@pytest.mark.parametrize("size,short,expected", [((300, 200), 224, (336, 224)), ((201, 300), 224, (224, 334)),
+                                                 ((333, 250), 224, (298, 224)), ((50, 50), 224, (224, 224))])
+def test_the_longer_side_is_pythons_round(size, short, expected):
+    assert dataset.resized(Image.new("RGB", size), short).size == expected
+    assert expected[0] == (short if size[0] <= size[1] else round(size[0] * short / size[1]))
+
+
+@pytest.mark.parametrize("data,reason", [(b"", "not an image"), (b"GIF89a not really", "not an image")])
+def test_unreadable_bytes_raise_unreadable(data, reason):
+    with pytest.raises(dataset.Unreadable, match=reason):
+        load_image(data, 32)
+
+
+def test_a_truncated_jpeg_is_unreadable():
+    data = jpeg_bytes(photo(3, (64, 64)))
+    with pytest.raises(dataset.Unreadable):
+        load_image(data[: len(data) // 2], 32)
+
+
+# --- chunks and merging --------------------------------------------------------------------------
+
+
+def test_chunks_are_content_defined_and_an_added_image_changes_only_its_chunk():
+    rng = np.random.default_rng(0)
+    images = sorted((fake(f"{i:04d}", int(rng.integers(0, 2**62))) for i in range(400)), key=lambda i: i.source)
+    before = chunk_images(images, 8)
+    assert sum(len(c) for c in before) == 400 and 20 < len(before) < 100
+    assert max(len(c) for c in before) <= dataset.MAX_CHUNK_FACTOR * 8
+    for trial in range(20):
+        new = fake(f"{int(rng.integers(0, 400)):04d}x", int(rng.integers(0, 2**62)))
+        after = chunk_images(sorted(images + [new], key=lambda i: i.source), 8)
+        changed = set(after) - set(before)
+        assert all(new in c for c in changed) or len(changed) == 2  # its chunk; or split in two at it
+        assert len(changed) <= 2 and len(set(before) - set(after)) <= 2
+
+
+def test_merged_chunk_tops_equal_the_top_of_everything():
+    rng = np.random.default_rng(1)
+    values = rng.normal(size=(50, 7)).astype(np.float32)
+    values[10, 3] = values[30, 3] = 9.0  # a tie: the lower id wins
+    positions = rng.integers(0, 20, size=(50, 7, 2)).astype(np.int32)
+    ids = np.arange(50, dtype=np.int64)
+    whole = top_of_images(values, positions, ids, 5)
+    merged = Top.empty(7, 5)
+    for part in np.array_split(np.arange(50), [3, 17, 18, 40]):
+        merged = merge(merged, top_of_images(values[part], positions[part], ids[part], 5))
+    assert np.array_equal(merged.activation, whole.activation)
+    assert np.array_equal(merged.image, whole.image) and np.array_equal(merged.unit, whole.unit)
+    assert whole.image[3, 0] == 10 and whole.image[3, 1] == 30
+    brute = np.argsort(-values, axis=0, kind="stable")[:5].T
+    assert np.array_equal(whole.image, brute)
+
+
+def test_a_chunk_of_fewer_images_than_k_pads_with_none():
+    top = top_of_images(np.ones((2, 3), np.float32), np.zeros((2, 3, 2), np.int32), np.array([4, 7]), 5)
+    assert top.image[:, :2].tolist() == [[4, 7]] * 3 and (top.image[:, 2:] == -1).all()
+    again = Top.from_bytes(top.to_bytes())
+    assert np.array_equal(again.image, top.image) and np.array_equal(again.activation, top.activation)
+
+
+# --- real builds -------------------------------------------------------------------------------
+
+LAYERS = ("block1_conv2", "block2_conv1")
+SHORT = 40
+
+
+def dataset_config(tmp_path, folder, **overrides):
+    from atlasgen.plan import BuildConfig
+
+    return BuildConfig(**{"preset": "quick", "layers": LAYERS, "filters": "0-3", "size": 24, "steps": 1,
+                          "store": tmp_path / "store", "out": tmp_path / "site", "dataset": folder,
+                          "dataset_size": SHORT, "examples": 3, "dataset_chunk": 2, **overrides})
+
+
+def build(config, notes=None):
+    from atlasgen.build import run_build
+    from atlasgen.progress import Progress
+
+    stream = io.StringIO()
+    result = run_build(config, Progress(stream=stream, bars=False))
+    if notes is not None:
+        notes.append(stream.getvalue())
+    return result
+
+
+@pytest.fixture(scope="module")
+def scanned(tmp_path_factory):
+    root = tmp_path_factory.mktemp("scan")
+    folder = make_folder(root / "photos", 7)
+    (folder / "broken.jpg").write_bytes(jpeg_bytes(photo(50, (64, 64)))[:300])
+    (folder / "empty.png").write_bytes(b"")
+    (folder / "text.jpeg").write_text("not a photo at all")
+    (folder / "ignored.txt").write_text("ignored")
+    exif = Image.Exif()
+    exif[0x0112] = 8
+    (folder / "turned.jpg").write_bytes(jpeg_bytes(photo(60, (64, 44)), exif=exif.tobytes()))
+    notes = []
+    result = build(dataset_config(root, folder), notes)
+    assert result.complete
+    return root, folder, json.loads((root / "site" / "atlas.json").read_text()), notes[0]
+
+
+def test_every_first_example_is_the_true_maximum_found_by_brute_force(scanned, hed_model):
+    from atlasgen.synthesis import LayerEngine
+    from atlasgen.tf import tf
+
+    root, folder, atlas, _ = scanned
+    readable = {}
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        try:
+            readable[path.relative_to(folder).as_posix()] = load_image(path.read_bytes(), SHORT)
+        except dataset.Unreadable:
+            pass
+    assert len(readable) == 8
+    for layer in atlas["layers"]:
+        engine = LayerEngine(hed_model, layer["name"])
+        per_image = {}
+        for source, pixels in readable.items():
+            maps = engine.maps(tf.constant(pixels[None].astype(np.float32) / 255.0), tf.constant([0, 1, 2, 3])).numpy()[0]
+            per_image[source] = maps
+        for unit in layer["units"]:
+            f = unit["index"]
+            best = sorted(((m[..., f].max(), s) for s, m in per_image.items()), key=lambda t: (-t[0], t[1]))
+            examples = unit["dataset_examples"]
+            assert len(examples) == 3
+            assert [e["source"] for e in examples] == [s for _, s in best[:3]]
+            for e, (value, source) in zip(examples, best):
+                assert e["activation"] == pytest.approx(value, rel=1e-3, abs=1e-3)
+                maps = per_image[source][..., f]
+                y, x = e["unit"]
+                assert maps[y, x] == pytest.approx(value, rel=1e-3, abs=1e-3)
+                h, w = readable[source].shape[:2]
+                box = engine.field((h, w)).unit_box((y, x)).clipped((h, w))
+                assert e["box"] == box.as_list() and e["photo_size"] == [h, w]
+                crop = Image.open(root / "site" / e["image"])
+                assert max(crop.size) >= min(dataset.EXAMPLE_DISPLAY, max(box.height, box.width))
+            assert len({e["source"] for e in examples}) == len(examples)  # one unit per image
+
+
+def test_skipped_files_are_listed_with_reasons_and_counted_in_the_log(scanned):
+    _, _, atlas, notes = scanned
+    record = atlas["dataset"]
+    skipped = {s["file"]: s["reason"] for s in record["skipped"]}
+    assert set(skipped) == {"broken.jpg", "empty.png", "text.jpeg"}
+    assert skipped["empty.png"] == "an empty file"
+    assert record["images"] == 8 and record["short_side"] == SHORT and record["name"] == "photos"
+    assert record["sha256"] == open_dataset(scanned[1], SHORT, 3, 2).sha256
+    assert "3 of 11 image files skipped" in notes
+    assert atlas["schema"] == 3
+
+
+def test_an_added_image_rescans_only_its_chunk(tmp_path):
+    from atlasgen.build import prepare
+
+    folder = make_folder(tmp_path / "photos", 9)
+    config = dataset_config(tmp_path, folder)
+    build(config)
+    before = {a.key for a in prepare(config).plan.chunks}
+    # An image that does not end a chunk, so it joins one chunk instead of splitting it.
+    for seed in range(100, 200):
+        candidate = photo(seed, (44, 40))
+        buffer = io.BytesIO()
+        candidate.save(buffer, format="PNG")
+        if int(hashlib.sha256(buffer.getvalue()).hexdigest()[:12], 16) % 2:
+            (folder / "a" / "added.png").write_bytes(buffer.getvalue())
+            break
+    after = {a.key for a in prepare(config).plan.chunks}
+    new = after - before
+    assert len(new) == len(LAYERS) and len(before - after) == len(LAYERS)
+    notes = []
+    result = build(config, notes)
+    assert result.complete
+    assert "scanning 1 of" in notes[0]
+    atlas = json.loads((tmp_path / "site" / "atlas.json").read_text())
+    assert atlas["dataset"]["images"] == 10
+
+
+def test_a_sharded_scan_equals_an_unsharded_one(tmp_path):
+    folder = make_folder(tmp_path / "photos", 8)
+    whole = dataset_config(tmp_path / "one", folder)
+    build(whole)
+    parts = dataset_config(tmp_path / "two", folder)
+    from dataclasses import replace
+
+    first = build(replace(parts, shard=(1, 2)))
+    second = build(replace(parts, shard=(2, 2)))
+    assert not first.complete  # its examples wait for the chunks of shard 2
+    merged = build(parts)
+    assert merged.complete
+    a = json.loads((tmp_path / "one" / "site" / "atlas.json").read_text())
+    b = json.loads((tmp_path / "two" / "site" / "atlas.json").read_text())
+    assert [u["dataset_examples"] for l in a["layers"] for u in l["units"]] == \
+           [u["dataset_examples"] for l in b["layers"] for u in l["units"]]
+    assert a["dataset"] == b["dataset"]
+
+
+@pytest.mark.slow
+def test_a_scan_killed_mid_way_resumes_from_its_stored_chunks(tmp_path):
+    from atlasgen.build import prepare
+    from atlasgen.store import Store
+
+    folder = make_folder(tmp_path / "photos", 24)
+    config = dataset_config(tmp_path, folder, layers=("block1_conv1", "block3_conv1", "block5_conv1"), filters="0",
+                            dataset_size=160, dataset_chunk=1)
+    keys = [a.key for a in prepare(config).plan.chunks]
+    args = ["--preset", "quick", "--layers", ",".join(config.layers), "--filters", "0", "--size", "24", "--steps", "1",
+            "--store", config.store, "--out", config.out, "--dataset", folder, "--dataset-size", "160",
+            "--examples", "3", "--dataset-chunk", "1"]
+    process = subprocess.Popen([sys.executable, "-m", "atlasgen.cli", "build", *map(str, args)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=cli_env())
+    store = Store(config.store)
+    deadline = time.time() + 240
+    try:
+        while time.time() < deadline:
+            done = sum(store.has(k) for k in keys) if config.store.exists() else 0
+            if done >= len(keys) // 3:
+                break
+            if process.poll() is not None:
+                pytest.fail("the build ended before it could be killed")
+            time.sleep(0.02)
+        os.kill(process.pid, signal.SIGKILL)
+    finally:
+        process.wait()
+    stored = {k: store.entry_path(k).stat().st_mtime_ns for k in keys if store.has(k)}
+    assert 0 < len(stored) < len(keys)
+    by_chunk = {}
+    for artifact in prepare(config).plan.chunks:
+        by_chunk.setdefault(artifact.chunk, []).append(artifact.key)
+    left = sum(not all(k in stored for k in chunk_keys) for chunk_keys in by_chunk.values())
+    notes = []
+    result = build(config, notes)
+    assert result.complete
+    assert f"scanning {left} of {len(by_chunk)} chunks" in notes[0]
+    assert all(store.entry_path(k).stat().st_mtime_ns == t for k, t in stored.items())
+
+
+@pytest.mark.parametrize("case", ["missing", "nothing-readable"])
+def test_a_dataset_without_readable_images_is_one_line_and_keeps_the_store(tmp_path, cli, one_line_error, case):
+    from atlasgen.store import Store
+
+    good = make_folder(tmp_path / "good", 3)
+    args = ["build", "--preset", "quick", "--layers", "block1_conv1", "--filters", "0", "--size", "24", "--steps", "1",
+            "--store", tmp_path / "store", "--out", tmp_path / "site", "--dataset-size", "32", "--dataset"]
+    assert cli(*args, good).returncode == 0
+    store = Store(tmp_path / "store")
+    before = sorted(p.relative_to(store.root) for p in store.root.rglob("*") if p.is_file() and p.name != "lock")
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    if case == "nothing-readable":
+        (bad / "a.jpg").write_text("no")
+        (bad / "b.png").write_bytes(b"")
+    one_line_error(cli(*args, bad), "--dataset")
+    after = {p.relative_to(store.root) for p in store.root.rglob("*") if p.is_file()}
+    assert set(before) <= after
+    again = cli(*args, good)
+    assert again.returncode == 0 and ", 0 computed now" in again.stdout
