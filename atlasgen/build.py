@@ -76,6 +76,7 @@ def prepare(config: BuildConfig) -> Prepared:
     params = SynthesisParams(size=config.size, steps=config.steps, seed=config.seed, precision=config.precision)
     check_input_sizes(loaded, [info.name for info in chosen], {p.name: p.image.shape[:2] for p in probes})
     _check_dataset_size(loaded, [info.name for info in chosen], config.dataset_size)
+    _check_memory(loaded, [info.name for info in chosen], config.dataset_size, f"--dataset-size {config.dataset_size}")
     _check_memory(loaded, [info.name for info in chosen], config.size + 2 * params.pad, f"--size {config.size}")
     layer_filters = [(info.name, parse_filters(config.filters, info.filters, info.name)) for info in chosen]
     method_params = {}

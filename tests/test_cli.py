@@ -244,6 +244,13 @@ def test_build_status_verify_gc_render(tmp_path, cli):
     (["--base-url", "javascript:alert(1)"], ["--base-url", "http"]),
     (["--batch-size", "0"], ["--batch-size"]),
     (["--shard", ""], ["--shard"]),
+    (["--dataset", ""], ["--dataset", "empty"]),
+    (["--dataset-size", "0"], ["--dataset-size 0", "from 16"]),
+    (["--examples", "0"], ["--examples 0", "from 1"]),
+    (["--dataset-chunk", "0"], ["--dataset-chunk 0", "from 1"]),
+    (["--examples", "-2"], ["--examples -2"]),
+    (["--dataset", "/dev/zero"], ["--dataset", "not a folder"]),
+    (["--dataset", "no/such/folder"], ["--dataset", "does not exist"]),
 ])
 def test_empty_and_zero_values_are_errors_never_the_presets(tmp_path, cli, one_line_error, extra, fragments):
     result = cli("build", *TINY_ARGS, "--store", tmp_path / "store", "--out", tmp_path / "site", *extra)

@@ -28,9 +28,10 @@ HOSTILE = [
 
 COMMANDS = {
     "build": ["--preset", "--weights", "--layers", "--filters", "--size", "--steps", "--probe", "--store", "--out",
-              "--shard", "--batch-size", "--seed", "--base-url", "--method", "--precision"],
+              "--shard", "--batch-size", "--seed", "--base-url", "--method", "--precision", "--dataset-size",
+              "--examples", "--dataset-chunk"],
     "status": ["--weights", "--layers", "--filters", "--size", "--steps", "--probe", "--store", "--shard", "--seed",
-               "--precision"],
+               "--precision", "--dataset-size", "--examples"],
     "layers": ["--weights", "--size"],
     "render": ["--out", "--base-url"],
     "verify": ["--store"],
