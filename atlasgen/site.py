@@ -127,16 +127,21 @@ def whole_filter_image(unit) -> str:
 
 
 def layer_views(layer, probes) -> list[dict]:
-    """The layer page's tabs: a grid per synthesised image the units have, then one per probe photo."""
+    """The layer page's tabs: a grid per synthesised image the units have, then each unit's top dataset
+    example, then one per probe photo. A cell is (unit, image path, the dataset example it shows or None)."""
     units = layer.units
     views = [
-        {"id": view, "label": label, "height": LAYER_THUMB, "cells": [(u, u.images[name]) for u in units]}
+        {"id": view, "label": label, "height": LAYER_THUMB, "crops": False,
+         "cells": [(u, u.images[name], None) for u in units]}
         for view, label, name in IMAGE_VIEWS if units and all(name in u.images for u in units)
     ]
+    if units and all(u.dataset_examples for u in units):
+        views.append({"id": "examples", "label": "Top dataset example", "height": LAYER_THUMB, "crops": True,
+                      "cells": [(u, u.dataset_examples[0].image, u.dataset_examples[0]) for u in units]})
     return views + [
         {"id": f"map-{i}", "label": f"Activation on {probe.name}",
-         "height": round(LAYER_THUMB * probe.height / probe.width),
-         "cells": [(u, u.activation_maps[i].images["overlay"]) for u in units]}
+         "height": round(LAYER_THUMB * probe.height / probe.width), "crops": False,
+         "cells": [(u, u.activation_maps[i].images["overlay"], None) for u in units]}
         for i, probe in enumerate(probes)
     ]
 

@@ -3,6 +3,7 @@
 import json
 import re
 import stat
+from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
@@ -110,7 +111,7 @@ def test_layer_views_show_a_maco_grid_only_when_the_units_have_maco_images():
     from atlasgen.site import layer_views, whole_filter_image
 
     lucid = {"channel": "a/channel.webp", "rf_crop": "a/rf-crop.webp"}
-    unit = lambda images: SimpleNamespace(images=images, activation_maps=[])
+    unit = lambda images: SimpleNamespace(images=images, activation_maps=[], dataset_examples=[])
     layer = SimpleNamespace(units=[unit(lucid)])
     assert [v["label"] for v in layer_views(layer, [])] == ["Whole filter", "Centre neuron (receptive field)"]
     both = SimpleNamespace(units=[unit({**lucid, "maco_channel": "a/maco-channel.webp"})])
@@ -120,3 +121,219 @@ def test_layer_views_show_a_maco_grid_only_when_the_units_have_maco_images():
     maco_only = unit({"maco_channel": "a/maco-channel.webp"})
     assert [v["id"] for v in layer_views(SimpleNamespace(units=[maco_only]), [])] == ["maco"]
     assert whole_filter_image(maco_only) == "a/maco-channel.webp" and whole_filter_image(both.units[0]) == "a/channel.webp"
+
+
+# --- dataset examples ------------------------------------------------------------------------------
+
+
+class Node:
+    def __init__(self, tag: str, attrs: dict, parent=None):
+        self.tag, self.attrs, self.parent, self.children = tag, attrs, parent, []
+
+    def find_all(self, tag: str | None = None, **attrs) -> list["Node"]:
+        """Descendants with this tag and these attribute values (class_ matches one of the classes)."""
+        found = []
+        for child in self.children:
+            if isinstance(child, str):
+                continue
+            classes = child.attrs.get("class", "").split()
+            if (tag is None or child.tag == tag) and all(
+                (v in classes) if k == "class_" else child.attrs.get(k) == v for k, v in attrs.items()
+            ):
+                found.append(child)
+            found += child.find_all(tag, **attrs)
+        return found
+
+    def find(self, tag: str | None = None, **attrs) -> "Node":
+        (found,) = self.find_all(tag, **attrs)
+        return found
+
+    @property
+    def text(self) -> str:
+        return " ".join("".join(c if isinstance(c, str) else c.text for c in self.children).split())
+
+
+class Page(HTMLParser):
+    """A rendered page as a tree of Nodes, enough to ask what is inside what."""
+
+    VOID = {"img", "link", "meta", "br", "hr", "input", "source", "base"}
+
+    def __init__(self, html: str):
+        super().__init__(convert_charrefs=True)
+        self.root = self.current = Node("#document", {})
+        self.feed(html)
+        assert self.current is self.root, f"<{self.current.tag}> is never closed"
+
+    def handle_starttag(self, tag, attrs):
+        node = Node(tag, {k: v or "" for k, v in attrs}, self.current)
+        self.current.children.append(node)
+        if tag not in self.VOID:
+            self.current = node
+
+    def handle_startendtag(self, tag, attrs):
+        self.current.children.append(Node(tag, {k: v or "" for k, v in attrs}, self.current))
+
+    def handle_endtag(self, tag):
+        if tag in self.VOID:
+            return
+        assert self.current.tag == tag, f"</{tag}> closes <{self.current.tag}>"
+        self.current = self.current.parent
+
+    def handle_data(self, data):
+        self.current.children.append(data)
+
+
+def parse(path: Path) -> Node:
+    return Page(path.read_text()).root
+
+
+def box_of(rank: int) -> list[int]:
+    """A different box for every rank, so a swapped coordinate shows: [top, left, bottom, right]."""
+    return [10 + rank, 20 + 2 * rank, 34 + rank, 50 + 3 * rank]
+
+
+def add_examples(manifest: dict, k: int = 3, ratio: float | None = 2.4, sources=None) -> dict:
+    """The synthetic manifest with a dataset and k examples on every unit (activations 1.25, 0.75, ...)."""
+    manifest["dataset"] = {
+        "name": "my photos", "images": 120, "short_side": 224, "sha256": "ab" * 32,
+        "skipped": [{"file": "broken.jpg", "reason": "truncated file"}, {"file": "empty.png", "reason": "empty file"}],
+        "convention": {"resize": "shorter side to short_side with PIL bicubic", "crop": "none: the whole image is fed"},
+        "examples": k, "builtin": False,
+    }
+    sources = sources or [f"holiday/photo {r}.jpg" for r in range(k)]
+    for layer in manifest["layers"]:
+        for unit in layer["units"]:
+            unit["dataset_examples"] = [
+                {"source": sources[r], "activation": 1.25 - 0.5 * r, "unit": [5 + r, 7], "box": box_of(r),
+                 "image": f"{unit['page']}examples/{r}.webp", "photo": f"vgg16/dataset/{r:020d}.webp",
+                 "photo_size": [224, 300 + r]}
+                for r in range(k)
+            ]
+            unit["metrics"]["neuron_vs_best_example"] = ratio
+    return manifest
+
+
+def write_examples_atlas(out: Path, **options) -> dict:
+    manifest = add_examples(synthetic_manifest(layers=[("block1_conv1", 2), ("block2_conv1", 2)]), **options)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "atlas.json").write_text(json.dumps(manifest))
+    render_site(out)
+    return manifest
+
+
+def test_filter_page_lists_the_examples_highest_first_with_activation_and_source(tmp_path):
+    write_examples_atlas(tmp_path)
+    page = parse(tmp_path / "vgg16/block2_conv1/1/index.html")
+    section = page.find("section", class_="dataset")
+    assert section.find("h2").text == "Dataset examples"
+    items = section.find("ol", class_="examples").find_all("li")
+    assert len(items) == 3
+    for rank, item in enumerate(items):
+        link = item.find("a")
+        assert link.attrs["href"] == f"#example-{rank + 1}"
+        img = link.find("img")
+        assert img.attrs["src"] == f"../../../vgg16/block2_conv1/1/examples/{rank}.webp"
+        top, left, bottom, right = box_of(rank)
+        assert (img.attrs["width"], img.attrs["height"]) == (str(right - left), str(bottom - top))
+        assert f"holiday/photo {rank}.jpg" in img.attrs["alt"] and f"({5 + rank}, 7)" in img.attrs["alt"]
+        assert item.find("span", class_="activation").text == "%.4g" % (1.25 - 0.5 * rank)
+        assert item.find("span", class_="source").text == f"holiday/photo {rank}.jpg"
+    note = section.find("p", class_="note").text
+    assert "my photos (120 images, shorter side resized to 224 px)" in note
+
+
+def test_each_example_has_a_context_figure_with_its_box_drawn_in_photo_pixels(tmp_path):
+    write_examples_atlas(tmp_path)
+    page = parse(tmp_path / "vgg16/block1_conv1/0/index.html")
+    figures = page.find("div", class_="contexts").find_all("figure")
+    assert [f.attrs["id"] for f in figures] == ["example-1", "example-2", "example-3"]
+    for rank, figure in enumerate(figures):
+        top, left, bottom, right = box_of(rank)
+        width, height = 300 + rank, 224
+        img = figure.find("img")
+        assert img.attrs["src"] == f"../../../vgg16/dataset/{rank:020d}.webp"
+        assert (img.attrs["width"], img.attrs["height"], img.attrs["loading"]) == (str(width), str(height), "lazy")
+        assert f"holiday/photo {rank}.jpg" in img.attrs["alt"] and f"rows {top}–{bottom - 1}" in img.attrs["alt"]
+        svg = figure.find("svg")
+        assert svg.attrs["viewbox"] == f"0 0 {width} {height}" and svg.attrs["aria-hidden"] == "true"  # names lowered
+        # The svg lies over the img (static/atlas.css) and scales as it does: its units are the photo's pixels.
+        assert img.parent is svg.parent and "photo-frame" in svg.parent.attrs["class"]
+        rect = svg.find("rect", class_="box")
+        assert [rect.attrs[a] for a in ("x", "y", "width", "height")] == [str(v) for v in (left, top, right - left, bottom - top)]
+        caption = figure.find("figcaption").text
+        assert f"columns {left}–{right - 1}" in caption and f"of the {width} × {height} px photo" in caption
+    section = (tmp_path / "vgg16/block1_conv1/0/index.html").read_text().split('<section class="dataset"')[1]
+    assert " style=" not in section.split("</section>")[0]  # html-validate forbids inline styles
+
+
+def test_filter_page_compares_the_centre_neuron_image_with_the_best_example(tmp_path):
+    write_examples_atlas(tmp_path, ratio=2.4)
+    versus = parse(tmp_path / "vgg16/block1_conv1/0/index.html").find("p", class_="versus").text
+    assert versus == ("The centre-neuron image drives its unit to 2.4× the best dataset example's activation "
+                      "(3 against 1.25, pre-ReLU): stronger than every example here.")
+    write_examples_atlas(tmp_path, ratio=0.5)
+    versus = parse(tmp_path / "vgg16/block1_conv1/0/index.html").find("p", class_="versus").text
+    assert "0.5× the best dataset example's activation" in versus and "weaker than the best example" in versus
+
+
+def test_without_a_ratio_the_filter_page_says_why(tmp_path):
+    manifest = add_examples(synthetic_manifest(layers=[("block1_conv1", 2)]), ratio=None)
+    unit = manifest["layers"][0]["units"][0]
+    for example in unit["dataset_examples"]:
+        example["activation"] -= 2.0  # every example below zero: 1.25 - 2 is the best
+    manifest["layers"][0]["units"][1]["metrics"]["neuron"] = None
+    tmp_path.mkdir(exist_ok=True)
+    (tmp_path / "atlas.json").write_text(json.dumps(manifest))
+    render_site(tmp_path)
+    versus = parse(tmp_path / "vgg16/block1_conv1/0/index.html").find("p", class_="versus").text
+    assert "×" not in versus and "-0.75, is not positive" in versus
+    versus = parse(tmp_path / "vgg16/block1_conv1/1/index.html").find("p", class_="versus").text
+    assert versus == "There is no centre-neuron image to compare with these examples."
+
+
+def test_layer_page_has_a_top_example_view_whose_crops_need_no_javascript(tmp_path):
+    write_examples_atlas(tmp_path)
+    html = (tmp_path / "vgg16/block2_conv1/index.html").read_text()
+    page = Page(html).root
+    tabs = [b.attrs["data-view"] for b in page.find("div", class_="tabs").find_all("button")]
+    assert tabs == ["channel", "neuron", "examples", "map-0"]
+    grid = page.find("div", class_="grid", **{"data-view": "examples"})
+    cells = grid.find_all("a")
+    assert [a.attrs["href"] for a in cells] == [f"../../vgg16/block2_conv1/{i}/index.html#example-1" for i in range(2)]
+    for i, a in enumerate(cells):
+        img = a.find("img")
+        assert img.attrs["src"] == f"../../vgg16/block2_conv1/{i}/examples/0.webp"
+        assert "top dataset example" in img.attrs["alt"].lower() and "holiday/photo 0.jpg" in img.attrs["alt"]
+    # Hidden views are shown by a stylesheet that only loads with JavaScript off, each under its heading.
+    assert '<noscript><link rel="stylesheet" href="../../static/nojs.css"></noscript>' in html
+    assert "<noscript><h2>Top dataset example</h2></noscript>" in html
+    nojs = (tmp_path / "static/nojs.css").read_text()
+    assert ".grid[hidden] { display: grid; }" in nojs and ".tabs { display: none; }" in nojs
+
+
+def test_index_states_the_dataset_truthfully(tmp_path):
+    write_examples_atlas(tmp_path)
+    page = parse(tmp_path / "index.html")
+    facts = page.find("dl", class_="facts")
+    terms = [dt.text for dt in facts.children if not isinstance(dt, str) and dt.tag == "dt"]
+    assert "Dataset examples" in terms
+    text = facts.text
+    assert "my photos: 120 images, shorter side resized to 224 px; up to 3 examples per filter; 2 unreadable files skipped" in text
+    assert "sha256:" + "ab" * 32 in text and "broken.jpg: truncated file" in text
+    assert "none: the whole image is fed" in text
+
+
+def test_an_atlas_without_examples_has_no_examples_section_view_or_dataset_facts(tmp_path):
+    write_atlas(tmp_path)
+    render_site(tmp_path)
+    assert "Dataset examples" not in (tmp_path / "vgg16/block1_conv1/0/index.html").read_text()
+    assert 'data-view="examples"' not in (tmp_path / "vgg16/block1_conv1/index.html").read_text()
+    assert "Dataset examples" not in (tmp_path / "index.html").read_text()
+
+
+def test_example_sources_are_escaped(tmp_path):
+    write_examples_atlas(tmp_path, sources=[HOSTILE, 'a "quoted" name.jpg', "x.jpg"])
+    for path in ("vgg16/block1_conv1/0/index.html", "vgg16/block1_conv1/index.html"):
+        html = (tmp_path / path).read_text()
+        assert "<b onmouseover" not in html and 'a "quoted"' not in html
+        assert "&lt;b onmouseover=&#34;x&#34;&gt;evil&lt;/b&gt;" in html

@@ -1,5 +1,6 @@
 """The built site in a real browser: headless Debian Chromium driven by Playwright."""
 
+import json
 import shutil
 import threading
 import urllib.request
@@ -46,8 +47,10 @@ def open_page(browser, errors):
 
 
 def images_loaded(page) -> list[str]:
-    """Scrolls every lazy image into view, then returns the sources that failed to load."""
-    page.evaluate("document.querySelectorAll('.grid[hidden]').forEach(g => g.hidden = false)")
+    """Shows every view and every example's context, scrolls every lazy image into view, then returns
+    the sources that failed to load."""
+    page.evaluate("document.querySelectorAll('.grid[hidden]').forEach(g => g.hidden = false);"
+                  "document.querySelectorAll('figure.context').forEach(f => f.style.display = 'block')")
     for image in page.query_selector_all("img"):
         image.scroll_into_view_if_needed()
     page.wait_for_function("Array.from(document.images).every(i => i.complete)")
@@ -107,4 +110,85 @@ def test_every_page_loads_its_images_and_every_internal_link_resolves(site, brow
             if target.endswith(".html") and target not in seen:
                 queue.append(target)
     assert len(seen) == 1 + 2 + 6  # index, two layers, six filters
+    assert errors == []
+
+
+def in_viewport(page, selector: str) -> bool:
+    return page.eval_on_selector(selector, "e => { const r = e.getBoundingClientRect();"
+                                           " return r.height > 0 && r.top >= 0 && r.top < innerHeight; }")
+
+
+def test_dataset_examples_and_their_boxes_show_without_javascript(site, browser, built_atlas):
+    atlas = json.loads((built_atlas.out / "atlas.json").read_text())
+    examples = atlas["layers"][1]["units"][1]["dataset_examples"]
+    assert examples, "the quick preset's atlas should have dataset examples"
+    context = browser.new_context(viewport={"width": 1280, "height": 1000}, java_script_enabled=False)
+    page = context.new_page()
+    page.goto(site + "vgg16/block2_conv1/1/index.html")
+    crops = page.query_selector_all("ol.examples img")
+    assert len(crops) == len(examples)
+    for crop in crops:
+        crop.scroll_into_view_if_needed()
+        box = crop.bounding_box()
+        assert box["width"] > 0 and box["height"] > 0
+    page.wait_for_function("Array.from(document.querySelectorAll('ol.examples img')).every(i => i.complete && i.naturalWidth > 0)")
+    ratio = atlas["layers"][1]["units"][1]["metrics"]["neuron_vs_best_example"]
+    assert (f"{ratio:.3g}× the best dataset example's activation" if ratio is not None else "No ratio") in page.inner_text(".versus")
+
+    def drawn(rank: int) -> None:
+        """Example `rank`'s context shows its photo, and the box sits on the receptive field's pixels."""
+        figure = f"#example-{rank + 1}"
+        assert page.is_visible(figure) and in_viewport(page, figure)
+        page.wait_for_function(f"document.querySelector('{figure} img').complete")
+        assert page.eval_on_selector(f"{figure} img", "i => i.naturalWidth") > 0
+        photo = page.query_selector(f"{figure} img").bounding_box()
+        drawn_box = page.query_selector(f"{figure} rect.box").bounding_box()  # stroke included
+        assert drawn_box["width"] > 0 and drawn_box["height"] > 0
+        # The rectangle's own geometry, on screen, without its stroke.
+        rect = page.eval_on_selector(f"{figure} rect.box", "r => { const b = r.getBBox(), m = r.getScreenCTM();"
+                                     " return {x: m.a * b.x + m.e, y: m.d * b.y + m.f, width: m.a * b.width, height: m.d * b.height}; }")
+        top, left, bottom, right = examples[rank]["box"]
+        height, width = examples[rank]["photo_size"]
+        # Where the photo's pixels are painted in the img's box (object-fit: contain letterboxes a tall one).
+        scale = min(photo["width"] / width, photo["height"] / height)
+        x0 = photo["x"] + (photo["width"] - width * scale) / 2
+        y0 = photo["y"] + (photo["height"] - height * scale) / 2
+        assert abs(rect["x"] - (x0 + left * scale)) < 1 and abs(rect["y"] - (y0 + top * scale)) < 1
+        assert abs(rect["width"] - (right - left) * scale) < 1 and abs(rect["height"] - (bottom - top) * scale) < 1
+
+    # Before any is chosen, the best example's context shows.
+    page.query_selector("#example-1").scroll_into_view_if_needed()
+    drawn(0)
+    assert not page.is_visible("#example-2")
+    last = len(examples) - 1
+    page.evaluate("window.scrollTo(0, 0)")
+    page.click(f"a[href='#example-{last + 1}']")
+    assert page.url.endswith(f"#example-{last + 1}")
+    assert page.evaluate("document.querySelector(':target').id") == f"example-{last + 1}"
+    drawn(last)
+    assert not page.is_visible("#example-1")
+
+    # The layer page without JavaScript: every view shows under its heading, the top examples among them.
+    page.goto(site + "vgg16/block2_conv1/index.html")
+    assert not page.is_visible(".tabs")
+    assert page.is_visible("h2:text('Top dataset example')")
+    crops = page.query_selector_all(".grid[data-view='examples'] img")
+    assert len(crops) == len(atlas["layers"][1]["units"])
+    for crop in crops:
+        crop.scroll_into_view_if_needed()
+        assert crop.is_visible() and crop.bounding_box()["width"] > 0
+    context.close()
+
+
+def test_layer_page_switches_to_the_top_examples_with_javascript(site, browser):
+    errors: list[str] = []
+    page = open_page(browser, errors)
+    page.goto(site + "vgg16/block1_conv1/index.html")
+    assert not page.is_visible("h2:text('Top dataset example')")  # the noscript headings stay out
+    assert not page.is_visible(".grid[data-view='examples']")
+    page.click("button[data-view='examples']")
+    assert page.is_visible(".grid[data-view='examples']") and not page.is_visible(".grid[data-view='channel']")
+    page.click(".grid[data-view='examples'] a >> nth=1")
+    assert page.url.endswith("vgg16/block1_conv1/1/index.html#example-1")
+    assert page.is_visible("#example-1 rect.box") and in_viewport(page, "#example-1")
     assert errors == []
