@@ -19,6 +19,7 @@ from atlasgen.compute import Job
 from atlasgen.errors import AtlasgenError
 from atlasgen.fs import check_writable, claim_folder
 from atlasgen.kinds import kinds_for
+from atlasgen.names import atlas_name
 from atlasgen.plan import BuildConfig, DatasetRef, Plan, ProbeRef, in_shard, make_plan, parse_filters
 from atlasgen.progress import Progress
 from atlasgen.store import Store, usable_store
@@ -37,6 +38,7 @@ class Prepared:
     plan: Plan
     method_params: dict = None  # method -> its own parameters (e.g. "maco": MacoParams), for the chosen methods
     dataset: object = None  # atlasgen.dataset.Dataset: the images of the dataset examples
+    name: str = ""  # the atlas's folder in the site (atlasgen.names.atlas_name)
 
 
 @dataclass
@@ -89,8 +91,9 @@ def prepare(config: BuildConfig) -> Prepared:
         config.methods, {method: p.recipe() for method, p in method_params.items()},
         DatasetRef([[image.digest for image in chunk] for chunk in dataset.chunks], dataset.short_side, dataset.examples),
     )
+    name = atlas_name(loaded.architecture, loaded.source.kind, loaded.fingerprint, config.name)
     return Prepared(config, loaded, probes, chosen, sum(i.filters for i in every_layer), params, plan, method_params,
-                    dataset)
+                    dataset, name)
 
 
 def _check_dataset_size(loaded, layers: list[str], short_side: int) -> None:
@@ -175,7 +178,7 @@ def run_build(config: BuildConfig, progress: Progress | None = None) -> BuildRes
             from atlasgen.site import render_site
 
             manifest = export_atlas(prepared, store)
-            rendered = render_site(config.out, config.base_url, config.force)
+            rendered = render_site(config.out, config.base_url, config.force, focus=prepared.name)
     return BuildResult(len(plan.artifacts), len(mine), len(todo), complete, manifest, time.perf_counter() - start, rendered)
 
 

@@ -91,6 +91,11 @@ def plan_options(command):
                           "[scikit-image's bundled photos]"),
         click.option("--dataset-size", type=int, default=None, help="shorter side dataset images are resized to [224]"),
         click.option("--examples", type=int, default=None, help="dataset examples per filter [9]"),
+        click.option("--name", default=None,
+                     help="the atlas's folder and first URL segment [vgg16 for ImageNet weights, vgg16-hed-bsds500 "
+                          "for the offline trunk, vgg16-<fingerprint> for a weights file]"),
+        click.option("--title", default=None, help="the atlas's title, for citations [made from the model and weights]"),
+        click.option("--author", "authors", multiple=True, help="an author of the atlas, for citations (repeat for several)"),
         click.option("--dataset-chunk", type=int, default=None,
                      help="dataset images per stored chunk, on average (a killed scan resumes by chunk) [32]"),
     ]
@@ -100,7 +105,8 @@ def plan_options(command):
 
 
 def _config(preset, weights, layers, filters, size, steps, probes, store, out, force, shard, batch_size, seed, base_url,
-            method="lucid", precision=None, dataset=None, dataset_size=None, examples=None, dataset_chunk=None):
+            method="lucid", precision=None, dataset=None, dataset_size=None, examples=None, dataset_chunk=None,
+            name=None, title=None, authors=()):
     from atlasgen.plan import BuildConfig, parse_shard
 
     return BuildConfig(
@@ -109,7 +115,8 @@ def _config(preset, weights, layers, filters, size, steps, probes, store, out, f
         filters=filters, size=size, steps=steps, probes=tuple(probes), store=store, out=out,
         shard=parse_shard(shard), batch_size=batch_size, seed=seed, base_url=base_url, force=force,
         methods=tuple(name.strip() for name in method.split(",")), precision=precision,
-        dataset=dataset, dataset_size=dataset_size, examples=examples, dataset_chunk=dataset_chunk,
+        dataset=dataset, dataset_size=dataset_size, examples=examples, dataset_chunk=dataset_chunk, name=name,
+        title=title, authors=tuple(authors),
     ).resolved()
 
 

@@ -7,6 +7,9 @@ earlier export wrote and this plan no longer has are removed (only those).
 
 from __future__ import annotations
 
+import datetime
+import hashlib
+import json
 from pathlib import Path
 
 from atlasgen import __version__
@@ -23,13 +26,17 @@ from atlasgen.plan import ALGORITHM_VERSION, Artifact
 from atlasgen.store import Store
 
 STAGE = "export"
+ATLAS_ID_LENGTH = 12
 
 
 def export_atlas(prepared, store: Store) -> Path:
     """Writes every output of the plan and the manifest into the output folder; returns the manifest's path."""
     out = prepared.config.out
     plan = prepared.plan
-    owned = OwnedFiles(out, STAGE, prepared.config.force)
+    name = prepared.name
+    # One stage per atlas, so atlases side by side in one folder never prune each other's files;
+    # the single-atlas layout's "export" stage is taken over (and its files pruned) by the atlas it was.
+    owned = OwnedFiles(out, f"{STAGE}:{name}", prepared.config.force, adopt=(STAGE,))
     written: dict[str, Artifact] = {}
 
     def publish(artifact: Artifact, folder: str) -> tuple[dict, dict[str, str]]:
@@ -63,7 +70,7 @@ def export_atlas(prepared, store: Store) -> Path:
             owned.write(crop, store.get_blob(entry.blobs[f"crop{rank}"].digest))
             digest = entry.blobs[f"photo{rank}"].digest
             if digest not in photos:
-                photos[digest] = f"{safe_name(plan.model)}/dataset/{digest[:20]}.webp"
+                photos[digest] = f"{name}/dataset/{digest[:20]}.webp"
                 owned.write(photos[digest], store.get_blob(digest))
             records.append(ExampleRecord(sources[example["digest"]], example["activation"], example["unit"],
                                          example["box"], crop, photos[digest], example["size"]))
@@ -71,7 +78,7 @@ def export_atlas(prepared, store: Store) -> Path:
 
     probes = []
     for artifact in plan.shared:
-        facts, paths = publish(artifact, "")
+        facts, paths = publish(artifact, f"{name}/")
         probe = next(p for p in prepared.probes if p.name == artifact.probe)
         probes.append(ProbeRecord(probe.name, probe.digest, paths["photo"], facts["width"], facts["height"]))
 
@@ -80,7 +87,7 @@ def export_atlas(prepared, store: Store) -> Path:
     for layer in plan.layers:
         units = []
         for f in layer.filters:
-            folder = unit_folder(plan.model, layer.name, f)
+            folder = unit_folder(name, layer.name, f)
             facts, images, probe_images, examples = {}, {}, {}, []
             for (kind, probe), artifact in layer.unit(f).items():
                 if kind == "examples":
@@ -98,16 +105,19 @@ def export_atlas(prepared, store: Store) -> Path:
                 index=f, page=folder, images=images, rf_box=neuron["rf_box"], activation_maps=maps,
                 metrics=unit_metrics(facts.get(("channel", None)), neuron, [m.mean for m in maps],
                                      maco=facts.get(("maco-channel", None)),
-                                     best_example=examples[0].activation if examples else None),
+                                     best_example=examples[0].activation if examples else None,
+                                     probe_peaks=[m.peak for m in maps],
+                                     own_image_peak=facts.get(("channel-map", None), {}).get("peak")),
                 dataset_examples=examples,
             ))
         info = infos[layer.name]
         layers.append(LayerRecord(
-            name=layer.name, path=layer_folder(plan.model, layer.name), filters=info.filters,
+            name=layer.name, path=layer_folder(name, layer.name), filters=info.filters,
             r=square(info.field.r), S=square(info.field.S), P=square(info.field.P),
             output_size=square(info.field.size), centre_unit=list(info.centre_unit), units=units,
         ))
     loaded = prepared.loaded
+    ident = atlas_id(prepared)
     manifest = Manifest(
         schema=SCHEMA_VERSION,
         generator=Generator("atlasgen", __version__, ALGORITHM_VERSION),
@@ -123,10 +133,48 @@ def export_atlas(prepared, store: Store) -> Path:
         methods=list(plan.methods),
         method_parameters={method: p.recipe() for method, p in (prepared.method_params or {}).items()},
         dataset=_dataset_record(prepared, store),
+        name=name,
+        atlas_id=ident,
+        title=prepared.config.title or default_title(plan.model, loaded.source.label),
+        authors=list(prepared.config.authors),
+        built=_built_date(out / name, ident),
     )
-    owned.write(MANIFEST, manifest.to_bytes())
+    owned.write(f"{name}/{MANIFEST}", manifest.to_bytes())
     owned.finish()
-    return out / MANIFEST
+    return out / name / MANIFEST
+
+
+def atlas_id(prepared) -> str:
+    """A short hash of everything that determines the images: which layers and filters are built
+    does not enter, so an atlas that grows keeps its id."""
+    dataset = prepared.dataset
+    facts = {
+        "model": prepared.plan.model, "weights": prepared.loaded.fingerprint, "methods": list(prepared.plan.methods),
+        "parameters": prepared.params.recipe(),
+        "method_parameters": {m: p.recipe() for m, p in (prepared.method_params or {}).items()},
+        "probes": [p.digest for p in prepared.probes],
+        "dataset": {"sha256": dataset.sha256, "short_side": dataset.short_side, "examples": dataset.examples}
+        if dataset is not None else None,
+        "algorithm": ALGORITHM_VERSION,
+    }
+    return hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()[:ATLAS_ID_LENGTH]
+
+
+def default_title(model: str, weights_label: str) -> str:
+    return f"Feature-visualisation atlas of {model.upper()} ({weights_label})"
+
+
+def _built_date(folder: Path, ident: str) -> str:
+    """The day this atlas_id was first exported (kept from the atlas.json already there), else today (UTC)."""
+    from atlasgen.manifest import ManifestError, load_manifest
+
+    try:
+        previous = load_manifest(folder)
+    except ManifestError:
+        previous = None
+    if previous is not None and previous.atlas_id == ident and previous.built:
+        return previous.built
+    return datetime.datetime.now(datetime.timezone.utc).date().isoformat()
 
 
 def _dataset_record(prepared, store: Store) -> DatasetRecord | None:

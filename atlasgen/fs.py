@@ -178,13 +178,18 @@ class OwnedFiles:
     record. A run that fails before `finish` prunes nothing. Without `force`, it refuses a non-empty
     folder that holds no atlas of ours, and a file in the way that atlasgen did not write."""
 
-    def __init__(self, root: Path, stage: str, force: bool = False, expected: frozenset[str] = frozenset()):
+    def __init__(self, root: Path, stage: str, force: bool = False, expected: frozenset[str] = frozenset(),
+                 adopt: tuple[str, ...] = ()):
         claim_folder(root, force, expected=expected)
         self.root = root
         self.stage = stage
         self.force = force
         self.expected = expected
         self.record = read_owned(root)
+        # Stages this one replaces (a record written by an older layout): their files become this stage's.
+        for old in adopt:
+            if old in self.record and old != stage:
+                self.record[stage] = sorted(set(self.record.get(stage, [])) | set(self.record.pop(old)))
         self.owned = {p for paths in self.record.values() for p in paths}
         self.written: set[str] = set()
 

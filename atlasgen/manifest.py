@@ -71,6 +71,9 @@ class Metrics:
     # The centre-neuron image's pre-ReLU objective over the best dataset example's (both one unit);
     # None without examples, or when the best example is not positive.
     neuron_vs_best_example: float | None = None
+    own_image_peak: float | None = None  # the largest post-ReLU value on its own whole-filter image
+    # Pre-ReLU negative everywhere on every probe photo and on its own whole-filter image.
+    silent: bool = False
 
 
 @dataclass(frozen=True)
@@ -153,6 +156,14 @@ class Manifest:
     methods: list[str] = field(default_factory=lambda: ["lucid"])  # whole-filter synthesis methods, in order
     method_parameters: dict[str, dict] = field(default_factory=dict)  # each method's own parameters beyond `parameters`
     dataset: DatasetRecord | None = None  # the images the dataset examples come from
+    # The atlas's folder in the site (its pages are under <name>/; atlas.json is <name>/atlas.json).
+    name: str = ""
+    # A short hash of everything that determines the images (model, weights, methods, parameters,
+    # probes, dataset, algorithm): the version a citation points at.
+    atlas_id: str = ""
+    title: str = ""  # the atlas's own title (--title), for citations
+    authors: list[str] = field(default_factory=list)  # --author, in order
+    built: str = ""  # YYYY-MM-DD: the day this atlas_id was first exported
 
     def to_json(self) -> dict:
         return dataclasses.asdict(self)
@@ -203,7 +214,8 @@ def activation_vs_best_probe(mean_activation: float, best_probe_mean: float) -> 
 
 
 def unit_metrics(channel: dict | None, neuron: dict | None, probe_means: list[float], maco: dict | None = None,
-                 best_example: float | None = None) -> Metrics:
+                 best_example: float | None = None, probe_peaks: list[float] | None = None,
+                 own_image_peak: float | None = None) -> Metrics:
     """The one place a unit's metrics are assembled, from its stored images' facts and its maps' means.
     A method that was not chosen has no facts (None) and no metrics."""
     best = max(probe_means, default=0.0)
@@ -220,8 +232,12 @@ def unit_metrics(channel: dict | None, neuron: dict | None, probe_means: list[fl
     versus_example = None
     if neuron is not None and best_example is not None and best_example > 0:
         versus_example = neuron["objective"] / best_example
+    # Post-ReLU peaks of 0 mean the pre-ReLU map is nowhere positive.
+    silent = bool(probe_peaks is not None and own_image_peak is not None
+                  and max(probe_peaks, default=0.0) <= 0 and own_image_peak <= 0)
     return Metrics(channel=of(channel, False), neuron=of(neuron, True), best_probe_mean_activation=best,
-                   maco=of(maco, False), neuron_vs_best_example=versus_example)
+                   maco=of(maco, False), neuron_vs_best_example=versus_example, own_image_peak=own_image_peak,
+                   silent=silent)
 
 
 # --- checking a document against the records ---------------------------------------------------

@@ -70,6 +70,12 @@ class BuildConfig:
     dataset_size: int | None = None
     examples: int | None = None
     dataset_chunk: int | None = None
+    # The atlas's folder, the first segment of its URLs; None: atlasgen.names.atlas_name's rule.
+    name: str | None = None
+    # For citations, stored in atlas.json: the atlas's own title (None: one made from the model and
+    # weights) and its authors.
+    title: str | None = None
+    authors: tuple[str, ...] = ()
 
     def resolved(self) -> "BuildConfig":
         if self.preset not in PRESETS:
@@ -103,7 +109,13 @@ class BuildConfig:
         if self.base_url is not None and not self.base_url.startswith(("https://", "http://")):
             raise AtlasgenError(f"--base-url {self.base_url!r} is not an http(s) URL; give e.g. https://user.github.io/repo/")
         from atlasgen import dataset
+        from atlasgen.names import check_atlas_name
 
+        if self.name is not None:
+            check_atlas_name(self.name)
+        for option, value in [("--title", self.title)] + [("--author", a) for a in self.authors]:
+            if value is not None and (not value.strip() or len(value) > 300 or any(ord(c) < 32 for c in value)):
+                raise AtlasgenError(f"{option} {value[:40]!r} must be plain text of 1 to 300 characters on one line")
         if self.dataset is not None and not str(self.dataset).strip():
             raise AtlasgenError("--dataset is empty; give a folder of images")
         dataset.check_options(*(value if value is not None else default for value, default in (

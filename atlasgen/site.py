@@ -10,6 +10,9 @@ Graph URLs and the sitemap.
 
 from __future__ import annotations
 
+import dataclasses
+import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
@@ -18,7 +21,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 
 import atlasgen
 from atlasgen.fs import OwnedFiles
-from atlasgen.manifest import MANIFEST, Manifest, load_manifest
+from atlasgen.manifest import MANIFEST, Manifest, ManifestError, load_manifest
 
 LAYER_THUMB = 96
 STRIP_THUMBS = 16
@@ -58,18 +61,49 @@ def environment() -> Environment:
     )
 
 
-def render_site(out: Path, base_url: str | None = None, force: bool = False) -> RenderResult:
-    """Renders every page of the atlas in `out` from its atlas.json. Without `force`, a folder that
-    holds files atlasgen did not write (besides atlas.json) is refused."""
-    atlas = load_manifest(out)
+def atlas_folders(out: Path) -> list[str]:
+    """The atlases in an output folder: every subfolder (not a link) that holds a regular atlas.json."""
+    try:
+        with os.scandir(out) as entries:
+            names = sorted(e.name for e in entries if e.is_dir(follow_symlinks=False))
+    except FileNotFoundError:
+        raise ManifestError(f"{out} does not exist; run `atlasgen build --out {out}` first") from None
+    except OSError as exc:
+        raise ManifestError(f"{out} cannot be read ({exc.strerror}); check its permissions") from None
+    return [name for name in names if os.path.lexists(out / name / MANIFEST)]
+
+
+def load_atlases(out: Path) -> list[Manifest]:
+    """Every atlas in `out`, each checked against its schema and against its own folder."""
+    atlases = []
+    for name in atlas_folders(out):
+        atlas = load_manifest(out / name)
+        if atlas.name != name or any(not unit_page.startswith(f"{name}/") for unit_page in _paths(atlas)):
+            raise ManifestError(f"{out / name / MANIFEST} names pages outside its folder {name}/; rebuild with atlasgen build")
+        atlases.append(atlas)
+    if not atlases:
+        raise ManifestError(f"{out} holds no atlas (no <name>/{MANIFEST}); run `atlasgen build --out {out}` first")
+    return atlases
+
+
+def _paths(atlas: Manifest):
+    yield from (p.image for p in atlas.probes)
+    for layer in atlas.layers:
+        yield layer.path
+        yield from (unit.page for unit in layer.units)
+
+
+def render_site(out: Path, base_url: str | None = None, force: bool = False, focus: str | None = None) -> RenderResult:
+    """Renders every page of every atlas in `out` (each <name>/atlas.json) and the root list of
+    atlases. Without `force`, a folder that holds files atlasgen did not write is refused. The
+    result's sizes are those of the atlas `focus` (the first, if None)."""
+    atlases = load_atlases(out)
     env = environment()
-    owned = OwnedFiles(out, STAGE, force, expected=frozenset({MANIFEST}))
+    owned = OwnedFiles(out, STAGE, force, expected=frozenset(a.name for a in atlases))
     base = base_url.rstrip("/") + "/" if base_url else None
     for source in sorted((templates_dir() / "static").iterdir()):
         owned.write(f"static/{source.name}", source.read_bytes())
-    common = {"atlas": atlas, "base_href": None, "canonical": None, "og_image": None, "thumb": LAYER_THUMB}
-    probes = {p.name: p for p in atlas.probes}
-    size = atlas.parameters.size
+    common = {"base_href": None, "canonical": None, "og_image": None, "thumb": LAYER_THUMB, "version": atlasgen.__version__}
 
     def page(template: str, path: str, depth: int, **context) -> None:
         values = {**common, "root": "../" * depth, **context}
@@ -77,14 +111,42 @@ def render_site(out: Path, base_url: str | None = None, force: bool = False) -> 
             values["canonical"] = base + path.removesuffix("index.html")
         owned.write(path, env.get_template(template).render(**values).encode())
 
+    urls = []
+    for atlas in atlases:
+        urls += _render_atlas(atlas, page, owned.write, base)
+    first = next((a for a in atlases if a.layers and a.layers[0].units), None)
+    preview = base + whole_filter_image(first.layers[0].units[0]) if base and first else None
+    page("atlases.html", "index.html", 0, atlas=None, atlases=atlases, og_image=preview)
+    # GitHub Pages serves the root 404.html at any depth, so it links from the site's own root.
+    page("404.html", "404.html", 0, atlas=None, base_href=urlparse(base).path if base else "/")
+    if base:
+        owned.write("sitemap.xml", env.get_template("sitemap.xml").render(urls=[base] + urls).encode())
+    owned.write(".nojekyll", b"")
+    owned.finish()
+    chosen = next((a for a in atlases if a.name == focus), atlases[0])
+    folder = out / chosen.name
+    shared = sum(p.stat().st_size for p in out.iterdir() if p.is_file() and not p.is_symlink())
+    shared += sum(p.stat().st_size for p in (out / "static").rglob("*") if p.is_file() and not p.is_symlink())
+    total = shared + sum(p.stat().st_size for p in folder.rglob("*") if p.is_file() and not p.is_symlink())
+    per_filter = total / chosen.units if chosen.units else 0.0
+    pages = 2 + sum(1 + len(a.layers) + a.units for a in atlases)
+    return RenderResult(pages, chosen.units, total, per_filter, chosen.model, chosen.model_filters)
+
+
+def _render_atlas(atlas: Manifest, page, write, base: str | None) -> list[str]:
+    """One atlas's index, layer and filter pages, and each filter's unit.json; the URLs the sitemap lists."""
+    probes = {p.name: p for p in atlas.probes}
+    size = atlas.parameters.size
+    home = f"{atlas.name}/"
     layers = atlas.layers
     first = whole_filter_image(layers[0].units[0]) if layers and layers[0].units else None
-    page("index.html", "index.html", 0, strip=STRIP_THUMBS, thumb=64, og_image=base + first if base and first else None)
+    page("index.html", home + "index.html", 1, atlas=atlas, strip=STRIP_THUMBS, thumb=64,
+         og_image=base + first if base and first else None)
     for li, layer in enumerate(layers):
         prev_layer = layers[li - 1] if li > 0 else None
         next_layer = layers[li + 1] if li + 1 < len(layers) else None
         views = layer_views(layer, atlas.probes)
-        page("layer.html", layer.path + "index.html", 2, layer=layer, views=views,
+        page("layer.html", layer.path + "index.html", 2, atlas=atlas, layer=layer, views=views,
              prev_layer=prev_layer, next_layer=next_layer)
         units = layer.units
         for ui, unit in enumerate(units):
@@ -92,25 +154,19 @@ def render_site(out: Path, base_url: str | None = None, force: bool = False) -> 
             box = {"top": 100 * top / size, "left": 100 * left / size,
                    "height": 100 * (bottom - top) / size, "width": 100 * (right - left) / size}
             permalink = base + unit.page if base else unit.page
+            citation = bibtex(atlas, layer.name, unit.index, permalink)
+            write(unit.page + "unit.json", unit_document(atlas, layer, unit, citation))
             page(
-                "filter.html", unit.page + "index.html", 3,
+                "filter.html", unit.page + "index.html", 3, atlas=atlas,
                 layer=layer, unit=unit, maps=[(m, probes[m.probe]) for m in unit.activation_maps], box=box, size=size,
                 prev_unit=units[ui - 1] if ui > 0 else None, next_unit=units[ui + 1] if ui + 1 < len(units) else None,
                 prev_layer=prev_layer, next_layer=next_layer, permalink=permalink,
-                bibtex=bibtex(atlas, layer.name, unit.index, permalink),
+                bibtex=citation,
                 og_image=base + whole_filter_image(unit) if base else None,
             )
-    # GitHub Pages serves the root 404.html at any depth, so it links from the site's own root.
-    page("404.html", "404.html", 0, base_href=urlparse(base).path if base else "/")
-    if base:
-        urls = [base] + [base + layer.path for layer in layers] + [base + u.page for layer in layers for u in layer.units]
-        owned.write("sitemap.xml", env.get_template("sitemap.xml").render(urls=urls).encode())
-    owned.write(".nojekyll", b"")
-    owned.finish()
-    pages = 2 + len(layers) + atlas.units
-    total = sum(p.stat().st_size for p in out.rglob("*") if p.is_file() and not p.is_symlink())
-    per_filter = total / atlas.units if atlas.units else 0.0
-    return RenderResult(pages, atlas.units, total, per_filter, atlas.model, atlas.model_filters)
+    if not base:
+        return []
+    return [base + home] + [base + layer.path for layer in layers] + [base + u.page for layer in layers for u in layer.units]
 
 
 #: The layer page's grids of whole-filter images: (view id, tab label, output name), shown when every unit has it.
@@ -146,16 +202,36 @@ def layer_views(layer, probes) -> list[dict]:
     ]
 
 
+def unit_document(atlas: Manifest, layer, unit, citation: str) -> bytes:
+    """unit.json beside a filter page: the filter's record from atlas.json, with what names it, for scripts."""
+    document = {
+        "atlas": atlas.name, "atlas_id": atlas.atlas_id, "model": atlas.model,
+        "weights": dataclasses.asdict(atlas.weights), "generator": dataclasses.asdict(atlas.generator),
+        "layer": {k: v for k, v in dataclasses.asdict(layer).items() if k != "units"},
+        "unit": dataclasses.asdict(unit), "bibtex": citation,
+    }
+    return (json.dumps(document, indent=1, allow_nan=False) + "\n").encode()
+
+
 def bibtex(atlas: Manifest, layer: str, index: int, url: str) -> str:
+    """A filter's BibTeX entry: a key stable across rebuilds and unique in the site (atlas, layer,
+    filter), the atlas's authors and title, the year and day it was built, and in the note the
+    atlas_id, atlasgen's version and the weights, so that it says which images it points at."""
     def tex(text: str) -> str:
         return "".join(BIBTEX_SPECIAL.get(c, c) for c in str(text))
 
-    key = "".join(c if c.isalnum() else "_" for c in f"atlasgen_{atlas.model}_{layer}_{index}")
+    key = "".join(c if c.isascii() and (c.isalnum() or c in "-_") else "-" for c in f"atlasgen-{atlas.name}-{layer}-{index}")
+    authors = " and ".join(f"{{{tex(a)}}}" if " and " in a else tex(a) for a in atlas.authors) or "{atlasgen}"
+    year = atlas.built[:4]
     return (
         f"@misc{{{key},\n"
-        f"  title = {{{{{tex(atlas.model.upper())} {tex(layer)}, filter {index}}}}},\n"
+        f"  author = {{{authors}}},\n"
+        f"  title = {{{{{tex(atlas.title)}}}: {tex(layer)}, filter {index}}},\n"
+        f"  year = {{{year}}},\n"
         f"  howpublished = {{\\url{{{url}}}}},\n"
-        f"  note = {{Feature visualisation made with atlasgen {atlasgen.__version__}; weights: {tex(atlas.weights.label)}, "
-        f"sha256:{atlas.weights.fingerprint[:16]}}}\n"
+        f"  url = {{{url}}},\n"
+        f"  urldate = {{{atlas.built}}},\n"
+        f"  note = {{Atlas {atlas.atlas_id}, made with atlasgen {tex(atlas.generator.version)}; weights: "
+        f"{tex(atlas.weights.label)}, sha256:{atlas.weights.fingerprint[:16]}}}\n"
         f"}}"
     )

@@ -51,9 +51,10 @@ def synthetic_manifest(layers=None, probes=("astronaut",), size=224, model="vgg1
         schema=SCHEMA_VERSION, generator=Generator("atlasgen", "bench", 1), model=model, model_filters=4224,
         weights=Weights("imagenet", "imagenet", "ImageNet (keras.applications VGG16)", "0" * 64),
         input_convention="BGR x255 minus mean", preset="full", parameters=SynthesisParams(size=size, steps=512),
-        probes=[ProbeRecord(p, "1" * 64, probe_image(p), 512, 512) for p in probes],
+        probes=[ProbeRecord(p, "1" * 64, probe_image(p, model), 512, 512) for p in probes],
         activation_map_normalisation="post-ReLU activation / the filter's maximum over all probe photos",
         layers=[layer_record(name, count) for name, count in layers],
+        name=model,
     ).to_json()
 
 
@@ -63,7 +64,8 @@ def main() -> None:
     args = parser.parse_args()
     out = args.out or Path(tempfile.mkdtemp(prefix="atlas-render-"))
     out.mkdir(parents=True, exist_ok=True)
-    (out / "atlas.json").write_text(json.dumps(synthetic_manifest()))
+    (out / "vgg16").mkdir(exist_ok=True)
+    (out / "vgg16" / "atlas.json").write_text(json.dumps(synthetic_manifest()))
     for label in ("first render", "re-render"):
         start = time.perf_counter()
         result = render_site(out, base_url="https://example.github.io/atlas/")

@@ -124,3 +124,17 @@ def files_per_filter(probes: int = 1) -> int:
     from atlasgen.kinds import KINDS
 
     return sum(len(kind.outputs) * {"unit": 1, "unit-probe": probes}.get(kind.scope, 0) for kind in KINDS.values())
+
+
+#: The folder of every atlas the tests build: the offline trunk's (atlasgen.names.atlas_name).
+HED_ATLAS = "vgg16-hed-bsds500"
+
+
+def write_manifest(out: Path, manifest: dict) -> Path:
+    """Writes an atlas.json where the site looks for it: <out>/<its name>/atlas.json."""
+    folder = out / (manifest.get("name") or "vgg16") if isinstance(manifest, dict) else out / "vgg16"
+    folder.mkdir(parents=True, exist_ok=True)
+    import json
+
+    (folder / "atlas.json").write_text(json.dumps(manifest))
+    return folder / "atlas.json"

@@ -16,7 +16,7 @@ import pytest
 
 from atlasgen.build import prepare
 from atlasgen.store import Store
-from support import TINY_ARGS, cli_env, synthetic_manifest
+from support import TINY_ARGS, cli_env, synthetic_manifest, write_manifest
 
 
 def snapshot(folder: Path) -> dict[str, tuple]:
@@ -42,7 +42,7 @@ def test_links_from_the_store_and_the_site_are_never_followed(atlas_copy, outsid
     fan = next(p for p in (store / "blobs").iterdir() if not p.is_symlink())
     (fan / ("0" * 62)).symlink_to(outside / "precious.txt")
     (store / "index" / "README.txt").write_text("a note")
-    (site / "vgg16" / "elsewhere").symlink_to(outside)
+    (site / "vgg16-hed-bsds500" / "elsewhere").symlink_to(outside)
     for command in (["gc", "--grace-minutes", "0"], ["verify"], ["gc", "--grace-minutes", "0", "--dry-run"]):
         result = cli(*command, "--store", store)
         assert result.returncode == 0, result.stderr
@@ -52,7 +52,7 @@ def test_links_from_the_store_and_the_site_are_never_followed(atlas_copy, outsid
     # The site's own links: a rebuild and a render go around them.
     result = cli("render", "--out", site)
     assert result.returncode == 0, result.stderr
-    assert (site / "vgg16" / "elsewhere").is_symlink()
+    assert (site / "vgg16-hed-bsds500" / "elsewhere").is_symlink()
     assert snapshot(outside) == before
 
 
@@ -68,7 +68,7 @@ def test_a_symlinked_static_folder_and_a_hostile_manifest_write_nothing_outside(
     hostile = synthetic_manifest(layers=[("block1_conv1", 2)])
     hostile["layers"][0]["path"] = "../../outside/"
     hostile["layers"][0]["units"][0]["page"] = str(outside) + "/"
-    (site / "atlas.json").write_text(json.dumps(hostile))
+    write_manifest(site, hostile)
     one_line_error(cli("render", "--out", site), "atlas.json.layers[0].path", "not a relative path")
     assert snapshot(outside) == before
 

@@ -42,7 +42,7 @@ def test_build_computes_every_kind_and_rebuilds_are_incremental(tmp_path, tiny_c
     assert first.complete and first.computed == first.planned == 2 * per_filter() + 1 + builtin_chunks()
     made = computed_by_kind(store, set())
     assert made == {**{name: 1 if kind.scope == "probe" else 2 for name, kind in KINDS.items()}, "dataset-top": builtin_chunks()}
-    manifest = tmp_path / "site" / "atlas.json"
+    manifest = tmp_path / "site" / "vgg16-hed-bsds500" / "atlas.json"
     stamp = manifest.stat().st_mtime_ns
     assert run_build(tiny_config(), quiet).computed == 0
     assert manifest.stat().st_mtime_ns == stamp, "a no-op rebuild rewrites nothing"
@@ -95,7 +95,7 @@ def test_sigkill_in_the_middle_of_a_build_then_resume(tmp_path, tiny_config, qui
     resumed = run_build(tiny_config(filters="0-3", steps=8, batch_size=1), quiet)
     assert resumed.complete and resumed.computed == 4 * per_filter() + 1 + builtin_chunks() - done_before
     assert store.verify().ok
-    manifest = json.loads((tmp_path / "site" / "atlas.json").read_text())
+    manifest = json.loads((tmp_path / "site" / "vgg16-hed-bsds500" / "atlas.json").read_text())
     assert [u["index"] for u in manifest["layers"][0]["units"]] == list(range(4))
 
 
@@ -111,7 +111,7 @@ def test_two_builders_on_one_store(tmp_path, tiny_config, quiet):
     assert other.returncode == 0, err
     assert "atlas complete" in out and mine.complete
     assert Store(tmp_path / "store").verify().ok
-    first, second = ((tmp_path / f"site{i}" / "atlas.json").read_text() for i in (1, 2))
+    first, second = ((tmp_path / f"site{i}" / "vgg16-hed-bsds500" / "atlas.json").read_text() for i in (1, 2))
     assert first == second
 
 
@@ -121,7 +121,7 @@ def test_shards_fill_one_store_and_the_last_exports(tmp_path, tiny_config, quiet
     second = run_build(tiny_config(filters="0-3", shard=(2, 2)), quiet)
     # The probe photo is atlas-wide: every shard makes it if it is missing.
     assert second.complete and second.computed == second.in_shard - 1 == first.planned - first.in_shard
-    assert (tmp_path / "site" / "atlas.json").is_file()
+    assert (tmp_path / "site" / "vgg16-hed-bsds500" / "atlas.json").is_file()
 
 
 def flip_a_byte_of_a_whole_filter_image(store: Store) -> Path:
@@ -172,7 +172,7 @@ def test_the_map_on_the_whole_filter_image_is_the_filters_own_map(built_atlas, h
     from atlasgen.tf import tf
 
     site = built_atlas.out
-    unit = json.loads((site / "atlas.json").read_text())["layers"][1]["units"][2]
+    unit = json.loads((site / "vgg16-hed-bsds500" / "atlas.json").read_text())["layers"][1]["units"][2]
     with Image.open(site / unit["images"]["channel"]) as channel, Image.open(site / unit["images"]["channel_map"]) as drawn:
         image = np.asarray(channel.convert("RGB"))
         assert drawn.size == channel.size
@@ -196,10 +196,13 @@ def test_a_model_with_names_tensorflow_refuses_builds_and_shows_them_escaped(tmp
     config = BuildConfig(preset="quick", weights=str(path), layers=("my conv", "<b>x&y"), filters="0-1", size=32,
                          steps=2, store=tmp_path / "store", out=tmp_path / "site")
     assert run_build(config, quiet).complete
-    manifest = json.loads((tmp_path / "site" / "atlas.json").read_text())
+    (found,) = (tmp_path / "site").glob("*/atlas.json")
+    manifest = json.loads(found.read_text())
+    assert found.parent.name == manifest["name"]
+    assert manifest["name"].startswith("odd-model-") and manifest["name"].endswith(manifest["weights"]["fingerprint"][:8])
     assert [layer["name"] for layer in manifest["layers"]] == ["my conv", "<b>x&y"]
     second = manifest["layers"][1]
-    assert re.fullmatch(r"odd-model-[0-9a-f]{6}/b-x-y-[0-9a-f]{6}/", second["path"])
+    assert re.fullmatch(r"odd-model-[0-9a-f]{6}-[0-9a-f]{8}/b-x-y-[0-9a-f]{6}/", second["path"])
     page = (tmp_path / "site" / second["units"][0]["page"] / "index.html").read_text()
     assert "&lt;b&gt;x&amp;y" in page and "<b>x&y" not in page
 
@@ -209,7 +212,7 @@ def test_a_build_with_both_methods_shows_both_whole_filter_images(tmp_path, tiny
     assert result.complete
     made = computed_by_kind(tmp_path / "store", set())
     assert made["maco-channel"] == 2 and made["channel"] == 2
-    atlas = json.loads((tmp_path / "site" / "atlas.json").read_text())
+    atlas = json.loads((tmp_path / "site" / "vgg16-hed-bsds500" / "atlas.json").read_text())
     assert atlas["methods"] == ["lucid", "maco"]
     assert atlas["method_parameters"]["maco"]["steps"] == 4 and atlas["method_parameters"]["maco"]["size"] == 32
     unit = atlas["layers"][0]["units"][0]
@@ -225,7 +228,7 @@ def test_a_build_with_both_methods_shows_both_whole_filter_images(tmp_path, tiny
     assert "Whole filter (MACO)" in layer_page
     # Adding MACO kept every Lucid artifact: a lucid-only rebuild computes nothing.
     assert run_build(tiny_config(), quiet).computed == 0
-    assert json.loads((tmp_path / "site" / "atlas.json").read_text())["methods"] == ["lucid"]
+    assert json.loads((tmp_path / "site" / "vgg16-hed-bsds500" / "atlas.json").read_text())["methods"] == ["lucid"]
 
 
 def test_a_maco_only_build_has_no_lucid_whole_filter_images(tmp_path, tiny_config, quiet):
@@ -233,7 +236,7 @@ def test_a_maco_only_build_has_no_lucid_whole_filter_images(tmp_path, tiny_confi
     assert run_build(tiny_config(methods=("maco",)), quiet).complete
     made = computed_by_kind(tmp_path / "store", set())
     assert "channel" not in made and made["neuron"] == 2 and made["maco-channel"] == 2
-    atlas = json.loads((tmp_path / "site" / "atlas.json").read_text())
+    atlas = json.loads((tmp_path / "site" / "vgg16-hed-bsds500" / "atlas.json").read_text())
     unit = atlas["layers"][0]["units"][1]
     assert atlas["methods"] == ["maco"] and "channel" not in unit["images"] and "neuron" in unit["images"]
     assert unit["metrics"]["channel"] is None and unit["metrics"]["neuron"]["changed_pixels_outside_box"] == 0
@@ -255,9 +258,9 @@ def test_a_mixed_precision_build_records_its_precision_and_keeps_the_maps(tmp_pa
     precision_lines = [line for line in lines if "precision" in line]
     assert precision_lines == ["synthesis precision: mixed (bfloat16 compute, float32 parameters and objective; "
                                "--precision overrides)"]
-    atlas = json.loads((tmp_path / "site" / "atlas.json").read_text())
+    atlas = json.loads((tmp_path / "site" / "vgg16-hed-bsds500" / "atlas.json").read_text())
     assert atlas["parameters"]["precision"] == "mixed" and atlas["method_parameters"]["maco"]["precision"] == "mixed"
-    assert "mixed precision (bfloat16" in (tmp_path / "site" / "index.html").read_text()
+    assert "mixed precision (bfloat16" in (tmp_path / "site" / "vgg16-hed-bsds500" / "index.html").read_text()
     store = Store(tmp_path / "store")
     recipes = [json.loads(p.read_text())["meta"]["recipe"] for p in (tmp_path / "store" / "index").rglob("*.json")]
     assert {r["params"]["precision"] for r in recipes if r["kind"] in ("channel", "neuron", "maco-channel")} == {"mixed"}

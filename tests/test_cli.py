@@ -17,7 +17,7 @@ from atlasgen.geometry import receptive_fields, square
 from atlasgen.graph import spatial_ops
 from atlasgen.weights import VGG16_LAYERS, hed_weights_path
 from atlasgen.store import Store
-from support import CUSTOM_CONVS, PUBLISHED_VGG16, TINY_ARGS, builtin_chunks, cli_env, per_filter
+from support import CUSTOM_CONVS, PUBLISHED_VGG16, TINY_ARGS, builtin_chunks, cli_env, per_filter, write_manifest
 
 LAYER_FIELDS = {"name", "filters", "r", "S", "P", "output_size", "centre_unit", "centre_box"}
 
@@ -201,7 +201,7 @@ def test_build_status_verify_gc_render(tmp_path, cli):
     planned = 2 * per_filter() + 1 + builtin_chunks()
     assert f"atlas complete: {planned} artifacts, {planned} computed now" in built.stdout
     assert "all 4,224 filters of vgg16" in built.stdout
-    assert json.loads((site / "atlas.json").read_text())["parameters"]["seed"] == 3
+    assert json.loads((site / "vgg16-hed-bsds500" / "atlas.json").read_text())["parameters"]["seed"] == 3
     status = cli("status", *TINY_ARGS, "--seed", "3", "--store", store, "--json")
     assert status.returncode == 0, status.stderr
     report = json.loads(status.stdout)
@@ -292,9 +292,9 @@ def test_render_of_a_hostile_manifest_writes_nothing_outside(tmp_path, cli, one_
 
     site = tmp_path / "site"
     site.mkdir()
-    (site / "atlas.json").write_text(json.dumps(damage(synthetic_manifest(layers=[("block1_conv1", 1)]))))
+    write_manifest(site, damage(synthetic_manifest(layers=[("block1_conv1", 1)])))
     one_line_error(cli("render", "--out", site), *fragments)
-    assert sorted(p.name for p in tmp_path.rglob("*")) == ["atlas.json", "site"]
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["atlas.json", "site", "vgg16"]
 
 
 def test_render_refuses_to_write_through_a_symlink_out_of_the_site(built_atlas, tmp_path, cli, one_line_error):

@@ -223,7 +223,7 @@ def scanned(tmp_path_factory):
     notes = []
     result = build(dataset_config(root, folder), notes)
     assert result.complete
-    return root, folder, json.loads((root / "site" / "atlas.json").read_text()), notes[0]
+    return root, folder, json.loads((root / "site" / "vgg16-hed-bsds500" / "atlas.json").read_text()), notes[0]
 
 
 def test_every_first_example_is_the_true_maximum_found_by_brute_force(scanned, hed_model):
@@ -297,7 +297,7 @@ def test_an_added_image_rescans_only_its_chunk(tmp_path):
     result = build(config, notes)
     assert result.complete
     assert "scanning 1 of" in notes[0]
-    atlas = json.loads((tmp_path / "site" / "atlas.json").read_text())
+    atlas = json.loads((tmp_path / "site" / "vgg16-hed-bsds500" / "atlas.json").read_text())
     assert atlas["dataset"]["images"] == 10
 
 
@@ -313,8 +313,8 @@ def test_a_sharded_scan_equals_an_unsharded_one(tmp_path):
     assert not first.complete  # its examples wait for the chunks of shard 2
     merged = build(parts)
     assert merged.complete
-    a = json.loads((tmp_path / "one" / "site" / "atlas.json").read_text())
-    b = json.loads((tmp_path / "two" / "site" / "atlas.json").read_text())
+    a = json.loads((tmp_path / "one" / "site" / "vgg16-hed-bsds500" / "atlas.json").read_text())
+    b = json.loads((tmp_path / "two" / "site" / "vgg16-hed-bsds500" / "atlas.json").read_text())
     assert [u["dataset_examples"] for l in a["layers"] for u in l["units"]] == \
            [u["dataset_examples"] for l in b["layers"] for u in l["units"]]
     assert a["dataset"] == b["dataset"]

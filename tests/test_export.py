@@ -19,20 +19,20 @@ from support import files_per_filter
 
 def test_manifest_describes_the_atlas(built_atlas):
     site = built_atlas.out
-    manifest = json.loads((site / "atlas.json").read_text())
+    manifest = json.loads((site / "vgg16-hed-bsds500" / "atlas.json").read_text())
     assert manifest["schema"] == 3 and manifest["model"] == "vgg16" and manifest["model_filters"] == 4224
     assert manifest["weights"]["source"] == "hed-bsds500"
     assert "fine-tuned for edge detection" in manifest["weights"]["label"]
     assert len(manifest["weights"]["fingerprint"]) == 64
     assert manifest["parameters"]["steps"] == 4 and manifest["parameters"]["size"] == 32
     assert manifest["probes"] == [{"name": "astronaut", "sha256": manifest["probes"][0]["sha256"],
-                                   "image": "probes/astronaut.webp", "width": 512, "height": 512}]
+                                   "image": "vgg16-hed-bsds500/probes/astronaut.webp", "width": 512, "height": 512}]
     layer, second = manifest["layers"]
     assert (layer["name"], layer["r"], layer["S"], layer["P"]) == ("block1_conv1", 3, 1, 1)
-    assert (second["name"], second["r"], second["S"], second["P"], second["path"]) == ("block2_conv1", 10, 2, 4, "vgg16/block2_conv1/")
+    assert (second["name"], second["r"], second["S"], second["P"], second["path"]) == ("block2_conv1", 10, 2, 4, "vgg16-hed-bsds500/block2_conv1/")
     assert [u["index"] for u in layer["units"]] == [0, 1, 2]
     for unit in layer["units"]:
-        folder = f"vgg16/block1_conv1/{unit['index']}/"
+        folder = f"vgg16-hed-bsds500/block1_conv1/{unit['index']}/"
         assert unit["page"] == folder
         assert unit["images"] == {"channel": folder + "channel.webp", "neuron": folder + "neuron.webp",
                                   "rf_crop": folder + "rf-crop.webp", "channel_map": folder + "channel-map.webp"}
@@ -48,7 +48,7 @@ def test_manifest_describes_the_atlas(built_atlas):
         assert metrics["neuron"]["changed_pixels_outside_box"] == 0
         assert metrics["channel"]["activation_vs_best_probe"] > 0
         assert metrics["channel"]["changed_pixels_outside_box"] is None
-    assert load_manifest(site).units == 6
+    assert load_manifest(site / "vgg16-hed-bsds500").units == 6
 
 
 def test_export_only_copies_stored_blobs(atlas_copy, monkeypatch):
@@ -75,19 +75,20 @@ def test_stale_outputs_are_pruned_and_a_users_files_never_touched(tmp_path, tiny
     site = tmp_path / "site"
     run_build(tiny_config(filters="0-2", probes=(photo_dir / "red.png",)), quiet)
     (site / "notes.md").write_text("mine")
-    (site / "vgg16" / "mine.webp").write_bytes(b"also mine")
-    assert (site / "vgg16/block1_conv1/2/index.html").is_file()
-    assert (site / "vgg16/block1_conv1/0/maps/red/heatmap.webp").is_file()
+    (site / "vgg16-hed-bsds500" / "mine.webp").write_bytes(b"also mine")
+    assert (site / "vgg16-hed-bsds500/block1_conv1/2/index.html").is_file()
+    assert (site / "vgg16-hed-bsds500/block1_conv1/0/maps/red/heatmap.webp").is_file()
     run_build(tiny_config(filters="0", probes=(photo_dir / "blue.png",)), quiet)
-    assert not (site / "vgg16/block1_conv1/1").exists() and not (site / "vgg16/block1_conv1/2").exists()
-    assert not (site / "vgg16/block1_conv1/0/maps/red/heatmap.webp").exists() and not (site / "probes/red.webp").exists()
-    assert (site / "vgg16/block1_conv1/0/maps/blue/overlay.webp").is_file() and (site / "probes/blue.webp").is_file()
-    assert (site / "notes.md").read_text() == "mine" and (site / "vgg16" / "mine.webp").read_bytes() == b"also mine"
+    assert not (site / "vgg16-hed-bsds500/block1_conv1/1").exists() and not (site / "vgg16-hed-bsds500/block1_conv1/2").exists()
+    assert not (site / "vgg16-hed-bsds500/block1_conv1/0/maps/red/heatmap.webp").exists() and not (site / "vgg16-hed-bsds500/probes/red.webp").exists()
+    assert (site / "vgg16-hed-bsds500/block1_conv1/0/maps/blue/overlay.webp").is_file() and (site / "vgg16-hed-bsds500/probes/blue.webp").is_file()
+    assert (site / "notes.md").read_text() == "mine" and (site / "vgg16-hed-bsds500" / "mine.webp").read_bytes() == b"also mine"
     record = json.loads((site / OWNED_RECORD).read_text())
-    assert "notes.md" not in record["export"] + record["site"]
-    assert "vgg16/block1_conv1/0/index.html" in record["site"] and "atlas.json" in record["export"]
+    export = record["export:vgg16-hed-bsds500"]
+    assert "notes.md" not in export + record["site"]
+    assert "vgg16-hed-bsds500/block1_conv1/0/index.html" in record["site"] and "vgg16-hed-bsds500/atlas.json" in export
     on_disk = {p.relative_to(site).as_posix() for p in site.rglob("*") if p.is_file()}
-    assert on_disk == set(record["export"]) | set(record["site"]) | {"notes.md", "vgg16/mine.webp", OWNED_RECORD}
+    assert on_disk == set(export) | set(record["site"]) | {"notes.md", "vgg16-hed-bsds500/mine.webp", OWNED_RECORD}
 
 
 def test_a_first_build_into_a_users_folder_needs_force(tmp_path, tiny_config, quiet):
@@ -99,7 +100,7 @@ def test_a_first_build_into_a_users_folder_needs_force(tmp_path, tiny_config, qu
     assert not (tmp_path / "store").exists(), "refused before anything was made"
     assert [p.name for p in site.iterdir()] == ["index.html"]
     assert run_build(tiny_config(force=True), quiet).complete
-    assert (site / "atlas.json").is_file()
+    assert (site / "vgg16-hed-bsds500" / "atlas.json").is_file()
 
 
 def test_probes_whose_names_once_met_in_one_file_get_files_of_their_own(tmp_path, tiny_config, quiet):
@@ -109,7 +110,7 @@ def test_probes_whose_names_once_met_in_one_file_get_files_of_their_own(tmp_path
     for name, colour in (("x", (200, 0, 0)), ("x-overlay", (0, 200, 0)), ("a b", (0, 0, 200)), ("a-b", (90, 90, 90))):
         Image.new("RGB", (40, 40), colour).save(photos / f"{name}.png")
     assert run_build(tiny_config(filters="0", probes=(photos,)), quiet).complete
-    manifest = load_manifest(tmp_path / "site")
+    manifest = load_manifest(tmp_path / "site" / "vgg16-hed-bsds500")
     paths = [p for amap in manifest.layers[0].units[0].activation_maps for p in amap.images.values()]
     paths += [probe.image for probe in manifest.probes]
     assert len(paths) == len(set(paths)) == 4 * 3

@@ -67,3 +67,23 @@ def test_probe_image():
     assert probe_image("astronaut") == "probes/astronaut.webp"
     assert re.fullmatch(r"probes/etc-passwd-[0-9a-f]{6}\.webp", probe_image("../../etc/passwd"))
     assert re.fullmatch(r"probes/name-[0-9a-f]{6}\.webp", probe_image(".."))
+
+
+def test_the_atlas_folder_names_the_weights_unless_they_are_imagenets():
+    from atlasgen.names import atlas_name
+
+    fingerprint = "1a2b3c4d" + "0" * 56
+    assert atlas_name("vgg16", "imagenet", fingerprint) == "vgg16"
+    assert atlas_name("vgg16", "hed-bsds500", fingerprint) == "vgg16-hed-bsds500"
+    assert atlas_name("vgg16", "file", fingerprint) == "vgg16-1a2b3c4d"
+    assert atlas_name("vgg16", "hed-bsds500", fingerprint, name="my-vgg") == "my-vgg"
+
+
+@pytest.mark.parametrize("name", ["", " ", "Upper", "a_b", "-lead", "trail-", "a/b", "..", "static", "x" * 65, "é"])
+def test_a_bad_atlas_name_is_one_line(name):
+    from atlasgen.errors import AtlasgenError
+    from atlasgen.names import check_atlas_name
+
+    with pytest.raises(AtlasgenError) as error:
+        check_atlas_name(name)
+    assert "--name" in str(error.value) and "\n" not in str(error.value)

@@ -9,7 +9,7 @@ import pytest
 from atlasgen.errors import AtlasgenError
 from atlasgen.serve import make_server
 from atlasgen.site import render_site
-from support import synthetic_manifest
+from support import synthetic_manifest, write_manifest
 
 
 def test_serve_needs_a_built_site(tmp_path):
@@ -18,7 +18,7 @@ def test_serve_needs_a_built_site(tmp_path):
 
 
 def test_serve_listens_on_loopback(tmp_path):
-    (tmp_path / "atlas.json").write_text(json.dumps(synthetic_manifest(layers=[("block1_conv1", 2)])))
+    write_manifest(tmp_path, synthetic_manifest(layers=[("block1_conv1", 2)]))
     render_site(tmp_path)
     server = make_server(tmp_path, 0)
     assert server.server_address[0] == "127.0.0.1"

@@ -10,7 +10,7 @@ import pytest
 
 from atlasgen.errors import AtlasgenError
 from atlasgen.site import render_site
-from support import synthetic_manifest
+from support import synthetic_manifest, write_manifest
 
 
 HOSTILE = '<b onmouseover="x">evil</b>'
@@ -19,14 +19,14 @@ HOSTILE = '<b onmouseover="x">evil</b>'
 def write_atlas(out: Path, layers=(("block1_conv1", 3), ("block2_conv1", 2))) -> dict:
     manifest = synthetic_manifest(layers=list(layers))
     out.mkdir(parents=True, exist_ok=True)
-    (out / "atlas.json").write_text(json.dumps(manifest))
+    write_manifest(out, manifest)
     return manifest
 
 
 def test_pages_use_page_relative_links_only(tmp_path):
     write_atlas(tmp_path)
     result = render_site(tmp_path)
-    assert result.pages == 1 + 2 + 5 + 1
+    assert result.pages == 1 + 1 + 2 + 5 + 1  # the list of atlases, the atlas's index, layers, filters, 404
     for page in tmp_path.rglob("*.html"):
         if page.name == "404.html":
             continue
@@ -49,10 +49,10 @@ def test_base_url_gives_canonical_open_graph_sitemap_and_a_404_that_works_at_any
     page = (tmp_path / "vgg16/block2_conv1/1/index.html").read_text()
     assert '<link rel="canonical" href="https://user.github.io/repo/vgg16/block2_conv1/1/">' in page
     assert '<meta property="og:image" content="https://user.github.io/repo/vgg16/block2_conv1/1/channel.webp">' in page
-    assert "@misc{atlasgen_vgg16_block2_conv1_1," in page and "\\url{https://user.github.io/repo/vgg16/block2_conv1/1/}" in page
+    assert "@misc{atlasgen-vgg16-block2_conv1-1," in page and "\\url{https://user.github.io/repo/vgg16/block2_conv1/1/}" in page
     assert "block2\\_conv1" in page  # BibTeX escaping
     sitemap = (tmp_path / "sitemap.xml").read_text()
-    assert sitemap.count("<loc>") == 1 + 2 + 5 and "<loc>https://user.github.io/repo/vgg16/block1_conv1/2/</loc>" in sitemap
+    assert sitemap.count("<loc>") == 1 + 1 + 2 + 5 and "<loc>https://user.github.io/repo/vgg16/block1_conv1/2/</loc>" in sitemap
     not_found = (tmp_path / "404.html").read_text()
     assert '<base href="/repo/">' in not_found and 'href="index.html"' in not_found
 
@@ -61,7 +61,7 @@ def test_names_are_escaped_and_paths_are_safe(tmp_path):
     manifest = write_atlas(tmp_path, layers=(("block1_conv1", 2),))
     manifest["layers"][0]["name"] = HOSTILE
     manifest["weights"]["label"] = "<script>alert(1)</script>"
-    (tmp_path / "atlas.json").write_text(json.dumps(manifest))
+    write_manifest(tmp_path, manifest)
     render_site(tmp_path)
     for page in tmp_path.rglob("*.html"):
         html = page.read_text()
@@ -81,7 +81,7 @@ def test_render_without_a_valid_manifest_is_one_line(tmp_path):
         render_site(tmp_path)
     manifest = write_atlas(tmp_path)
     del manifest["layers"][0]["units"][1]["page"]
-    (tmp_path / "atlas.json").write_text(json.dumps(manifest))
+    write_manifest(tmp_path, manifest)
     with pytest.raises(AtlasgenError, match=r"layers\[0\]\.units\[1\]\.page is missing"):
         render_site(tmp_path)
 
@@ -216,7 +216,7 @@ def add_examples(manifest: dict, k: int = 3, ratio: float | None = 2.4, sources=
 def write_examples_atlas(out: Path, **options) -> dict:
     manifest = add_examples(synthetic_manifest(layers=[("block1_conv1", 2), ("block2_conv1", 2)]), **options)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "atlas.json").write_text(json.dumps(manifest))
+    write_manifest(out, manifest)
     render_site(out)
     return manifest
 
@@ -283,7 +283,7 @@ def test_without_a_ratio_the_filter_page_says_why(tmp_path):
         example["activation"] -= 2.0  # every example below zero: 1.25 - 2 is the best
     manifest["layers"][0]["units"][1]["metrics"]["neuron"] = None
     tmp_path.mkdir(exist_ok=True)
-    (tmp_path / "atlas.json").write_text(json.dumps(manifest))
+    write_manifest(tmp_path, manifest)
     render_site(tmp_path)
     versus = parse(tmp_path / "vgg16/block1_conv1/0/index.html").find("p", class_="versus").text
     assert "×" not in versus and "-0.75, is not positive" in versus
@@ -313,7 +313,7 @@ def test_layer_page_has_a_top_example_view_whose_crops_need_no_javascript(tmp_pa
 
 def test_index_states_the_dataset_truthfully(tmp_path):
     write_examples_atlas(tmp_path)
-    page = parse(tmp_path / "index.html")
+    page = parse(tmp_path / "vgg16" / "index.html")
     facts = page.find("dl", class_="facts")
     terms = [dt.text for dt in facts.children if not isinstance(dt, str) and dt.tag == "dt"]
     assert "Dataset examples" in terms

@@ -62,23 +62,25 @@ def test_browse_index_layer_filter_next_back(site, browser, tmp_path):
     page = open_page(browser, errors)
     page.goto(site + "index.html")
     assert "HED BSDS500" in page.inner_text("body") and "sha256:" in page.inner_text("body")
+    page.click("h2 >> text=vgg16-hed-bsds500")  # the root lists the atlases in the folder
+    assert page.url.endswith("vgg16-hed-bsds500/index.html")
     page.click("text=block2_conv1")
-    assert page.url.endswith("vgg16/block2_conv1/index.html")
+    assert page.url.endswith("vgg16-hed-bsds500/block2_conv1/index.html")
     page.click("button[data-view='neuron']")
     assert page.is_visible(".grid[data-view='neuron']") and not page.is_visible(".grid[data-view='channel']")
     page.click(".grid[data-view='neuron'] a >> nth=1")
-    assert page.url.endswith("vgg16/block2_conv1/1/index.html")
+    assert page.url.endswith("vgg16-hed-bsds500/block2_conv1/1/index.html")
     assert page.is_visible(".rf-box") and "@misc{" in page.inner_text("pre.cite")
     page.click("a[rel=next]")
-    assert page.url.endswith("vgg16/block2_conv1/2/index.html")
+    assert page.url.endswith("vgg16-hed-bsds500/block2_conv1/2/index.html")
     page.go_back()
-    assert page.url.endswith("vgg16/block2_conv1/1/index.html")
+    assert page.url.endswith("vgg16-hed-bsds500/block2_conv1/1/index.html")
     page.keyboard.press("ArrowLeft")
-    page.wait_for_url("**/vgg16/block2_conv1/0/index.html")
+    page.wait_for_url("**/vgg16-hed-bsds500/block2_conv1/0/index.html")
     page.keyboard.press("ArrowUp")
-    page.wait_for_url("**/vgg16/block1_conv1/index.html")
+    page.wait_for_url("**/vgg16-hed-bsds500/block1_conv1/index.html")
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    page.goto(site + "vgg16/block2_conv1/1/index.html")
+    page.goto(site + "vgg16-hed-bsds500/block2_conv1/1/index.html")
     assert images_loaded(page) == []
     page.screenshot(path=str(SCREENSHOTS / "filter-page.png"), full_page=True)
     assert (SCREENSHOTS / "filter-page.png").stat().st_size > 10_000
@@ -109,7 +111,7 @@ def test_every_page_loads_its_images_and_every_internal_link_resolves(site, brow
                 checked.add(target)
             if target.endswith(".html") and target not in seen:
                 queue.append(target)
-    assert len(seen) == 1 + 2 + 6  # index, two layers, six filters
+    assert len(seen) == 1 + 1 + 2 + 6  # the list of atlases, the atlas index, two layers, six filters
     assert errors == []
 
 
@@ -119,12 +121,12 @@ def in_viewport(page, selector: str) -> bool:
 
 
 def test_dataset_examples_and_their_boxes_show_without_javascript(site, browser, built_atlas):
-    atlas = json.loads((built_atlas.out / "atlas.json").read_text())
+    atlas = json.loads((built_atlas.out / "vgg16-hed-bsds500" / "atlas.json").read_text())
     examples = atlas["layers"][1]["units"][1]["dataset_examples"]
     assert examples, "the quick preset's atlas should have dataset examples"
     context = browser.new_context(viewport={"width": 1280, "height": 1000}, java_script_enabled=False)
     page = context.new_page()
-    page.goto(site + "vgg16/block2_conv1/1/index.html")
+    page.goto(site + "vgg16-hed-bsds500/block2_conv1/1/index.html")
     crops = page.query_selector_all("ol.examples img")
     assert len(crops) == len(examples)
     for crop in crops:
@@ -169,7 +171,7 @@ def test_dataset_examples_and_their_boxes_show_without_javascript(site, browser,
     assert not page.is_visible("#example-1")
 
     # The layer page without JavaScript: every view shows under its heading, the top examples among them.
-    page.goto(site + "vgg16/block2_conv1/index.html")
+    page.goto(site + "vgg16-hed-bsds500/block2_conv1/index.html")
     assert not page.is_visible(".tabs")
     assert page.is_visible("h2:text('Top dataset example')")
     crops = page.query_selector_all(".grid[data-view='examples'] img")
@@ -183,12 +185,12 @@ def test_dataset_examples_and_their_boxes_show_without_javascript(site, browser,
 def test_layer_page_switches_to_the_top_examples_with_javascript(site, browser):
     errors: list[str] = []
     page = open_page(browser, errors)
-    page.goto(site + "vgg16/block1_conv1/index.html")
+    page.goto(site + "vgg16-hed-bsds500/block1_conv1/index.html")
     assert not page.is_visible("h2:text('Top dataset example')")  # the noscript headings stay out
     assert not page.is_visible(".grid[data-view='examples']")
     page.click("button[data-view='examples']")
     assert page.is_visible(".grid[data-view='examples']") and not page.is_visible(".grid[data-view='channel']")
     page.click(".grid[data-view='examples'] a >> nth=1")
-    assert page.url.endswith("vgg16/block1_conv1/1/index.html#example-1")
+    assert page.url.endswith("vgg16-hed-bsds500/block1_conv1/1/index.html#example-1")
     assert page.is_visible("#example-1 rect.box") and in_viewport(page, "#example-1")
     assert errors == []

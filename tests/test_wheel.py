@@ -56,7 +56,7 @@ assert not stray, f"atlasgen modules imported from outside {target}: {stray}"
 """
 
 BASE_URL = "https://example.org/atlas/"
-PAGES = ["index.html", "static/atlas.css", "vgg16/block1_conv1/0/index.html"]
+PAGES = ["index.html", "static/atlas.css", "vgg16-hed-bsds500/block1_conv1/0/index.html"]
 
 
 def copy_sources(destination: Path) -> None:
@@ -115,8 +115,8 @@ def test_installed_wheel_builds_and_renders_an_atlas(tmp_path):
     rendered = subprocess.run([sys.executable, "-S", str(target / "bin" / "atlasgen"), "render", "--out", "O",
                                "--base-url", BASE_URL], cwd=work, env=env, capture_output=True, text=True, timeout=300)
     assert rendered.returncode == 0, rendered.stdout + rendered.stderr
-    assert "site: 4 pages, 1 filters" in rendered.stdout, rendered.stdout
+    assert "site: 5 pages, 1 filters" in rendered.stdout, rendered.stdout
     for page in [*PAGES, "404.html", "sitemap.xml"]:
         assert (out / page).is_file(), page
-    assert "block1_conv1" in (out / "vgg16/block1_conv1/0/index.html").read_text()
-    assert BASE_URL + "vgg16/block1_conv1/0/" in (out / "sitemap.xml").read_text()
+    assert "block1_conv1" in (out / "vgg16-hed-bsds500/block1_conv1/0/index.html").read_text()
+    assert BASE_URL + "vgg16-hed-bsds500/block1_conv1/0/" in (out / "sitemap.xml").read_text()
