@@ -166,6 +166,28 @@ def serve(out: Path, port: int) -> None:
 
 
 @cli.command()
+@click.argument("specs", nargs=-1, required=True, metavar="SPEC...")
+@click.option("--out", default="site", show_default=True, callback=_path, help="folder of the built atlases")
+@click.option("-o", "--output", "target", required=True, callback=_path, help="the figure: FILE.pdf, FILE.svg or FILE.png")
+@click.option("--columns", default="channel,neuron,rf-crop", show_default=True, callback=_text,
+              help="views, one column each: channel, maco, neuron, rf-crop, examples, maps")
+@click.option("--dpi", type=int, default=300, show_default=True, help="print resolution (the PNG's pixels per inch)")
+@click.option("--atlas", default=None, callback=_text, help="the atlas of a layer/filter SPEC, when --out holds several")
+def figure(specs: tuple[str, ...], out: Path, target: Path, columns: str, dpi: int, atlas: str | None) -> None:
+    """A publication panel: one row per filter, one column per view.
+
+    SPEC is layer/filter (block2_conv1/3), a range layer/a-b, or a filter page's URL or path
+    (vgg16/block2_conv1/3/)."""
+    from atlasgen.figure import make_figure
+
+    result = make_figure(out, specs, target, columns, dpi, atlas)
+    size = (f"{result.pixels[0]}×{result.pixels[1]} px at {result.dpi} dpi" if result.format == "png"
+            else f"{result.width_in:.2f}×{result.height_in:.2f} in")
+    click.echo(f"wrote {result.path}: {len(result.rows)} filters × {len(result.columns)} views "
+               f"({','.join(result.columns)}), {result.images} images, {size}")
+
+
+@cli.command()
 @plan_options
 @click.option("--json", "as_json", is_flag=True, help="print JSON")
 def status(as_json: bool, **options) -> None:
