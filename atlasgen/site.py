@@ -20,10 +20,23 @@ from urllib.parse import urlparse
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
 import atlasgen
+from atlasgen.figure import figure_command
 from atlasgen.fs import OwnedFiles
 from atlasgen.manifest import MANIFEST, Manifest, ManifestError, load_manifest
+from atlasgen.synthesis.images import RF_CROP_DISPLAY
+from atlasgen.synthesis.maps import VIRIDIS_STOPS
 
 LAYER_THUMB = 96
+# Display widths in CSS px; static/atlas.css sets the same ones (the <img> width and height
+# attributes are the image's own pixels, for its aspect ratio, as HTML means them).
+#: A filter page's synthesised images, when they are small enough to enlarge.
+FIGURE_WIDTH = 256
+#: The widest a probe photo and its heatmap are shown, side by side.
+MAP_WIDTH = 256
+#: An atlas's index shows a strip of thumbnails this wide.
+STRIP_THUMB = 64
+#: Where the search box finds an atlas's layers and filters: <name>/search.json.
+SEARCH_INDEX = "search.json"
 STRIP_THUMBS = 16
 BIBTEX_SPECIAL = {c: "\\" + c for c in "{}%$&#_"}
 STAGE = "site"
@@ -52,13 +65,40 @@ class RenderResult:
 
 
 def environment() -> Environment:
-    return Environment(
+    env = Environment(
         loader=FileSystemLoader(templates_dir()),
         autoescape=select_autoescape(["html", "xml"]),
         undefined=StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
     )
+    env.globals["as_pixels"] = as_pixels
+    return env
+
+
+def as_pixels(natural_width: int, width: int) -> bool:
+    """Whether an image natural_width px wide, shown `width` CSS px wide, is drawn as pixels
+    (image-rendering: pixelated). Shown at more than half its width, it is enlarged on a 2x screen:
+    the model's pixels, drawn on purpose without smoothing. A smaller one is smoothed as it shrinks."""
+    return 2 * width > natural_width
+
+
+def figure_width(size: int) -> int:
+    """How wide a filter page shows its synthesised images (static/atlas.css, `.figures img.enlarged`):
+    FIGURE_WIDTH when that at least doubles them, else their own size."""
+    return FIGURE_WIDTH if 2 * size <= FIGURE_WIDTH else size
+
+
+def rf_crop_size(box) -> tuple[int, int]:
+    """The zoomed receptive-field crop's size in pixels (synthesis.images.rf_crop): (width, height)."""
+    top, left, bottom, right = box
+    zoom = RF_CROP_DISPLAY / max(bottom - top, right - left)
+    return max(1, round((right - left) * zoom)), max(1, round((bottom - top) * zoom))
+
+
+#: The heatmaps' colours (synthesis.maps.colour_map): stops at even offsets, interpolated linearly.
+COLOUR_SCALE = [(i / (len(VIRIDIS_STOPS) - 1), "#%02x%02x%02x" % tuple(int(c) for c in rgb))
+                for i, rgb in enumerate(VIRIDIS_STOPS)]
 
 
 def atlas_folders(out: Path) -> list[str]:
@@ -103,7 +143,8 @@ def render_site(out: Path, base_url: str | None = None, force: bool = False, foc
     base = base_url.rstrip("/") + "/" if base_url else None
     for source in sorted((templates_dir() / "static").iterdir()):
         owned.write(f"static/{source.name}", source.read_bytes())
-    common = {"base_href": None, "canonical": None, "og_image": None, "thumb": LAYER_THUMB, "version": atlasgen.__version__}
+    common = {"base_href": None, "canonical": None, "og_image": None, "thumb": LAYER_THUMB, "version": atlasgen.__version__,
+              "atlas_names": [a.name for a in atlases], "layer": None}
 
     def page(template: str, path: str, depth: int, **context) -> None:
         values = {**common, "root": "../" * depth, **context}
@@ -114,6 +155,7 @@ def render_site(out: Path, base_url: str | None = None, force: bool = False, foc
     urls = []
     for atlas in atlases:
         urls += _render_atlas(atlas, page, owned.write, base)
+        owned.write(f"{atlas.name}/{SEARCH_INDEX}", search_index(atlas))
     first = next((a for a in atlases if a.layers and a.layers[0].units), None)
     preview = base + whole_filter_image(first.layers[0].units[0]) if base and first else None
     page("atlases.html", "index.html", 0, atlas=None, atlases=atlases, og_image=preview)
@@ -140,33 +182,54 @@ def _render_atlas(atlas: Manifest, page, write, base: str | None) -> list[str]:
     home = f"{atlas.name}/"
     layers = atlas.layers
     first = whole_filter_image(layers[0].units[0]) if layers and layers[0].units else None
-    page("index.html", home + "index.html", 1, atlas=atlas, strip=STRIP_THUMBS, thumb=64,
+    page("index.html", home + "index.html", 1, atlas=atlas, strip=STRIP_THUMBS, thumb=STRIP_THUMB,
          og_image=base + first if base and first else None)
+    figure = {"width": figure_width(size), "rf_crop": rf_crop_size, "colour_scale": COLOUR_SCALE, "map_width": MAP_WIDTH}
     for li, layer in enumerate(layers):
         prev_layer = layers[li - 1] if li > 0 else None
         next_layer = layers[li + 1] if li + 1 < len(layers) else None
-        views = layer_views(layer, atlas.probes)
+        views = layer_views(layer, atlas.probes, size)
         page("layer.html", layer.path + "index.html", 2, atlas=atlas, layer=layer, views=views,
              prev_layer=prev_layer, next_layer=next_layer)
         units = layer.units
         for ui, unit in enumerate(units):
-            top, left, bottom, right = unit.rf_box
-            box = {"top": 100 * top / size, "left": 100 * left / size,
-                   "height": 100 * (bottom - top) / size, "width": 100 * (right - left) / size}
             permalink = base + unit.page if base else unit.page
             citation = bibtex(atlas, layer.name, unit.index, permalink)
             write(unit.page + "unit.json", unit_document(atlas, layer, unit, citation))
             page(
                 "filter.html", unit.page + "index.html", 3, atlas=atlas,
-                layer=layer, unit=unit, maps=[(m, probes[m.probe]) for m in unit.activation_maps], box=box, size=size,
+                layer=layer, unit=unit, maps=[(m, probes[m.probe]) for m in unit.activation_maps], size=size,
                 prev_unit=units[ui - 1] if ui > 0 else None, next_unit=units[ui + 1] if ui + 1 < len(units) else None,
                 prev_layer=prev_layer, next_layer=next_layer, permalink=permalink,
-                bibtex=citation,
+                bibtex=citation, figure=figure, figure_command=figure_command(atlas.name, layer.name, unit.index),
                 og_image=base + whole_filter_image(unit) if base else None,
             )
     if not base:
         return []
     return [base + home] + [base + layer.path for layer in layers] + [base + u.page for layer in layers for u in layer.units]
+
+
+def search_index(atlas: Manifest) -> bytes:
+    """<name>/search.json, what the search box (static/atlas.js) needs to turn `block4_conv2/137` into a
+    link with no server: each layer's name, folder and filter count, and the filters built, as ranges.
+    A filter's page is <folder><index>/ (names.unit_folder); one that is not is listed in `pages`."""
+    layers = []
+    for layer in atlas.layers:
+        ranges: list[list[int]] = []
+        pages = {}
+        for unit in sorted(layer.units, key=lambda u: u.index):
+            if unit.page != f"{layer.path}{unit.index}/":
+                pages[str(unit.index)] = unit.page
+            elif ranges and ranges[-1][1] == unit.index - 1:
+                ranges[-1][1] = unit.index
+            else:
+                ranges.append([unit.index, unit.index])
+        record = {"name": layer.name, "path": layer.path, "filters": layer.filters, "built": ranges}
+        if pages:
+            record["pages"] = pages
+        layers.append(record)
+    document = {"atlas": atlas.name, "model": atlas.model, "layers": layers}
+    return (json.dumps(document, separators=(",", ":")) + "\n").encode()
 
 
 #: The layer page's grids of whole-filter images: (view id, tab label, output name), shown when every unit has it.
@@ -182,24 +245,31 @@ def whole_filter_image(unit) -> str:
     return unit.images["channel"] if "channel" in unit.images else unit.images["maco_channel"]
 
 
-def layer_views(layer, probes) -> list[dict]:
+def layer_views(layer, probes, size: int) -> list[dict]:
     """The layer page's tabs: a grid per synthesised image the units have, then each unit's top dataset
-    example, then one per probe photo. A cell is (unit, image path, the dataset example it shows or None)."""
+    example, then one per probe photo. A cell is (unit, image path, the dataset example it shows or None,
+    the image's natural (width, height) in pixels); `size` is the synthesised images' side."""
     units = layer.units
     views = [
         {"id": view, "label": label, "height": LAYER_THUMB, "crops": False,
-         "cells": [(u, u.images[name], None) for u in units]}
+         "cells": [(u, u.images[name], None, rf_crop_size(u.rf_box) if name == "rf_crop" else (size, size)) for u in units]}
         for view, label, name in IMAGE_VIEWS if units and all(name in u.images for u in units)
     ]
     if units and all(u.dataset_examples for u in units):
         views.append({"id": "examples", "label": "Top dataset example", "height": LAYER_THUMB, "crops": True,
-                      "cells": [(u, u.dataset_examples[0].image, u.dataset_examples[0]) for u in units]})
+                      "cells": [(u, u.dataset_examples[0].image, u.dataset_examples[0], _box_size(u.dataset_examples[0].box))
+                                for u in units]})
     return views + [
         {"id": f"map-{i}", "label": f"Activation on {probe.name}",
          "height": round(LAYER_THUMB * probe.height / probe.width), "crops": False,
-         "cells": [(u, u.activation_maps[i].images["overlay"], None) for u in units]}
+         "cells": [(u, u.activation_maps[i].images["overlay"], None, (probe.width, probe.height)) for u in units]}
         for i, probe in enumerate(probes)
     ]
+
+
+def _box_size(box) -> tuple[int, int]:
+    top, left, bottom, right = box
+    return right - left, bottom - top
 
 
 def unit_document(atlas: Manifest, layer, unit, citation: str) -> bytes:

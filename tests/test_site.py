@@ -111,15 +111,17 @@ def test_layer_views_show_a_maco_grid_only_when_the_units_have_maco_images():
     from atlasgen.site import layer_views, whole_filter_image
 
     lucid = {"channel": "a/channel.webp", "rf_crop": "a/rf-crop.webp"}
-    unit = lambda images: SimpleNamespace(images=images, activation_maps=[], dataset_examples=[])
+    unit = lambda images: SimpleNamespace(images=images, activation_maps=[], dataset_examples=[], rf_box=[0, 0, 8, 4])
     layer = SimpleNamespace(units=[unit(lucid)])
-    assert [v["label"] for v in layer_views(layer, [])] == ["Whole filter", "Centre neuron (receptive field)"]
+    assert [v["label"] for v in layer_views(layer, [], 64)] == ["Whole filter", "Centre neuron (receptive field)"]
     both = SimpleNamespace(units=[unit({**lucid, "maco_channel": "a/maco-channel.webp"})])
-    views = layer_views(both, [])
+    views = layer_views(both, [], 64)
     assert [v["id"] for v in views] == ["channel", "maco", "neuron"]
     assert views[1]["label"] == "Whole filter (MACO)" and views[1]["cells"][0][1] == "a/maco-channel.webp"
+    # Each cell knows its image's pixels: the synthesised side, or the zoomed crop's (224 on its longer side).
+    assert views[1]["cells"][0][3] == (64, 64) and views[2]["cells"][0][3] == (112, 224)
     maco_only = unit({"maco_channel": "a/maco-channel.webp"})
-    assert [v["id"] for v in layer_views(SimpleNamespace(units=[maco_only]), [])] == ["maco"]
+    assert [v["id"] for v in layer_views(SimpleNamespace(units=[maco_only]), [], 64)] == ["maco"]
     assert whole_filter_image(maco_only) == "a/maco-channel.webp" and whole_filter_image(both.units[0]) == "a/channel.webp"
 
 
@@ -337,3 +339,159 @@ def test_example_sources_are_escaped(tmp_path):
         html = (tmp_path / path).read_text()
         assert "<b onmouseover" not in html and 'a "quoted"' not in html
         assert "&lt;b onmouseover=&#34;x&#34;&gt;evil&lt;/b&gt;" in html
+
+
+# --- search, evidence, accessibility ---------------------------------------------------------------
+
+
+def test_search_json_lists_each_layers_filters_as_ranges(tmp_path):
+    manifest = synthetic_manifest(layers=[("block1_conv1", 6), ("block2_conv1", 2)])
+    units = manifest["layers"][0]["units"]
+    manifest["layers"][0]["units"] = [u for u in units if u["index"] in (0, 1, 2, 5)]
+    manifest["layers"][0]["filters"] = 64
+    manifest["layers"][1]["units"][1]["page"] = "vgg16/block2_conv1/one/"  # not <folder><index>/: listed as it is
+    tmp_path.mkdir(exist_ok=True)
+    write_manifest(tmp_path, manifest)
+    render_site(tmp_path)
+    index = json.loads((tmp_path / "vgg16" / "search.json").read_text())
+    assert index == {"atlas": "vgg16", "model": "vgg16", "layers": [
+        {"name": "block1_conv1", "path": "vgg16/block1_conv1/", "filters": 64, "built": [[0, 2], [5, 5]]},
+        {"name": "block2_conv1", "path": "vgg16/block2_conv1/", "filters": 2, "built": [[0, 0]],
+         "pages": {"1": "vgg16/block2_conv1/one/"}},
+    ]}
+    # Every page's search box knows where the index is and which atlas it is in.
+    form = parse(tmp_path / "vgg16/block2_conv1/0/index.html").find("form", **{"data-atlas": "vgg16"})
+    assert form.attrs["data-root"] == "../../../" and form.attrs["data-atlases"] == "vgg16"
+    assert form.attrs["data-layer"] == "block2_conv1"
+    root = parse(tmp_path / "index.html").find("search").find("form")
+    assert root.attrs["data-root"] == "" and "data-atlas" not in root.attrs
+    label = root.find("label")
+    assert label.attrs["for"] == root.find("input").attrs["id"] and root.find("input").attrs["aria-keyshortcuts"] == "/"
+
+
+def test_a_silent_filter_says_so_in_words_on_its_page_and_in_the_layer_grid(tmp_path):
+    manifest = synthetic_manifest(layers=[("block1_conv1", 3)])
+    manifest["layers"][0]["units"][1]["metrics"]["silent"] = True
+    tmp_path.mkdir(exist_ok=True)
+    write_manifest(tmp_path, manifest)
+    render_site(tmp_path)
+    silent = parse(tmp_path / "vgg16/block1_conv1/1/index.html")
+    assert silent.find("p", class_="silent-note").text.startswith("This filter is silent.")
+    assert silent.find("h1").find("span", class_="badge").text == "silent"
+    assert "silent" not in parse(tmp_path / "vgg16/block1_conv1/0/index.html").find("h1").text
+    layer = parse(tmp_path / "vgg16/block1_conv1/index.html")
+    for grid in layer.find_all("div", class_="grid"):
+        cells = grid.find_all("a")
+        assert [bool(a.find_all("span", class_="badge")) for a in cells] == [False, True, False]
+        assert "silent" in cells[1].find("img").attrs["alt"] and "silent" not in cells[0].find("img").attrs["alt"]
+    assert "1 filter whose pre-ReLU response is negative everywhere" in layer.find("p", class_="note").text
+
+
+def test_every_number_on_the_filter_page_has_a_plain_explanation(tmp_path):
+    write_examples_atlas(tmp_path)
+    page = parse(tmp_path / "vgg16/block1_conv1/0/index.html")
+    table = page.find("table", class_="numbers")
+    assert [th.attrs["scope"] for th in table.find("thead").find_all("th")] == ["col"] * 3
+    rows = table.find("tbody").find_all("tr")
+    assert len(rows) >= 12
+    for row in rows:
+        (th,) = row.find_all("th")
+        value, meaning = row.find_all("td")
+        assert th.attrs["scope"] == "row" and value.text and len(meaning.text.split()) >= 6, row.text
+    labels = [row.find("th").text for row in rows]
+    assert {"receptive field r", "effective stride S", "effective padding P", "whole filter: objective",
+            "whole filter: mean activation", "centre neuron: changed pixels outside the box", "silent",
+            "centre neuron against the best dataset example"} <= set(labels)
+    # Each activation map's numbers are said in words beside them.
+    caption = page.find("figure", class_="map").find("figcaption").text
+    assert "Peak 1.5: its largest value on this photo; mean 0.25: its average over the photo" in caption
+
+
+def test_filter_page_links_its_unit_json_and_gives_the_figure_command(tmp_path):
+    from atlasgen.figure import figure_command
+
+    write_atlas(tmp_path)
+    render_site(tmp_path)
+    folder = tmp_path / "vgg16/block2_conv1/1"
+    page = parse(folder / "index.html")
+    links = [a.attrs["href"] for a in page.find("nav", **{"aria-label": "On this page"}).find_all("a")]
+    assert links == ["#numbers", "../../../vgg16/block2_conv1/1/unit.json", "#figure", "#cite"]
+    assert (folder / links[1]).resolve() == (folder / "unit.json").resolve() and (folder / "unit.json").is_file()
+    command = page.find("section", class_="figure-command").find("code").text
+    assert command == figure_command("vgg16", "block2_conv1", 1)
+    assert command == "atlasgen figure --out site vgg16/block2_conv1/1/ -o block2_conv1-1.pdf"
+
+
+def test_activation_maps_show_photo_and_heatmap_side_by_side_with_a_colour_bar(tmp_path):
+    from atlasgen.synthesis.maps import VIRIDIS_STOPS
+
+    write_atlas(tmp_path)
+    render_site(tmp_path)
+    figure = parse(tmp_path / "vgg16/block1_conv1/0/index.html").find("figure", class_="map")
+    views = figure.find("div", class_="map-views")
+    photo = views.find_all("img")[0]
+    assert photo.attrs["src"] == "../../../vgg16/probes/astronaut.webp" and "astronaut" in photo.attrs["alt"]
+    heatmap = views.find("a", class_="map-heatmap")
+    assert heatmap.find("img").attrs["src"].endswith("maps/astronaut/heatmap.webp") and "hidden" not in heatmap.attrs
+    overlay = views.find("a", class_="map-overlay")
+    assert overlay.find("img").attrs["src"].endswith("maps/astronaut/overlay.webp") and "hidden" in overlay.attrs
+    # The photo is 512 px (its attributes), shown at 256: half its pixels, so smoothed, not drawn as pixels.
+    assert (photo.attrs["width"], photo.attrs["height"]) == ("512", "512") and "class" not in photo.attrs
+    toggle = figure.find("button", class_="overlay-toggle")
+    assert toggle.attrs["type"] == "button" and toggle.attrs["aria-controls"] == "heatmap-1 overlay-1"
+    # The colour bar has the heatmap's colours (synthesis.maps) and its scale in activation units: 0 to `scale`.
+    bar = figure.find("div", class_="colour-bar")
+    stops = bar.find_all("stop")
+    assert [s.attrs["stop-color"] for s in stops] == ["#%02x%02x%02x" % tuple(int(c) for c in rgb) for rgb in VIRIDIS_STOPS]
+    assert [float(s.attrs["offset"]) for s in stops] == [i / 8 for i in range(9)]
+    assert [t.text for t in bar.find("p", class_="ticks").find_all("span")] == ["0", "1", "2"]  # scale 2.0
+    assert "yellow is 2" in bar.find("svg").attrs["aria-label"]
+    nojs = (tmp_path / "static/nojs.css").read_text()
+    assert ".map-views .map-overlay[hidden] { display: block; }" in nojs and ".overlay-toggle { display: none; }" in nojs
+
+
+def test_the_centre_neuron_box_is_an_svg_in_image_pixels(tmp_path):
+    write_atlas(tmp_path)
+    render_site(tmp_path)
+    boxed = parse(tmp_path / "vgg16/block1_conv1/0/index.html").find("div", class_="boxed")
+    svg = boxed.find("svg")
+    assert svg.attrs["viewbox"] == "0 0 224 224" and svg.attrs["aria-hidden"] == "true"
+    rect = svg.find("rect", class_="box")
+    assert [rect.attrs[a] for a in ("x", "y", "width", "height")] == ["100", "100", "24", "24"]  # rf_box [100, 100, 124, 124]
+
+
+def test_images_are_sized_by_their_pixels_and_enlarged_only_as_pixels(tmp_path):
+    from atlasgen.site import as_pixels, figure_width, rf_crop_size
+
+    assert not as_pixels(512, 256) and not as_pixels(224, 96)  # 224 px cover a 2x screen's 192
+    assert as_pixels(64, 96) and as_pixels(224, 224)
+    assert [figure_width(s) for s in (32, 64, 128, 129, 224, 512)] == [256, 256, 256, 129, 224, 512]
+    assert rf_crop_size([0, 0, 10, 20]) == (224, 112) and rf_crop_size([5, 5, 8, 8]) == (224, 224)
+    # A 224 px atlas: the images keep their size (drawn as pixels for 2x screens); a 64 px one is enlarged.
+    for size, enlarged in ((224, False), (64, True)):
+        manifest = synthetic_manifest(layers=[("block1_conv1", 1)], size=size)
+        write_manifest(tmp_path / str(size), manifest)
+        render_site(tmp_path / str(size))
+        img = parse(tmp_path / str(size) / "vgg16/block1_conv1/0/index.html").find("div", class_="figures").find_all("img")[0]
+        assert (img.attrs["width"], img.attrs["height"]) == (str(size), str(size))
+        assert img.attrs["class"].split() == (["enlarged", "pixels"] if enlarged else ["pixels"])
+    css = (tmp_path / "64" / "static/atlas.css").read_text()
+    assert ".figures img.enlarged { width: 256px; }" in css and ".grid img, .atlases img { width: 96px; }" in css
+
+
+def test_every_page_is_free_of_what_html_validate_and_lighthouse_flag(tmp_path):
+    """Checked on every page without Node (test_site_a11y runs html-validate itself): no inline style,
+    every <th> scoped, every <button> typed, every <nav> named, every <img> sized and described."""
+    write_examples_atlas(tmp_path)
+    pages = sorted(tmp_path.rglob("*.html"))
+    assert len(pages) == 1 + 1 + 1 + 2 + 4
+    for path in pages:
+        html = path.read_text()
+        assert html.startswith("<!DOCTYPE html>") and " style=" not in html, path
+        page = Page(html).root
+        assert all(th.attrs.get("scope") in ("row", "col") for th in page.find_all("th")), path
+        assert all(b.attrs.get("type") in ("button", "submit") for b in page.find_all("button")), path
+        navs = page.find_all("nav")
+        assert all(n.attrs.get("aria-label") for n in navs) and len({n.attrs["aria-label"] for n in navs}) == len(navs), path
+        for img in page.find_all("img"):
+            assert img.attrs.get("width") and img.attrs.get("height") and len(img.attrs.get("alt", "").split()) >= 3, (path, img.attrs)

@@ -47,9 +47,9 @@ def open_page(browser, errors):
 
 
 def images_loaded(page) -> list[str]:
-    """Shows every view and every example's context, scrolls every lazy image into view, then returns
+    """Shows every view, overlay and example's context, scrolls every lazy image into view, then returns
     the sources that failed to load."""
-    page.evaluate("document.querySelectorAll('.grid[hidden]').forEach(g => g.hidden = false);"
+    page.evaluate("document.querySelectorAll('.grid[hidden], .map-overlay[hidden]').forEach(g => g.hidden = false);"
                   "document.querySelectorAll('figure.context').forEach(f => f.style.display = 'block')")
     for image in page.query_selector_all("img"):
         image.scroll_into_view_if_needed()
@@ -170,6 +170,10 @@ def test_dataset_examples_and_their_boxes_show_without_javascript(site, browser,
     drawn(last)
     assert not page.is_visible("#example-1")
 
+    # Without JavaScript the photo, heatmap and overlay all show, and the search (which needs it) does not.
+    assert page.is_visible("#overlay-1") and page.is_visible("#heatmap-1") and not page.is_visible(".overlay-toggle")
+    assert not page.is_visible(".search")
+
     # The layer page without JavaScript: every view shows under its heading, the top examples among them.
     page.goto(site + "vgg16-hed-bsds500/block2_conv1/index.html")
     assert not page.is_visible(".tabs")
@@ -193,4 +197,148 @@ def test_layer_page_switches_to_the_top_examples_with_javascript(site, browser):
     page.click(".grid[data-view='examples'] a >> nth=1")
     assert page.url.endswith("vgg16-hed-bsds500/block1_conv1/1/index.html#example-1")
     assert page.is_visible("#example-1 rect.box") and in_viewport(page, "#example-1")
+    assert errors == []
+
+
+# --- search and jump -------------------------------------------------------------------------------
+
+
+def search_for(page, query: str, box: str = ".search input") -> None:
+    page.fill(box, query)
+    page.press(box, "Enter")
+
+
+def test_the_search_box_reaches_every_filter_from_any_page(site, browser, built_atlas):
+    atlas = json.loads((built_atlas.out / "vgg16-hed-bsds500" / "atlas.json").read_text())
+    units = [(layer["name"], unit["index"]) for layer in atlas["layers"] for unit in layer["units"]]
+    assert len(units) == 6
+    # Every spelling the issue names, and a few more, each for a different filter.
+    spellings = ["{layer}/{i}", "{short}/{i}", "conv{short} {i}", "{layer} {i}", "{short} {i}",
+                 "vgg16-hed-bsds500/{layer}/{i}/"]
+    errors: list[str] = []
+    page = open_page(browser, errors)
+    page.goto(site + "index.html")
+    for (layer, index), spelling in zip(units, spellings):
+        short = layer.removeprefix("block").replace("_conv", "_")  # block2_conv1 -> 2_1
+        page.keyboard.press("/")  # the shortcut focuses the box from anywhere on the page
+        assert page.evaluate("document.activeElement.id") == "search-input"
+        page.keyboard.type(spelling.format(layer=layer, short=short, i=index))
+        page.keyboard.press("Enter")
+        page.wait_for_url(f"**/vgg16-hed-bsds500/{layer}/{index}/index.html")
+    # A layer alone goes to its page; a pasted URL works too.
+    search_for(page, "block1_conv1")
+    page.wait_for_url("**/vgg16-hed-bsds500/block1_conv1/index.html")
+    search_for(page, site + "vgg16-hed-bsds500/block2_conv1/2/index.html")
+    page.wait_for_url("**/vgg16-hed-bsds500/block2_conv1/2/index.html")
+    # On a filter page a number alone is a filter of its layer.
+    search_for(page, "0")
+    page.wait_for_url("**/vgg16-hed-bsds500/block2_conv1/0/index.html")
+    assert errors == []
+
+
+@pytest.mark.parametrize("query,message", [
+    ("block9_conv9/1", "No layer “block9_conv9” in vgg16-hed-bsds500; its layers are block1_conv1, block2_conv1."),
+    ("block1_conv1/40", "Filter 40 of block1_conv1 is not in this atlas; it shows filters 0–2."),
+    ("block1_conv1/64", "block1_conv1 has 64 filters, numbered 0–63."),
+    ("1 2", "No layer “1” in vgg16-hed-bsds500; its layers are block1_conv1, block2_conv1."),
+    ("   ", "Type a layer and a filter"),
+])
+def test_unknown_input_shows_a_message_and_stays(site, browser, query, message):
+    errors: list[str] = []
+    page = open_page(browser, errors)
+    url = site + "vgg16-hed-bsds500/index.html"
+    page.goto(url)
+    search_for(page, query)
+    page.wait_for_selector(".search output:not(:empty)")
+    assert page.inner_text(".search output").startswith(message)
+    assert page.url == url and page.get_attribute(".search input", "aria-invalid") == "true"
+    page.fill(".search input", "x")  # typing again clears the message
+    assert page.inner_text(".search output") == ""
+    assert errors == []
+
+
+def test_layer_page_filter_box(site, browser):
+    errors: list[str] = []
+    page = open_page(browser, errors)
+    page.goto(site + "vgg16-hed-bsds500/block2_conv1/index.html")
+    assert page.get_attribute("form.jump input", "max") == "127"  # block2_conv1 has 128 filters
+    search_for(page, "5", "form.jump input")
+    page.wait_for_selector("form.jump output:not(:empty)")
+    assert page.inner_text("form.jump output") == "Filter 5 of block2_conv1 is not in this atlas; it shows filters 0–2."
+    search_for(page, "2", "form.jump input")
+    page.wait_for_url("**/vgg16-hed-bsds500/block2_conv1/2/index.html")
+    assert errors == []
+
+
+def test_the_query_forms_the_parser_reads(site, browser):
+    page = browser.new_page()
+    page.goto(site + "index.html")
+    names = ["vgg16", "vgg16-hed-bsds500"]
+    cases = {
+        "block4_conv2/137": [None, "block4_conv2", 137],
+        "4_2/137": [None, "4_2", 137],
+        "conv4_2 137": [None, "conv4_2", 137],
+        "block4_conv2 137": [None, "block4_conv2", 137],
+        "4_2 137": [None, "4_2", 137],
+        "block4 conv2 137": [None, "block4_conv2", 137],
+        "block4_conv2 filter 137": [None, "block4_conv2", 137],
+        "block4_conv2#137": [None, "block4_conv2", 137],
+        "vgg16/block4_conv2/137": ["vgg16", "block4_conv2", 137],
+        "https://user.github.io/repo/vgg16-hed-bsds500/block4_conv2/137/index.html": ["vgg16-hed-bsds500", "block4_conv2", 137],
+        "block4_conv2": [None, "block4_conv2", None],
+        "137": [None, None, 137],
+        "vgg16/block4_conv2": ["vgg16", "block4_conv2", None],
+    }
+    for query, expected in cases.items():
+        parsed = page.evaluate("([q, names]) => { const p = atlasgenSearch.parse(q, names); return [p.atlas, p.layer, p.filter]; }",
+                               [query, names])
+        assert parsed == expected, query
+    page.close()
+
+
+def test_search_with_two_atlases_stays_in_the_current_one_and_takes_a_name(tmp_path, browser):
+    """Two atlases of the same layers in one folder (synthetic: pages without images)."""
+    from support import synthetic_manifest, write_manifest
+
+    from atlasgen.site import render_site
+
+    write_manifest(tmp_path, synthetic_manifest(layers=[("block1_conv1", 3)]))
+    other = json.loads(json.dumps(synthetic_manifest(layers=[("block1_conv1", 3)])).replace('"vgg16/', '"vgg16-mine/'))
+    other["name"] = "vgg16-mine"
+    other["layers"][0]["units"][2]["page"] = "vgg16-mine/block1_conv1/two/"  # off the rule: search.json lists it
+    write_manifest(tmp_path, other)
+    render_site(tmp_path)
+    server = make_server(tmp_path, 0)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    root = f"http://127.0.0.1:{server.server_address[1]}/"
+    try:
+        page = browser.new_page()
+        page.goto(root + "vgg16-mine/index.html")
+        search_for(page, "1_1/2")
+        page.wait_for_url("**/vgg16-mine/block1_conv1/two/index.html")
+        search_for(page, "vgg16/block1_conv1/1")
+        page.wait_for_url(root + "vgg16/block1_conv1/1/index.html")
+        page.goto(root + "index.html")  # the root searches the first atlas, or the one named
+        search_for(page, "block1_conv1 0")
+        page.wait_for_url(root + "vgg16/block1_conv1/0/index.html")
+        page.goto(root + "index.html")
+        search_for(page, "vgg16-mine/block1_conv1/0")
+        page.wait_for_url(root + "vgg16-mine/block1_conv1/0/index.html")
+        page.close()
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_overlay_toggle_swaps_the_heatmap(site, browser):
+    errors: list[str] = []
+    page = open_page(browser, errors)
+    page.goto(site + "vgg16-hed-bsds500/block1_conv1/1/index.html")
+    page.query_selector("figure.map").scroll_into_view_if_needed()
+    assert page.is_visible("#heatmap-1") and not page.is_visible("#overlay-1")
+    page.click(".overlay-toggle")
+    assert page.is_visible("#overlay-1") and not page.is_visible("#heatmap-1")
+    assert page.get_attribute(".overlay-toggle", "aria-pressed") == "true"
+    page.click(".overlay-toggle")
+    assert page.is_visible("#heatmap-1") and not page.is_visible("#overlay-1")
     assert errors == []
