@@ -133,3 +133,26 @@ def test_maco_takes_the_builds_precision_and_evaluates_in_float32(hed_model):
         maco.maco_batch(mixed, [0], MacoParams(size=SIZE, steps=1))
     with pytest.raises(AtlasgenError, match="computes in float32 and the parameters ask for mixed"):
         maco.optimise_maco(LayerEngine(hed_model, "block2_conv1"), [0], params)
+
+
+def test_to_pixels_scales_the_standardised_image_by_the_contrast():
+    from atlasgen.tf import tf
+
+    image = tf.constant(np.random.default_rng(0).normal(3.0, 5.0, (1, 8, 8, 3)).astype(np.float32))
+    full = maco.to_pixels(image).numpy()
+    faint = maco.to_pixels(image, tf.constant(np.log(0.25), tf.float32, shape=(1, 1, 1, 1))).numpy()
+    assert np.allclose(full, maco.to_pixels(image, tf.zeros((1, 1, 1, 1))).numpy())
+    assert faint.std() < 0.4 * full.std() and abs(faint.mean() - 0.5) < 0.05
+
+
+def test_a_filter_driven_by_faint_texture_gets_a_fainter_image(hed_model):
+    """block3_conv1 filter 0 of the HED trunk is driven hardest by faint texture: a learned contrast
+    (capped at unit) finds a fainter image and a higher objective; filter 1 keeps its contrast."""
+    from atlasgen.synthesis import LayerEngine
+
+    engine = LayerEngine(hed_model, "block3_conv1")
+    fixed, free = (maco.maco_batch(engine, [0, 1], MacoParams(size=48, steps=24, crops=2, contrast_learning_rate=lr))
+                   for lr in (0.0, 0.05))
+    assert free[0].objective > fixed[0].objective + 5 and free[0].image.std() < 0.6 * fixed[0].image.std()
+    assert free[1].image.std() == pytest.approx(fixed[1].image.std(), rel=0.1)
+    assert MacoParams().recipe()["max_log_contrast"] == 0.0 and "contrast_learning_rate" in MacoParams().recipe()

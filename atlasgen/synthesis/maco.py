@@ -104,6 +104,14 @@ class MacoParams:
     crop_end: float = 0.5  # ...shrinking linearly to this at the last
     crop_spread: float = 0.05  # each crop's side varies by up to this fraction around the schedule
     noise: float = 0.08  # sd of Gaussian noise on [0, 1] pixels (Xplique's noise_intensity)
+    # Adam on each image's log contrast (its standardised image is scaled by exp of it before the
+    # sigmoid); 0 keeps every image at unit contrast. The magnitude's shape stays the photos'; only
+    # its scale is free, because some filters are driven hardest by faint texture (block5_conv1
+    # filter 0 of the HED trunk is -58.7 on grey, -7.8 at an RGB sd of 8, far lower at unit contrast).
+    contrast_learning_rate: float = 0.05
+    # The log contrast stays at or below this: 0 lets an image grow fainter but never harsher than
+    # unit contrast, where the sigmoid would start to flatten the photos' spectrum into posterised colour.
+    max_log_contrast: float = 0.0
     precision: str = "float32"  # the model's compute, as SynthesisParams.precision; phase, Adam and objective stay float32
 
     @classmethod
@@ -142,12 +150,14 @@ def pre_image(phase, magnitude_tensor, size: int):
     return tf.transpose(image, (0, 2, 3, 1))
 
 
-def to_pixels(image):
-    """Each image to zero mean and unit sd, then a sigmoid: pixels in (0, 1)."""
+def to_pixels(image, log_contrast=None):
+    """Each image to zero mean and unit sd, scaled by exp(log_contrast) (batch, 1, 1, 1) when given,
+    then a sigmoid: pixels in (0, 1)."""
     from atlasgen.tf import tf
 
     mean, variance = tf.nn.moments(image, axes=[1, 2, 3], keepdims=True)
-    return tf.sigmoid((image - mean) / tf.sqrt(variance + 1e-8))
+    standard = (image - mean) / tf.sqrt(variance + 1e-8)
+    return tf.sigmoid(standard if log_contrast is None else standard * tf.exp(log_contrast))
 
 
 # --- the transforms ----------------------------------------------------------------------------------
@@ -197,33 +207,37 @@ def _compile(engine, params: MacoParams):
     size, lr = params.size, params.learning_rate
     mag = tf.constant(magnitude(size))
 
-    def step(i, phase, m, v, saliency, history, keys, ids, steps):
+    def step(i, phase, m, v, contrast, cm, cv, saliency, history, keys, ids, steps):
         progress = tf.cast(i, tf.float32) / tf.maximum(tf.cast(steps - 1, tf.float32), 1.0)
         step_keys = hash32(keys * 1_000_003 + tf.cast(i, tf.int64))
         with tf.GradientTape() as tape:
-            tape.watch(phase)
-            image = to_pixels(pre_image(phase, mag, size))
+            tape.watch([phase, contrast])
+            image = to_pixels(pre_image(phase, mag, size), contrast)
             crops = crops_and_noise(image, step_keys, progress, params)
             maps = engine.own_maps(crops, tf.repeat(ids, params.crops))
             scores = tf.reduce_mean(tf.reshape(tf.reduce_mean(maps, axis=[1, 2]), [-1, params.crops]), axis=1)
             loss = -tf.reduce_sum(scores)
-        grad, pixels = tape.gradient(loss, [phase, image])
+        grad, contrast_grad, pixels = tape.gradient(loss, [phase, contrast, image])
         phase, m, v = adam_step(phase, grad, m, v, i, lr)
+        if params.contrast_learning_rate > 0:
+            contrast, cm, cv = adam_step(contrast, contrast_grad, cm, cv, i, params.contrast_learning_rate)
+            contrast = tf.minimum(contrast, params.max_log_contrast)
         saliency = saliency + tf.reduce_sum(tf.abs(pixels), axis=-1)
-        return i + 1, phase, m, v, saliency, history.write(i, scores)
+        return i + 1, phase, m, v, contrast, cm, cv, saliency, history.write(i, scores)
 
     @tf.function(reduce_retracing=True)
     def run(phase, keys, ids, steps):
         history = tf.TensorArray(tf.float32, size=steps)
         zeros = tf.zeros_like(phase)
+        flat = tf.zeros([tf.shape(phase)[0], 1, 1, 1])
         saliency = tf.zeros([tf.shape(phase)[0], size, size])
-        _, phase, _, _, saliency, history = tf.while_loop(
+        _, phase, _, _, contrast, _, _, saliency, history = tf.while_loop(
             lambda i, *_: i < steps,
-            lambda i, p, m, v, s, h: step(i, p, m, v, s, h, keys, ids, steps),
-            (tf.constant(0), phase, zeros, zeros, saliency, history),
+            lambda i, p, m, v, c, cm, cv, s, h: step(i, p, m, v, c, cm, cv, s, h, keys, ids, steps),
+            (tf.constant(0), phase, zeros, zeros, flat, flat, flat, saliency, history),
         )
         pre = pre_image(phase, mag, size)
-        return to_pixels(pre), pre, saliency, history.stack()
+        return to_pixels(pre, contrast), pre, saliency, history.stack()
 
     return run
 
