@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import http.server
+import sys
 from pathlib import Path
 
 import click
@@ -16,7 +17,7 @@ def make_server(out: Path, port: int) -> http.server.ThreadingHTTPServer:
         raise AtlasgenError(f"{out} has no index.html; build the atlas first (atlasgen build --out {out})")
     handler = functools.partial(_QuietHandler, directory=str(out))
     try:
-        return http.server.ThreadingHTTPServer(("127.0.0.1", port), handler)
+        return _PreviewServer(("127.0.0.1", port), handler)
     except OSError as exc:
         raise AtlasgenError(f"cannot listen on 127.0.0.1:{port} ({exc.strerror}); choose another --port") from None
 
@@ -30,6 +31,15 @@ def serve_forever(out: Path, port: int) -> None:
         pass
     finally:
         server.server_close()
+
+
+class _PreviewServer(http.server.ThreadingHTTPServer):
+    def handle_error(self, request, client_address):
+        # A browser that navigates away drops its requests: not an error, and never a traceback.
+        error = sys.exc_info()[1]
+        if isinstance(error, (ConnectionError, TimeoutError)):
+            return
+        click.echo(f"serve: a request from {client_address[0]} failed ({type(error).__name__}: {error})", err=True)
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):

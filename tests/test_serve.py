@@ -29,3 +29,23 @@ def test_serve_listens_on_loopback(tmp_path):
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_a_dropped_connection_prints_no_traceback(tmp_path, capsys):
+    from atlasgen.serve import make_server
+
+    write_manifest(tmp_path, synthetic_manifest(layers=[("block1_conv1", 1)]))
+    (tmp_path / "index.html").write_text("<!DOCTYPE html><title>x</title>")
+    server = make_server(tmp_path, 0)
+    try:
+        for error in (ConnectionResetError(104, "Connection reset by peer"), BrokenPipeError(32, "Broken pipe"),
+                      ValueError("odd request")):
+            try:
+                raise error
+            except Exception:
+                server.handle_error(None, ("127.0.0.1", 5555))
+    finally:
+        server.server_close()
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert err.splitlines() == ["serve: a request from 127.0.0.1 failed (ValueError: odd request)"]
