@@ -49,11 +49,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing
 import resource
 import tempfile
 import time
 from pathlib import Path
+
+from machine import in_child, matmul_peak_flops
 
 # (shorter, longer) side ratios of common photos; each crop is this ratio exactly.
 RATIOS = ((1, 1), (4, 5), (3, 4), (2, 3), (9, 16))
@@ -224,27 +225,6 @@ def check_layers(layers: list[str] | None) -> None:
     unknown = [layer for layer in layers if layer not in names]
     if unknown:
         raise SystemExit(f"--layers: {', '.join(unknown)} not among {', '.join(names)}")
-
-
-def matmul_peak_flops(n: int = 4096, repeats: int = 10) -> float:
-    """TensorFlow's warm float32 matmul FLOP rate (as run.py's matmul_peak_flops)."""
-    from atlasgen.tf import load
-
-    tf, _ = load()
-    a = tf.random.normal((n, n))
-    b = tf.random.normal((n, n))
-    multiply = tf.function(lambda x, y: tf.reduce_sum(tf.matmul(x, y)))
-    multiply(a, b).numpy()
-    start = time.perf_counter()
-    for _ in range(repeats):
-        multiply(a, b).numpy()
-    return 2.0 * n**3 * repeats / (time.perf_counter() - start)
-
-
-def in_child(function, *args):
-    """`function(*args)` in a fresh process: its own TensorFlow, threads and memory."""
-    with multiprocessing.get_context("spawn").Pool(1) as pool:
-        return pool.apply(function, args)
 
 
 def counts(text: str) -> list[int]:

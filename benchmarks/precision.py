@@ -20,9 +20,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing
 import statistics
 import time
+
+from machine import in_child
 
 LAYERS = ("block1_conv1", "block3_conv1", "block5_conv1")
 KINDS = ("channel", "neuron")
@@ -69,12 +70,6 @@ def matmul_rates(n: int = 4096, repeats: int = 10) -> dict:
             multiply(a, b).numpy()
         rates[dtype.name] = 2.0 * n**3 * repeats / (time.perf_counter() - start)
     return rates
-
-
-def in_child(function, *args):
-    """`function(*args)` in a fresh process: its own TensorFlow, threads and memory."""
-    with multiprocessing.get_context("spawn").Pool(1) as pool:
-        return pool.apply(function, args)
 
 
 def compare(exact: list[float], mixed: list[float]) -> dict:

@@ -50,7 +50,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing
 import resource
 import statistics
 import subprocess
@@ -59,6 +58,8 @@ import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
+
+from machine import in_child, matmul_peak_flops
 
 LAYERS = ("block1_conv1", "block3_conv1", "block5_conv1")
 KINDS = ("channel", "neuron")
@@ -336,22 +337,6 @@ def run_atlasgen_maco(filters: list[int], size: int, steps: int, crops: int, tar
     return {"layers": results, "peak_rss_mb": peak_rss_mb()}
 
 
-def matmul_peak_flops(n: int = 4096, repeats: int = 10, precision: str = "float32") -> float:
-    """TensorFlow's matmul FLOP rate in the precision the synthesis computes in (mixed: bfloat16)."""
-    from atlasgen.tf import load
-
-    tf, _ = load()
-    dtype = tf.bfloat16 if precision == "mixed" else tf.float32
-    a = tf.cast(tf.random.normal((n, n)), dtype)
-    b = tf.cast(tf.random.normal((n, n)), dtype)
-    multiply = tf.function(lambda x, y: tf.reduce_sum(tf.matmul(x, y)))
-    multiply(a, b).numpy()
-    start = time.perf_counter()
-    for _ in range(repeats):
-        multiply(a, b).numpy()
-    return 2.0 * n**3 * repeats / (time.perf_counter() - start)
-
-
 def noop_rebuild_s() -> float:
     folder = Path(tempfile.mkdtemp(prefix="atlas-noop-"))
     command = [sys.executable, "-m", "atlasgen.cli", "build", "--preset", "quick", "--store", str(folder / "store"),
@@ -360,11 +345,6 @@ def noop_rebuild_s() -> float:
     start = time.perf_counter()
     subprocess.run(command, check=True, capture_output=True)
     return time.perf_counter() - start
-
-
-def in_child(function, *args):
-    with multiprocessing.get_context("spawn").Pool(1) as pool:
-        return pool.apply(function, args)
 
 
 def main() -> None:
