@@ -234,6 +234,7 @@ def dataset_examples(job: Job) -> Results:
         chunk_top = Top(local.activation, ids[local.image], local.unit)
         top = chunk_top if top is None else merge(top, chunk_top)
     photos = PhotoCache(dataset)
+    encoded: dict[str, bytes] = {}
     engine = job.engine_for("float32")
     for artifact in job.artifacts:
         f = artifact.filter
@@ -248,7 +249,9 @@ def dataset_examples(job: Job) -> Results:
             unit = [int(v) for v in top.unit[f, rank]]
             box = engine.field(size).unit_box(tuple(unit)).clipped(size)
             blobs[f"crop{rank}"] = codec.webp(example_crop(pixels, box))
-            blobs[f"photo{rank}"] = codec.webp(pixels, quality=codec.PHOTO_QUALITY)
+            if source.digest not in encoded:  # the same photos recur across a layer's filters
+                encoded[source.digest] = codec.webp(pixels, quality=codec.PHOTO_QUALITY)
+            blobs[f"photo{rank}"] = encoded[source.digest]
             examples.append({"digest": source.digest, "activation": float(top.activation[f, rank]), "unit": unit,
                              "box": box.as_list(), "size": list(size)})
         yield artifact, blobs, {"examples": examples}
