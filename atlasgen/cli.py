@@ -52,8 +52,8 @@ def cli() -> None:
 @click.option("--json", "as_json", is_flag=True, help="print a JSON document instead of a table")
 def layers(weights: str, size: int, as_json: bool) -> None:
     """List the convolutional layers with their receptive fields (r, S, P)."""
-    from atlasgen.layers import describe_layers, layers_document, layers_table
-    from atlasgen.weights import load_model
+    from atlasgen.model.layers import describe_layers, layers_document, layers_table
+    from atlasgen.model.weights import load_model
 
     loaded = load_model(weights)
     document = layers_document(loaded, describe_layers(loaded, size), size)
@@ -107,7 +107,7 @@ def plan_options(command):
 def _config(preset, weights, layers, filters, size, steps, probes, store, out, force, shard, batch_size, seed, base_url,
             method="lucid", precision=None, dataset=None, dataset_size=None, examples=None, dataset_chunk=None,
             name=None, title=None, authors=()):
-    from atlasgen.plan import BuildConfig, parse_shard
+    from atlasgen.build.plan import BuildConfig, parse_shard
 
     return BuildConfig(
         preset=preset, weights=weights,
@@ -124,7 +124,7 @@ def _config(preset, weights, layers, filters, size, steps, probes, store, out, f
 @plan_options
 def build(**options) -> None:
     """Build an atlas: synthesise what the store lacks, then export images and atlas.json."""
-    from atlasgen.build import run_build
+    from atlasgen.build.run import run_build
 
     result = run_build(_config(**options))
     if result.complete:
@@ -150,7 +150,7 @@ def _echo_render(rendered) -> None:
 @click.option("--force", is_flag=True, help="write into an --out that holds files atlasgen did not write")
 def render(out: Path, base_url: str | None, force: bool) -> None:
     """Render the pages of a built atlas from its atlas.json."""
-    from atlasgen.site import render_site
+    from atlasgen.site.render import render_site
 
     _echo_render(render_site(out, base_url, force))
 
@@ -160,7 +160,7 @@ def render(out: Path, base_url: str | None, force: bool) -> None:
 @click.option("--port", type=click.IntRange(1, 65535), default=8000, show_default=True)
 def serve(out: Path, port: int) -> None:
     """Preview the atlas on http://127.0.0.1:PORT/ (Ctrl-C stops)."""
-    from atlasgen.serve import serve_forever
+    from atlasgen.site.serve import serve_forever
 
     serve_forever(out, port)
 
@@ -178,7 +178,7 @@ def figure(specs: tuple[str, ...], out: Path, target: Path, columns: str, dpi: i
 
     SPEC is layer/filter (block2_conv1/3), a range layer/a-b, or a filter page's URL or path
     (vgg16/block2_conv1/3/)."""
-    from atlasgen.figure import make_figure
+    from atlasgen.site.figure import make_figure
 
     result = make_figure(out, specs, target, columns, dpi, atlas)
     size = (f"{result.pixels[0]}×{result.pixels[1]} px at {result.dpi} dpi" if result.format == "png"
@@ -192,7 +192,7 @@ def figure(specs: tuple[str, ...], out: Path, target: Path, columns: str, dpi: i
 @click.option("--json", "as_json", is_flag=True, help="print JSON")
 def status(as_json: bool, **options) -> None:
     """Tell what a plan has done and what is missing in the store."""
-    from atlasgen.build import build_status
+    from atlasgen.build.run import build_status
 
     report = build_status(_config(**options))
     if as_json:

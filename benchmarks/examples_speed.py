@@ -4,7 +4,7 @@
         [--layers a,b] [--batch-size N] [--examples 9] [--seed 0] [--matmul-size 4096]
 
 Corpus: for each --images N, a temporary folder of N distinct images cut from scikit-image's
-bundled photos (atlasgen.dataset.BUILTIN_PHOTOS; no download): random crops, shorter side 128 to
+bundled photos (atlasgen.build.dataset.BUILTIN_PHOTOS; no download): random crops, shorter side 128 to
 512 px where the photo allows, in the common photo aspect ratios 1:1, 4:5, 3:4, 2:3 and 9:16,
 landscape or portrait, greyscale where the photo is, about 70% saved as JPEG (quality 90) and the
 rest as PNG, spread over ten subfolders. The same --seed gives the same corpus. An exact ratio
@@ -16,7 +16,7 @@ scan path on hed-bsds500's VGG16 trunk: `open_dataset` (hashing every file), the
 through `scan_chunk` (read, decode, EXIF, RGB, bicubic resize of the shorter side to --size,
 one pre-activation forward pass per batch of equal-shape images for every planned layer, each
 image's per-filter max and argmax, the chunk's top --examples per filter), each chunk's tops
-merged into a running top k per layer with `atlasgen.dataset.merge`, as the build merges them.
+merged into a running top k per layer with `atlasgen.build.dataset.merge`, as the build merges them.
 Nothing is stored. The graph is traced before the clock starts (one --size x --size image).
 TensorFlow's float32 matmul rate (--matmul-size square, tf.function, warm, as run.py's
 matmul_peak_flops) is measured in a child of its own in the same run.
@@ -26,7 +26,7 @@ Figures (per N, and for the largest N at the top level):
   not open_dataset, whose hashing is hash_s).
 - conv_gflop_per_image: forward FLOPs of the conv layers the scan computes (every conv up to the
   deepest planned layer), 2 * h * w * k * k * cin * cout each, h x w its output map at each
-  image's own resized size (atlasgen.geometry.receptive_fields); the mean over the corpus. ReLU,
+  image's own resized size (atlasgen.model.geometry.receptive_fields); the mean over the corpus. ReLU,
   pooling, the input transform and the max/argmax are not counted.
 - conv_gflops: those FLOPs over the scan's wall time; fraction_of_matmul_peak: that over the
   matmul rate (the target is >= 0.5). forward_* are the same over the time inside the forward
@@ -77,7 +77,7 @@ def make_corpus(folder: Path, count: int, seed: int) -> dict:
     import numpy as np
     from PIL import Image
 
-    from atlasgen.dataset import BUILTIN_PHOTOS
+    from atlasgen.build.dataset import BUILTIN_PHOTOS
     from atlasgen.synthesis.probes import _skimage_data
 
     photos = []
@@ -120,8 +120,8 @@ def make_corpus(folder: Path, count: int, seed: int) -> dict:
 
 def conv_flops(model, computed: list[str], hw: tuple[int, int]) -> float:
     """Forward FLOPs of the named conv layers for one image of hw pixels: 2 h w k k cin cout each."""
-    from atlasgen.geometry import receptive_fields
-    from atlasgen.graph import spatial_ops
+    from atlasgen.model.geometry import receptive_fields
+    from atlasgen.model.graph import spatial_ops
 
     fields = receptive_fields(spatial_ops(model), hw)
     total = 0.0
@@ -134,7 +134,7 @@ def conv_flops(model, computed: list[str], hw: tuple[int, int]) -> float:
 
 def computed_convs(model, layers: list[str]) -> list[str]:
     """Every conv the scan's forward pass computes: those up to the deepest planned layer."""
-    from atlasgen.graph import conv_layers
+    from atlasgen.model.graph import conv_layers
 
     names = [c.name for c in conv_layers(model)]
     return names[: max(names.index(layer) for layer in layers) + 1]
@@ -144,9 +144,9 @@ def scan_run(folder: str, size: int, chunk: int, layers: list[str] | None, batch
     """One corpus through the build's scan path, streaming; the figures of this process."""
     import numpy as np
 
-    from atlasgen.dataset import Scanner, Top, merge, open_dataset, scan_batch_size, scan_chunk, to_global
-    from atlasgen.graph import conv_layers
-    from atlasgen.weights import load_model
+    from atlasgen.build.dataset import Scanner, Top, merge, open_dataset, scan_batch_size, scan_chunk, to_global
+    from atlasgen.model.graph import conv_layers
+    from atlasgen.model.weights import load_model
 
     loaded = load_model("hed-bsds500")
     every = {c.name: c.filters for c in conv_layers(loaded.model)}
@@ -204,8 +204,8 @@ def scan_run(folder: str, size: int, chunk: int, layers: list[str] | None, batch
 
 def imagenet_flops(layers: list[str] | None) -> tuple[list[int], float]:
     """The resized ImageNet validation image's shape and its conv FLOPs through the scan."""
-    from atlasgen.graph import conv_layers
-    from atlasgen.weights import load_model
+    from atlasgen.model.graph import conv_layers
+    from atlasgen.model.weights import load_model
 
     loaded = load_model("hed-bsds500")
     layers = layers or [c.name for c in conv_layers(loaded.model)]
@@ -216,8 +216,8 @@ def imagenet_flops(layers: list[str] | None) -> tuple[list[int], float]:
 
 
 def check_layers(layers: list[str] | None) -> None:
-    from atlasgen.graph import conv_layers
-    from atlasgen.weights import load_model
+    from atlasgen.model.graph import conv_layers
+    from atlasgen.model.weights import load_model
 
     if layers is None:
         return
@@ -241,7 +241,7 @@ def main() -> None:
     parser.add_argument("--chunk", type=int, default=32, help="images per chunk on average (--dataset-chunk)")
     parser.add_argument("--layers", default=None, help="planned layers, comma separated (default: all 13 conv layers)")
     parser.add_argument("--batch-size", type=int, default=None,
-                        help="images per forward pass (default: atlasgen.dataset.scan_batch_size)")
+                        help="images per forward pass (default: atlasgen.build.dataset.scan_batch_size)")
     parser.add_argument("--examples", type=int, default=9, help="top k per filter")
     parser.add_argument("--seed", type=int, default=0, help="corpus seed")
     parser.add_argument("--matmul-size", type=int, default=4096, help="side of the square matmuls of the peak")

@@ -25,7 +25,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from atlasgen.synthesis import LayerEngine, SynthesisParams, channel_images
-from atlasgen.weights import load_model
+from atlasgen.model.weights import load_model
 
 # The recipe before issue 11 (ALGORITHM_VERSION 2): SynthesisParams' defaults of that version.
 REFERENCE = {"learning_rate": 0.05, "small_field_learning_rate": 0.05, "decay_power": 1.0, "fit_transforms": False,

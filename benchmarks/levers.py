@@ -27,7 +27,7 @@ import numpy as np
 
 from atlasgen.synthesis import LayerEngine, SynthesisParams, channel_images, natural_photos
 from atlasgen.tf import tf
-from atlasgen.weights import VGG16_LAYERS, load_model
+from atlasgen.model.weights import VGG16_LAYERS, load_model
 
 CONTRAST_FLOOR = 16.0
 LUCID = {"learning_rate": 0.05, "small_field_learning_rate": 0.05, "decay_power": 1.0, "fit_transforms": False}

@@ -34,7 +34,7 @@ def synthesis_run(precision: str, layers: list[str], filters: list[int], size: i
     """Every layer and kind in one precision: wall time, batch size and each image's stored objective."""
     from atlasgen.synthesis import LayerEngine, SynthesisParams, channel_images, neuron_images
     from atlasgen.synthesis.images import channel_batch_size, neuron_batch_size
-    from atlasgen.weights import load_model
+    from atlasgen.model.weights import load_model
 
     loaded = load_model("hed-bsds500")
     results: dict = {}

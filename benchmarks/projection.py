@@ -21,9 +21,9 @@ import argparse
 import json
 import time
 
-from atlasgen.geometry import receptive_fields
+from atlasgen.model.geometry import receptive_fields
 from atlasgen.synthesis.optimise import SynthesisParams
-from atlasgen.weights import VGG16_CONVS, vgg16_ops
+from atlasgen.model.weights import VGG16_CONVS, vgg16_ops
 
 H100_BF16_PEAK = 990e12
 H100_FRACTION = 0.4
@@ -62,7 +62,7 @@ def full_preset_flops(size: int, steps: int) -> dict:
 def measured_rate(size: int, steps: int) -> float:
     """atlasgen's whole-filter synthesis rate on this machine, in counted FLOP/s."""
     from atlasgen.synthesis import LayerEngine, channel_images
-    from atlasgen.weights import load_model
+    from atlasgen.model.weights import load_model
 
     loaded = load_model("hed-bsds500")
     flops = seconds = 0.0

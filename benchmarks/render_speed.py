@@ -15,20 +15,20 @@ import tempfile
 import time
 from pathlib import Path
 
-from atlasgen.site import render_site
+from atlasgen.site.render import render_site
 
 def synthetic_manifest(layers=None, probes=("astronaut",), size=224, model="vgg16") -> dict:
     """An atlas.json as export writes it, with VGG16's real layers and fields, made-up numbers and
     no images behind it. `layers` is a list of (name, filters) and defaults to all of VGG16."""
-    from atlasgen.geometry import square
+    from atlasgen.model.geometry import square
     from atlasgen.manifest import (
         SCHEMA_VERSION, Generator, LayerRecord, Manifest, MapRecord, Metrics, ProbeRecord, SynthesisMetrics,
         UnitRecord, Weights,
     )
     from atlasgen.names import layer_folder, probe_image, unit_folder
     from atlasgen.synthesis.optimise import SynthesisParams
-    from atlasgen.geometry import receptive_fields
-    from atlasgen.weights import VGG16_CONVS, vgg16_ops
+    from atlasgen.model.geometry import receptive_fields
+    from atlasgen.model.weights import VGG16_CONVS, vgg16_ops
 
     fields = receptive_fields(vgg16_ops(), (size, size))
     layers = layers or [(f"block{b}_conv{i}", filters) for b, i, filters in VGG16_CONVS]

@@ -88,7 +88,7 @@ def achieved(engine, images, filters, kind, size):
 def run_peer(filters: list[int], size: int, steps: int) -> dict:
     import numpy as np
 
-    from atlasgen.weights import load_model
+    from atlasgen.model.weights import load_model
     from atlasgen.synthesis import LayerEngine
     from atlasgen.tf import load
 
@@ -143,7 +143,7 @@ def run_peer(filters: list[int], size: int, steps: int) -> dict:
 
 def conv_flops_per_image_step(engine, size: int, batch: int) -> float:
     """Forward plus backward-to-input FLOPs of the truncated model for one image at the padded size."""
-    from atlasgen import geometry
+    from atlasgen.model import geometry
 
     fields = geometry.receptive_fields(engine._ops, (size, size))
     flops = 0.0
@@ -158,7 +158,7 @@ def conv_flops_per_image_step(engine, size: int, batch: int) -> float:
 
 
 def run_atlasgen(filters: list[int], size: int, steps: int, peer: dict, precision: str = "float32") -> dict:
-    from atlasgen.weights import load_model
+    from atlasgen.model.weights import load_model
     from atlasgen.synthesis import LayerEngine, SynthesisParams, channel_images, neuron_images
     from atlasgen.synthesis.images import channel_batch_size, fitted_to_field, neuron_batch_size
 
@@ -222,7 +222,7 @@ def run_xplique(filters: list[int], size: int, steps: int, crops: int, box_size:
 
     from atlasgen.synthesis import LayerEngine
     from atlasgen.tf import load
-    from atlasgen.weights import load_model
+    from atlasgen.model.weights import load_model
 
     tf, keras = load()
     from xplique.features_visualizations import Objective, maco
@@ -303,7 +303,7 @@ def run_atlasgen_maco(filters: list[int], size: int, steps: int, crops: int, tar
 
     from atlasgen.synthesis import LayerEngine
     from atlasgen.synthesis.maco import MacoParams, maco_batch
-    from atlasgen.weights import load_model
+    from atlasgen.model.weights import load_model
 
     loaded = load_model("hed-bsds500")
 

@@ -28,7 +28,7 @@ import time
 
 import numpy as np
 
-from atlasgen.weights import VGG16_LAYERS, load_model
+from atlasgen.model.weights import VGG16_LAYERS, load_model
 from atlasgen.synthesis import LayerEngine, SynthesisParams, channel_images, natural_photos, neuron_images
 from atlasgen.tf import load
 

@@ -41,8 +41,8 @@ def keras():
 
 @pytest.fixture(scope="session")
 def hed_model():
-    """atlasgen.weights.load_model("hed-bsds500"), loaded once. Do not change its weights."""
-    from atlasgen.weights import load_model
+    """atlasgen.model.weights.load_model("hed-bsds500"), loaded once. Do not change its weights."""
+    from atlasgen.model.weights import load_model
 
     return load_model("hed-bsds500")
 
@@ -108,7 +108,7 @@ def quiet():
 @pytest.fixture
 def tiny_config(tmp_path):
     """BuildConfig of the tiny real build in tmp_path, with overrides."""
-    from atlasgen.plan import BuildConfig
+    from atlasgen.build.plan import BuildConfig
 
     def make(**overrides):
         return BuildConfig(**{**TINY, "store": tmp_path / "store", "out": tmp_path / "site", **overrides})
@@ -134,8 +134,8 @@ def built_atlas(tmp_path_factory, worker_id):
     steps, with the default probe. Read it, or copy it with `atlas_copy`; never change it."""
     import fcntl
 
-    from atlasgen.build import run_build
-    from atlasgen.plan import BuildConfig
+    from atlasgen.build.run import run_build
+    from atlasgen.build.plan import BuildConfig
 
     shared = tmp_path_factory.getbasetemp()
     if worker_id != "master":

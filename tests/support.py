@@ -106,7 +106,7 @@ def synthetic_manifest(**options) -> dict:
 def per_filter(probes: int = 1, dataset: bool = True) -> int:
     """How many artifacts one filter has with this many probe photos, by the kinds registry (a
     build always has a dataset: scikit-image's photos by default; a bare plan may have none)."""
-    from atlasgen.kinds import KINDS
+    from atlasgen.build.kinds import KINDS
 
     return sum({"unit": 1, "unit-probe": probes}.get(kind.scope, 0) for kind in KINDS.values()
                if dataset or not kind.needs_dataset)
@@ -114,14 +114,14 @@ def per_filter(probes: int = 1, dataset: bool = True) -> int:
 
 def builtin_chunks() -> int:
     """Chunks of the default dataset (scikit-image's photos): each layer of a build has one scan artifact per chunk."""
-    from atlasgen.dataset import open_dataset
+    from atlasgen.build.dataset import open_dataset
 
     return len(open_dataset(None).chunks)
 
 
 def files_per_filter(probes: int = 1) -> int:
     """How many files the export writes for one filter, by the kinds registry."""
-    from atlasgen.kinds import KINDS
+    from atlasgen.build.kinds import KINDS
 
     return sum(len(kind.outputs) * {"unit": 1, "unit-probe": probes}.get(kind.scope, 0) for kind in KINDS.values())
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from atlasgen.build import prepare
+from atlasgen.build.run import prepare
 from atlasgen.store import Store
 from support import TINY_ARGS, cli_env, synthetic_manifest, write_manifest
 

@@ -13,10 +13,10 @@ import sys
 import pytest
 from PIL import Image
 
-from atlasgen.build import build_status, run_build
-from atlasgen.plan import BuildConfig
+from atlasgen.build.run import build_status, run_build
+from atlasgen.build.plan import BuildConfig
 from atlasgen.errors import AtlasgenError
-from atlasgen.kinds import KINDS
+from atlasgen.build.kinds import KINDS
 from atlasgen.store import Store
 from support import TINY_ARGS, builtin_chunks, cli_env, per_filter
 

@@ -11,8 +11,8 @@ from dataclasses import replace
 
 import pytest
 
-from atlasgen.build import run_build
-from atlasgen.plan import BuildConfig
+from atlasgen.build.run import run_build
+from atlasgen.build.plan import BuildConfig
 from support import HED_ATLAS
 
 BASE = "https://user.github.io/repo/"
@@ -36,7 +36,7 @@ def filter_pages(site, atlas):
 def side_by_side(tmp_path_factory, hed_model):
     """The offline trunk's atlas and one of other weights (a weights file: the trunk with one bias
     moved), built into one output folder with a base URL, the second with a title and authors."""
-    from atlasgen.weights import _vgg16
+    from atlasgen.model.weights import _vgg16
 
     root = tmp_path_factory.mktemp("two")
     other = _vgg16()

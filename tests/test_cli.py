@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from atlasgen.geometry import receptive_fields, square
-from atlasgen.graph import spatial_ops
-from atlasgen.weights import VGG16_LAYERS, hed_weights_path
+from atlasgen.model.geometry import receptive_fields, square
+from atlasgen.model.graph import spatial_ops
+from atlasgen.model.weights import VGG16_LAYERS, hed_weights_path
 from atlasgen.store import Store
 from support import CUSTOM_CONVS, PUBLISHED_VGG16, TINY_ARGS, builtin_chunks, cli_env, per_filter, write_manifest
 

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 
 from atlasgen import codec
-from atlasgen.compute import Job, map_views, probe_photos
+from atlasgen.build.compute import Job, map_views, probe_photos
 from atlasgen.errors import AtlasgenError
-from atlasgen.plan import Artifact
+from atlasgen.build.plan import Artifact
 from atlasgen.store import Store
 from atlasgen.synthesis.maps import colour_map
 from atlasgen.synthesis.probes import Probe
@@ -98,7 +98,7 @@ def synthesis_job(filters, batch_size, lines, size=64, precision="float32"):
 
 
 def test_the_synthesis_gets_the_engine_of_its_parameters_precision(monkeypatch):
-    from atlasgen.compute import whole_filter_images
+    from atlasgen.build.compute import whole_filter_images
     from atlasgen.synthesis import images
 
     engines = []
@@ -118,7 +118,7 @@ def test_the_synthesis_gets_the_engine_of_its_parameters_precision(monkeypatch):
 
 @pytest.mark.parametrize("count, sizes", [(9, [8, 4, 2, 2, 2, 2, 2]), (7, [7, 4, 2, 2, 2, 2])])
 def test_a_batch_out_of_memory_is_halved_and_the_smaller_size_kept(monkeypatch, count, sizes):
-    from atlasgen.compute import whole_filter_images
+    from atlasgen.build.compute import whole_filter_images
 
     seen, lines = fake_synthesise(monkeypatch, fits=2), []
     made = list(whole_filter_images(synthesis_job(range(count), 8, lines)))
@@ -134,7 +134,7 @@ def test_a_batch_out_of_memory_is_halved_and_the_smaller_size_kept(monkeypatch, 
 
 
 def test_images_are_yielded_as_their_batch_finishes(monkeypatch):
-    from atlasgen.compute import whole_filter_images
+    from atlasgen.build.compute import whole_filter_images
 
     seen = fake_synthesise(monkeypatch, fits=2)
     results = whole_filter_images(synthesis_job(range(9), 8, []))
@@ -144,7 +144,7 @@ def test_images_are_yielded_as_their_batch_finishes(monkeypatch):
 
 
 def test_one_image_out_of_memory_is_a_one_line_error(monkeypatch):
-    from atlasgen.compute import whole_filter_images
+    from atlasgen.build.compute import whole_filter_images
 
     seen, lines = fake_synthesise(monkeypatch, fits=0), []
     with pytest.raises(AtlasgenError) as raised:
@@ -157,7 +157,7 @@ def test_one_image_out_of_memory_is_a_one_line_error(monkeypatch):
 
 
 def test_other_errors_are_not_retried(monkeypatch):
-    from atlasgen.compute import whole_filter_images
+    from atlasgen.build.compute import whole_filter_images
     from atlasgen.synthesis import images
 
     calls = []
@@ -173,7 +173,7 @@ def test_other_errors_are_not_retried(monkeypatch):
 
 
 def test_which_errors_mean_out_of_memory():
-    from atlasgen.compute import out_of_memory
+    from atlasgen.build.compute import out_of_memory
     from atlasgen.tf import tf
 
     assert out_of_memory(tf.errors.ResourceExhaustedError(None, None, "anything"))
@@ -189,7 +189,7 @@ def test_which_errors_mean_out_of_memory():
 
 
 def test_a_batch_size_fitted_to_memory_is_logged(monkeypatch):
-    from atlasgen.compute import whole_filter_images
+    from atlasgen.build.compute import whole_filter_images
 
     seen, lines = fake_synthesise(monkeypatch, fits=64), []
     made = list(whole_filter_images(synthesis_job(range(5), None, lines)))

@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from atlasgen import dataset
-from atlasgen.dataset import SourceImage, Top, chunk_images, load_image, merge, open_dataset, top_of_images
+from atlasgen.build import dataset
+from atlasgen.build.dataset import SourceImage, Top, chunk_images, load_image, merge, open_dataset, top_of_images
 from atlasgen.errors import AtlasgenError
 from support import cli_env
 
@@ -191,7 +191,7 @@ SHORT = 40
 
 
 def dataset_config(tmp_path, folder, **overrides):
-    from atlasgen.plan import BuildConfig
+    from atlasgen.build.plan import BuildConfig
 
     return BuildConfig(**{"preset": "quick", "layers": LAYERS, "filters": "0-3", "size": 24, "steps": 1,
                           "store": tmp_path / "store", "out": tmp_path / "site", "dataset": folder,
@@ -199,7 +199,7 @@ def dataset_config(tmp_path, folder, **overrides):
 
 
 def build(config, notes=None):
-    from atlasgen.build import run_build
+    from atlasgen.build.run import run_build
     from atlasgen.progress import Progress
 
     stream = io.StringIO()
@@ -276,7 +276,7 @@ def test_skipped_files_are_listed_with_reasons_and_counted_in_the_log(scanned):
 
 
 def test_an_added_image_rescans_only_its_chunk(tmp_path):
-    from atlasgen.build import prepare
+    from atlasgen.build.run import prepare
 
     folder = make_folder(tmp_path / "photos", 9)
     config = dataset_config(tmp_path, folder)
@@ -322,7 +322,7 @@ def test_a_sharded_scan_equals_an_unsharded_one(tmp_path):
 
 @pytest.mark.slow
 def test_a_scan_killed_mid_way_resumes_from_its_stored_chunks(tmp_path):
-    from atlasgen.build import prepare
+    from atlasgen.build.run import prepare
     from atlasgen.store import Store
 
     folder = make_folder(tmp_path / "photos", 24)

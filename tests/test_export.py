@@ -8,9 +8,9 @@ import pytest
 
 from PIL import Image
 
-from atlasgen.build import prepare, run_build
+from atlasgen.build.run import prepare, run_build
 from atlasgen.errors import AtlasgenError
-from atlasgen.export import export_atlas
+from atlasgen.build.export import export_atlas
 from atlasgen.fs import OWNED_RECORD
 from atlasgen.manifest import load_manifest
 from atlasgen.store import Store

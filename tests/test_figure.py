@@ -17,7 +17,7 @@ import pytest
 from PIL import Image
 
 from atlasgen.errors import AtlasgenError
-from atlasgen.figure import DEFAULT_COLUMNS, Spec, figure_command, make_figure, parse_columns, parse_spec
+from atlasgen.site.figure import DEFAULT_COLUMNS, Spec, figure_command, make_figure, parse_columns, parse_spec
 from support import HED_ATLAS, quiet_progress
 
 SVG = "{http://www.w3.org/2000/svg}"
@@ -34,8 +34,8 @@ def site(tmp_path_factory, worker_id) -> Path:
     the others read it. Never change it; copy it with `shutil.copytree` to change it."""
     import fcntl
 
-    from atlasgen.build import run_build
-    from atlasgen.plan import BuildConfig
+    from atlasgen.build.run import run_build
+    from atlasgen.build.plan import BuildConfig
 
     shared = tmp_path_factory.getbasetemp()
     if worker_id != "master":

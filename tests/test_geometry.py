@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 from atlasgen.errors import AtlasgenError
-from atlasgen.geometry import Box, Field, SpatialOp, receptive_fields, square
-from atlasgen.graph import spatial_ops
-from atlasgen.weights import vgg16_ops
+from atlasgen.model.geometry import Box, Field, SpatialOp, receptive_fields, square
+from atlasgen.model.graph import spatial_ops
+from atlasgen.model.weights import vgg16_ops
 from support import PUBLISHED_VGG16
 
 

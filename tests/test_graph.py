@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from atlasgen.geometry import receptive_fields
-from atlasgen.graph import conv_layers, spatial_ops
-from atlasgen.weights import VGG16_LAYERS
+from atlasgen.model.geometry import receptive_fields
+from atlasgen.model.graph import conv_layers, spatial_ops
+from atlasgen.model.weights import VGG16_LAYERS
 from support import CUSTOM_CONVS, PUBLISHED_VGG16
 
 
@@ -82,7 +82,7 @@ def test_vgg16_sizes_match_keras(keras, hed_model, shape):
 
 def test_vgg16_runs_as_loaded(hed_model):
     # Any input size and safe names already: the engine runs the model's own graph, cut, renaming nothing.
-    from atlasgen.graph import runnable_model
+    from atlasgen.model.graph import runnable_model
 
     assert hed_model.internal_names == {}
     assert all(layer is hed_model.model.get_layer(layer.name) for layer in hed_model.runnable.layers)
@@ -99,13 +99,13 @@ def test_vgg16_runs_as_loaded(hed_model):
      ("_lead", False), ("été", False), ("x>y", False)],
 )
 def test_scope_safe_names(name, safe):
-    from atlasgen.graph import scope_safe
+    from atlasgen.model.graph import scope_safe
 
     assert scope_safe(name) is safe
 
 
 def test_a_fixed_size_sequential_model_with_unsafe_names_is_replayed(keras, tmp_path):
-    from atlasgen.graph import runnable_model
+    from atlasgen.model.graph import runnable_model
 
     L = keras.layers
     model = keras.Sequential(
@@ -128,7 +128,7 @@ def test_a_fixed_size_sequential_model_with_unsafe_names_is_replayed(keras, tmp_
 
 def test_plain_ops_between_layers_are_walked(keras):
     # `x + 1` and `x + y` on Keras tensors are ops of the graph, not layers: the walk goes through them.
-    from atlasgen.graph import runnable_model
+    from atlasgen.model.graph import runnable_model
 
     L = keras.layers
     image = keras.Input((None, None, 3))

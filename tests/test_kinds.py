@@ -6,8 +6,8 @@ import typing
 
 import pytest
 
-from atlasgen.kinds import ALL_KINDS, KINDS, METHODS, Scope, kinds_for
-from atlasgen.plan import ALGORITHM_VERSION, ProbeRef, in_shard, make_plan, parse_shard
+from atlasgen.build.kinds import ALL_KINDS, KINDS, METHODS, Scope, kinds_for
+from atlasgen.build.plan import ALGORITHM_VERSION, ProbeRef, in_shard, make_plan, parse_shard
 from atlasgen.store import recipe_key
 from atlasgen.synthesis.optimise import SynthesisParams
 

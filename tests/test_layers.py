@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from atlasgen.layers import describe_layers, layers_document, layers_table
-from atlasgen.weights import VGG16_LAYERS
+from atlasgen.model.layers import describe_layers, layers_document, layers_table
+from atlasgen.model.weights import VGG16_LAYERS
 
 
 def test_describe_layers(hed_model):

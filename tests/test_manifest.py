@@ -70,7 +70,7 @@ def error_of(document) -> str:
 
 
 def test_importing_the_records_does_not_start_tensorflow():
-    code = ("import sys, atlasgen.manifest, atlasgen.kinds, atlasgen.plan, atlasgen.fs, atlasgen.names; "
+    code = ("import sys, atlasgen.manifest, atlasgen.build.kinds, atlasgen.build.plan, atlasgen.fs, atlasgen.names; "
             "from atlasgen.synthesis.optimise import SynthesisParams; SynthesisParams(); "
             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras')))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)

@@ -3,9 +3,9 @@
 import pytest
 
 from atlasgen.errors import AtlasgenError
-from atlasgen.plan import ALGORITHM_VERSION, Artifact, BuildConfig, ProbeRef, in_shard, make_plan, parse_filters, parse_shard
-from atlasgen.kinds import KINDS
-from atlasgen.weights import VGG16_LAYERS
+from atlasgen.build.plan import ALGORITHM_VERSION, Artifact, BuildConfig, ProbeRef, in_shard, make_plan, parse_filters, parse_shard
+from atlasgen.build.kinds import KINDS
+from atlasgen.model.weights import VGG16_LAYERS
 from support import per_filter
 
 PARAMS = {"size": 64, "steps": 10}
@@ -100,7 +100,7 @@ def test_a_bad_precision_is_refused_in_one_line(monkeypatch, precision, fragment
 
 
 def test_the_precision_changes_only_the_synthesis_keys():
-    from atlasgen.kinds import kinds_for
+    from atlasgen.build.kinds import kinds_for
     from atlasgen.synthesis import SynthesisParams
     from atlasgen.synthesis.maco import MacoParams
 
@@ -117,7 +117,7 @@ def test_the_precision_changes_only_the_synthesis_keys():
 
 
 def test_a_dataset_adds_its_chunks_per_layer_and_every_filters_examples():
-    from atlasgen.plan import DatasetRef, in_shard
+    from atlasgen.build.plan import DatasetRef, in_shard
 
     chunks = [["1" * 64, "2" * 64], ["3" * 64]]
     plan = make_plan("vgg16", "fp", [("a", [0, 1]), ("b", [3])], PARAMS, PROBES, dataset=DatasetRef(chunks, 224, 9))

@@ -7,8 +7,8 @@ import urllib.request
 import pytest
 
 from atlasgen.errors import AtlasgenError
-from atlasgen.serve import make_server
-from atlasgen.site import render_site
+from atlasgen.site.serve import make_server
+from atlasgen.site.render import render_site
 from support import synthetic_manifest, write_manifest
 
 
@@ -32,7 +32,7 @@ def test_serve_listens_on_loopback(tmp_path):
 
 
 def test_a_dropped_connection_prints_no_traceback(tmp_path, capsys):
-    from atlasgen.serve import make_server
+    from atlasgen.site.serve import make_server
 
     write_manifest(tmp_path, synthetic_manifest(layers=[("block1_conv1", 1)]))
     (tmp_path / "index.html").write_text("<!DOCTYPE html><title>x</title>")

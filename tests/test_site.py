@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from atlasgen.errors import AtlasgenError
-from atlasgen.site import render_site
+from atlasgen.site.render import render_site
 from support import synthetic_manifest, write_manifest
 
 
@@ -108,7 +108,7 @@ def test_render_result_projects_the_models_own_filter_count(tmp_path):
 def test_layer_views_show_a_maco_grid_only_when_the_units_have_maco_images():
     from types import SimpleNamespace
 
-    from atlasgen.site import layer_views, whole_filter_image
+    from atlasgen.site.render import layer_views, whole_filter_image
 
     lucid = {"channel": "a/channel.webp", "rf_crop": "a/rf-crop.webp"}
     unit = lambda images: SimpleNamespace(images=images, activation_maps=[], dataset_examples=[], rf_box=[0, 0, 8, 4])
@@ -408,7 +408,7 @@ def test_every_number_on_the_filter_page_has_a_plain_explanation(tmp_path):
 
 
 def test_filter_page_links_its_unit_json_and_gives_the_figure_command(tmp_path):
-    from atlasgen.figure import figure_command
+    from atlasgen.site.figure import figure_command
 
     write_atlas(tmp_path)
     render_site(tmp_path)
@@ -461,7 +461,7 @@ def test_the_centre_neuron_box_is_an_svg_in_image_pixels(tmp_path):
 
 
 def test_images_are_sized_by_their_pixels_and_enlarged_only_as_pixels(tmp_path):
-    from atlasgen.site import as_pixels, figure_width, rf_crop_size
+    from atlasgen.site.render import as_pixels, figure_width, rf_crop_size
 
     assert not as_pixels(512, 256) and not as_pixels(224, 96)  # 224 px cover a 2x screen's 192
     assert as_pixels(64, 96) and as_pixels(224, 224)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from atlasgen.site import render_site
+from atlasgen.site.render import render_site
 from support import HED_ATLAS, synthetic_manifest, write_manifest
 from test_site import add_examples
 from test_site_browser import browser, images_loaded, open_page, site  # noqa: F401  (fixtures shared with the browser tests)

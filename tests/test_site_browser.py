@@ -9,7 +9,7 @@ from urllib.parse import urljoin, urlparse
 
 import pytest
 
-from atlasgen.serve import make_server
+from atlasgen.site.serve import make_server
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 FLAGS = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
@@ -300,7 +300,7 @@ def test_search_with_two_atlases_stays_in_the_current_one_and_takes_a_name(tmp_p
     """Two atlases of the same layers in one folder (synthetic: pages without images)."""
     from support import synthetic_manifest, write_manifest
 
-    from atlasgen.site import render_site
+    from atlasgen.site.render import render_site
 
     write_manifest(tmp_path, synthetic_manifest(layers=[("block1_conv1", 3)]))
     other = json.loads(json.dumps(synthetic_manifest(layers=[("block1_conv1", 3)])).replace('"vgg16/', '"vgg16-mine/'))

@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from atlasgen import fs, store as store_mod
+from atlasgen import fs
+from atlasgen.store import objects as store_mod
 from atlasgen.errors import AtlasgenError
 from atlasgen.store import CorruptBlob, Store, StoreError, recipe_key
 from support import REPO, key_of, payload

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 
 from atlasgen.errors import AtlasgenError
-from atlasgen.graph import conv_layers
+from atlasgen.model.graph import conv_layers
 from atlasgen.synthesis import LayerEngine, SynthesisParams, synthesise
 from atlasgen.synthesis.engine import choose_batch_size
 from atlasgen.tf import tf
-from atlasgen.weights import fingerprint, load_model
+from atlasgen.model.weights import fingerprint, load_model
 
 
 @pytest.fixture(scope="module")
@@ -147,7 +147,7 @@ def test_the_size_free_copy_computes_what_the_model_does(keras, fixed_size_path)
 
 
 def test_layer_names_tensorflow_refuses_keep_their_real_names(odd_names_path):
-    from atlasgen.layers import describe_layers
+    from atlasgen.model.layers import describe_layers
 
     loaded = load_model(str(odd_names_path))
     real = ["my conv", "<b>x&y", "plain"]

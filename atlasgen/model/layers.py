@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from atlasgen import geometry
+from atlasgen.model import geometry
 from atlasgen.errors import AtlasgenError
-from atlasgen.graph import conv_layers, spatial_ops
-from atlasgen.weights import LoadedModel
+from atlasgen.model.graph import conv_layers, spatial_ops
+from atlasgen.model.weights import LoadedModel
 
 MAX_SEARCHED_SIZE = 4096
 

@@ -1,7 +1,7 @@
 """The artifact kinds: each declares, in one place, its recipe, its blobs, how it is computed and
 where its files go in the site.
 
-Adding a kind is an entry here, a compute function in `atlasgen.compute` and a template change.
+Adding a kind is an entry here, a compute function in `atlasgen.build.compute` and a template change.
 The plan makes one artifact of every kind of the chosen methods (`kinds_for`) per scope item,
 the build runs each kind's compute
 function (in this order, so a kind may read the kinds above it from the store), and the export
@@ -13,9 +13,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable, Literal
 
-from atlasgen import compute
-from atlasgen.dataset import EXAMPLE_DISPLAY
-from atlasgen.plan import ProbeRef
+from atlasgen.build import compute
+from atlasgen.build.dataset import EXAMPLE_DISPLAY
+from atlasgen.build.plan import ProbeRef
 from atlasgen.synthesis.maps import NORMALISATION
 
 #: The synthesis methods of whole-filter images; a kind with a method is planned only when it is chosen.

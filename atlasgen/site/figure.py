@@ -241,7 +241,7 @@ def _check_target(target: Path) -> str:
 
 
 def _atlas_names(out: Path) -> list[str]:
-    from atlasgen.site import atlas_folders
+    from atlasgen.site.render import atlas_folders
 
     if not out.is_dir():
         raise AtlasgenError(f"--out {out} is not a folder of atlases; give the folder `atlasgen build --out` wrote")

@@ -30,7 +30,7 @@ from typing import Iterable, Iterator
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from atlasgen import geometry
+from atlasgen.model import geometry
 from atlasgen.errors import AtlasgenError
 from atlasgen.fs import read_regular
 
@@ -329,7 +329,7 @@ class Scanner:
     filter it keeps the largest value and where it is (the first, in row-major order, on ties)."""
 
     def __init__(self, loaded, layers: list[str]):
-        from atlasgen.graph import conv_layers, runnable_model
+        from atlasgen.model.graph import conv_layers, runnable_model
         from atlasgen.synthesis.engine import model_input
         from atlasgen.tf import keras, tf
 
@@ -401,7 +401,7 @@ def scan_chunk(scanner: Scanner, chunk: tuple[SourceImage, ...], short_side: int
 
 def scan_batch_size(loaded, layers: list[str], short_side: int) -> int:
     """Images of one shape per forward pass, from the device's free memory."""
-    from atlasgen.layers import activation_bytes
+    from atlasgen.model.layers import activation_bytes
     from atlasgen.synthesis.engine import choose_batch_size, memory_budget
 
     # A photo's longer side is rarely more than twice its shorter one.

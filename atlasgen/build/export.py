@@ -15,14 +15,14 @@ from pathlib import Path
 from atlasgen import __version__
 from atlasgen.errors import AtlasgenError
 from atlasgen.fs import OwnedFiles
-from atlasgen.geometry import square
-from atlasgen.kinds import ALL_KINDS, MAP_NORMALISATION
+from atlasgen.model.geometry import square
+from atlasgen.build.kinds import ALL_KINDS, MAP_NORMALISATION
 from atlasgen.manifest import (
     MANIFEST, SCHEMA_VERSION, DatasetRecord, ExampleRecord, Generator, LayerRecord, Manifest, MapRecord, ProbeRecord,
     SkippedFile, UnitRecord, Weights, unit_metrics,
 )
 from atlasgen.names import layer_folder, safe_name, unit_folder
-from atlasgen.plan import ALGORITHM_VERSION, Artifact
+from atlasgen.build.plan import ALGORITHM_VERSION, Artifact
 from atlasgen.store import Store
 
 STAGE = "export"
@@ -178,8 +178,8 @@ def _built_date(folder: Path, ident: str) -> str:
 
 
 def _dataset_record(prepared, store: Store) -> DatasetRecord | None:
-    from atlasgen.build import dataset_skipped
-    from atlasgen.dataset import CONVENTION
+    from atlasgen.build.run import dataset_skipped
+    from atlasgen.build.dataset import CONVENTION
 
     dataset = prepared.dataset
     if dataset is None or not prepared.plan.chunks:

@@ -15,12 +15,12 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from atlasgen.compute import Job
+from atlasgen.build.compute import Job
 from atlasgen.errors import AtlasgenError
 from atlasgen.fs import check_writable, claim_folder
-from atlasgen.kinds import kinds_for
+from atlasgen.build.kinds import kinds_for
 from atlasgen.names import atlas_name
-from atlasgen.plan import BuildConfig, DatasetRef, Plan, ProbeRef, in_shard, make_plan, parse_filters
+from atlasgen.build.plan import BuildConfig, DatasetRef, Plan, ProbeRef, in_shard, make_plan, parse_filters
 from atlasgen.progress import Progress
 from atlasgen.store import Store, usable_store
 
@@ -30,14 +30,14 @@ class Prepared:
     """A resolved build: config, model, probes, layer geometry, synthesis parameters and plan."""
 
     config: BuildConfig
-    loaded: object  # atlasgen.weights.LoadedModel
+    loaded: object  # atlasgen.model.weights.LoadedModel
     probes: list  # atlasgen.synthesis.Probe, in order
-    layers: list  # atlasgen.layers.LayerInfo per planned layer
+    layers: list  # atlasgen.model.layers.LayerInfo per planned layer
     model_filters: int  # every filter of every conv layer of the model
     params: object  # atlasgen.synthesis.SynthesisParams
     plan: Plan
     method_params: dict = None  # method -> its own parameters (e.g. "maco": MacoParams), for the chosen methods
-    dataset: object = None  # atlasgen.dataset.Dataset: the images of the dataset examples
+    dataset: object = None  # atlasgen.build.dataset.Dataset: the images of the dataset examples
     name: str = ""  # the atlas's folder in the site (atlasgen.names.atlas_name)
 
 
@@ -54,10 +54,10 @@ class BuildResult:
 
 def prepare(config: BuildConfig) -> Prepared:
     """Resolves the config against the model: bad layers, filters and probes fail here, in one line."""
-    from atlasgen.dataset import open_dataset
-    from atlasgen.layers import check_input_sizes, describe_layers
+    from atlasgen.build.dataset import open_dataset
+    from atlasgen.model.layers import check_input_sizes, describe_layers
     from atlasgen.synthesis import SynthesisParams, load_probes
-    from atlasgen.weights import load_model
+    from atlasgen.model.weights import load_model
 
     config = config.resolved()
     probes = load_probes(list(config.probes))
@@ -98,9 +98,9 @@ def prepare(config: BuildConfig) -> Prepared:
 
 def _check_dataset_size(loaded, layers: list[str], short_side: int) -> None:
     """Dataset images, at their shorter side, must give every planned layer a map."""
-    from atlasgen import geometry
-    from atlasgen.graph import spatial_ops
-    from atlasgen.layers import _smallest_size
+    from atlasgen.model import geometry
+    from atlasgen.model.graph import spatial_ops
+    from atlasgen.model.layers import _smallest_size
 
     ops = spatial_ops(loaded.model)
     fields = geometry.receptive_fields(ops, (short_side, short_side))
@@ -112,7 +112,7 @@ def _check_dataset_size(loaded, layers: list[str], short_side: int) -> None:
 
 def _check_memory(loaded, layers: list[str], side: int, option: str) -> None:
     """Refuses, before any tensor is made, a size whose single image cannot fit in memory."""
-    from atlasgen.layers import activation_bytes
+    from atlasgen.model.layers import activation_bytes
     from atlasgen.synthesis.engine import machine_available_bytes
 
     need = max(activation_bytes(loaded, layer, side) for layer in layers)
@@ -174,8 +174,8 @@ def run_build(config: BuildConfig, progress: Progress | None = None) -> BuildRes
         complete = not store.missing([a.key for a in plan.artifacts])
         manifest = rendered = None
         if complete:
-            from atlasgen.export import export_atlas
-            from atlasgen.site import render_site
+            from atlasgen.build.export import export_atlas
+            from atlasgen.site.render import render_site
 
             manifest = export_atlas(prepared, store)
             rendered = render_site(config.out, config.base_url, config.force, focus=prepared.name)
@@ -212,7 +212,7 @@ def _scan(prepared: Prepared, store: Store, work: list, progress: Progress) -> N
     each stored as soon as its chunk is done (a kill loses at most the chunk in flight)."""
     if not work:
         return
-    from atlasgen.dataset import Scanner, Top, scan_batch_size, scan_chunk
+    from atlasgen.build.dataset import Scanner, Top, scan_batch_size, scan_chunk
 
     dataset = prepared.dataset
     layers = [layer.name for layer in prepared.plan.layers]

@@ -15,7 +15,7 @@ from typing import Any
 
 from atlasgen.tf import keras
 from atlasgen.errors import AtlasgenError
-from atlasgen.graph import conv_layers, runnable_model
+from atlasgen.model.graph import conv_layers, runnable_model
 from atlasgen.names import safe_name
 
 IMAGENET = "imagenet"
@@ -168,7 +168,7 @@ VGG16_LAYERS = tuple(f"block{b}_conv{i}" for b, i, _ in VGG16_CONVS)
 def vgg16_ops() -> list:
     """VGG16 without its top as geometry ops, from its published architecture and without Keras:
     3x3 'same' convs, each block closed by a 2x2 stride-2 'valid' pool."""
-    from atlasgen.geometry import SpatialOp
+    from atlasgen.model.geometry import SpatialOp
 
     ops, previous = [SpatialOp("image", "input")], "image"
     for block, index, _ in VGG16_CONVS:

@@ -20,7 +20,7 @@ from urllib.parse import urlparse
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
 import atlasgen
-from atlasgen.figure import figure_command
+from atlasgen.site.figure import figure_command
 from atlasgen.fs import OwnedFiles
 from atlasgen.manifest import MANIFEST, Manifest, ManifestError, load_manifest
 from atlasgen.synthesis.images import RF_CROP_DISPLAY

@@ -15,7 +15,7 @@ import numpy as np
 
 from atlasgen import codec
 from atlasgen.errors import AtlasgenError
-from atlasgen.plan import Artifact
+from atlasgen.build.plan import Artifact
 from atlasgen.store import Store
 
 Results = Iterator[tuple[Artifact, dict[str, bytes], dict]]
@@ -35,7 +35,7 @@ class Job:
     make_engine: Callable[[str], object] = field(repr=False)
     log: Callable[[str], None] = field(default=lambda text: None, repr=False)  # one plain line for the build's log
     method_params: dict = field(default_factory=dict)  # method -> its parameters (e.g. "maco": MacoParams)
-    dataset: object = None  # atlasgen.dataset.Dataset
+    dataset: object = None  # atlasgen.build.dataset.Dataset
     chunks: list = field(default_factory=list)  # the layer's dataset-chunk artifacts, in chunk order
 
     @property
@@ -215,7 +215,7 @@ def dataset_examples(job: Job) -> Results:
     """Each filter's top k units over the dataset, merged exactly from the layer's stored chunks,
     with the crop of each unit's receptive field and the photo it is in. Waits (yields nothing)
     while another shard has not stored its chunks yet."""
-    from atlasgen.dataset import PhotoCache, Top, example_crop, merge
+    from atlasgen.build.dataset import PhotoCache, Top, example_crop, merge
 
     entries = [job.store.get(a.key) for a in job.chunks]
     layer = job.artifacts[0].layer

@@ -1,7 +1,7 @@
 """The build plan: every artifact of an atlas, each with the recipe whose hash is its store key.
 
 Which artifacts a filter has, and what each recipe holds, is the kinds registry's business
-(`atlasgen.kinds`); this module walks layers, filters and probes and asks it.
+(`atlasgen.build.kinds`); this module walks layers, filters and probes and asks it.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from pathlib import Path
 
 from atlasgen.errors import AtlasgenError
 from atlasgen.store import recipe_key
-from atlasgen.weights import VGG16_LAYERS
+from atlasgen.model.weights import VGG16_LAYERS
 
 #: In every recipe; bump it when synthesis changes, so that old artifacts are not reused.
 ALGORITHM_VERSION = 3
@@ -93,7 +93,7 @@ class BuildConfig:
                                       or high is not None and value > high):
                 limit = f"from {low} to {high}" if high is not None else f"of at least {low}"
                 raise AtlasgenError(f"{option} {value!r} is out of range; give a whole number {limit}")
-        from atlasgen.kinds import METHODS
+        from atlasgen.build.kinds import METHODS
 
         if isinstance(self.methods, str) or not self.methods or not all(m.strip() for m in self.methods):
             raise AtlasgenError(f"--method is empty; give one or more of {', '.join(METHODS)}, e.g. lucid,maco")
@@ -108,7 +108,7 @@ class BuildConfig:
             engine.check_precision(self.precision, "--precision")
         if self.base_url is not None and not self.base_url.startswith(("https://", "http://")):
             raise AtlasgenError(f"--base-url {self.base_url!r} is not an http(s) URL; give e.g. https://user.github.io/repo/")
-        from atlasgen import dataset
+        from atlasgen.build import dataset
         from atlasgen.names import check_atlas_name
 
         if self.name is not None:
@@ -142,7 +142,7 @@ class BuildConfig:
 class Artifact:
     """One thing the atlas needs: its kind, whose it is, and the recipe that names it."""
 
-    kind: str  # a name in atlasgen.kinds.ALL_KINDS
+    kind: str  # a name in atlasgen.build.kinds.ALL_KINDS
     layer: str | None  # None for atlas-wide kinds (probe photos)
     filter: int | None
     recipe: dict = field(compare=False, hash=False)
@@ -259,7 +259,7 @@ def make_plan(model: str, fingerprint: str, layers: list[tuple[str, list[int]]],
     """Every artifact of every kind of these methods for these (layer, filters) and probe photos, in
     layer order. `method_params` holds each method's own parameters (e.g. {"maco": {...}}). With a
     dataset, also its chunks' scan artifacts, and every filter's examples."""
-    from atlasgen.kinds import RecipeContext, kinds_for
+    from atlasgen.build.kinds import RecipeContext, kinds_for
 
     KINDS = kinds_for(methods)
     method_params = method_params or {}

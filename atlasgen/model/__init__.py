@@ -1,0 +1,2 @@
+"""The model stage: weights sources, the Keras graph walked and replayed, receptive-field geometry,
+and the layer table."""
