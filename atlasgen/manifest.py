@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from atlasgen.errors import AtlasgenError
-from atlasgen.synthesis.optimise import SynthesisParams
+from atlasgen.params import SynthesisParams
 
 MANIFEST = "atlas.json"
 SCHEMA_VERSION = 3

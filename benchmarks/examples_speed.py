@@ -78,11 +78,11 @@ def make_corpus(folder: Path, count: int, seed: int) -> dict:
     from PIL import Image
 
     from atlasgen.build.dataset import BUILTIN_PHOTOS
-    from atlasgen.synthesis.probes import _skimage_data
+    from atlasgen.synthesis.probes import skimage_data
 
     photos = []
     for name in BUILTIN_PHOTOS:
-        with Image.open(_skimage_data(name)) as opened:
+        with Image.open(skimage_data(name)) as opened:
             image = opened.convert("L") if opened.mode in ("L", "I", "I;16", "1") else opened.convert("RGB")
         photos.append((name, image))
     rng = np.random.default_rng(seed)
@@ -181,7 +181,7 @@ def scan_run(folder: str, size: int, chunk: int, layers: list[str] | None, batch
         tops, facts = scan_chunk(scanner, part, size, examples, batch)
         for i, top in enumerate(tops):
             if top is not None:
-                running[i] = merge(running[i], to_global(top, part, index))
+                running[i] = merge(running[i], to_global(top, [image.digest for image in part], index))
         sizes += [tuple(s) for s in facts["sizes"] if s is not None]
         skipped += len(facts["skipped"])
     scan_s = time.perf_counter() - start

@@ -22,7 +22,7 @@ import json
 import time
 
 from atlasgen.model.geometry import receptive_fields
-from atlasgen.synthesis.optimise import SynthesisParams
+from atlasgen.params import SynthesisParams
 from atlasgen.model.weights import VGG16_CONVS, vgg16_ops
 
 H100_BF16_PEAK = 990e12

@@ -26,7 +26,7 @@ def synthetic_manifest(layers=None, probes=("astronaut",), size=224, model="vgg1
         UnitRecord, Weights,
     )
     from atlasgen.names import layer_folder, probe_image, unit_folder
-    from atlasgen.synthesis.optimise import SynthesisParams
+    from atlasgen.params import SynthesisParams
     from atlasgen.model.geometry import receptive_fields
     from atlasgen.model.weights import VGG16_CONVS, vgg16_ops
 

@@ -8,7 +8,7 @@ from atlasgen.build.compute import Job, map_views, probe_photos
 from atlasgen.errors import AtlasgenError
 from atlasgen.build.plan import Artifact
 from atlasgen.store import Store
-from atlasgen.synthesis.maps import colour_map
+from atlasgen.codec import colour_map
 from atlasgen.synthesis.probes import Probe
 
 

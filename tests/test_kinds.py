@@ -9,7 +9,7 @@ import pytest
 from atlasgen.build.kinds import ALL_KINDS, KINDS, METHODS, Scope, kinds_for
 from atlasgen.build.plan import ALGORITHM_VERSION, ProbeRef, in_shard, make_plan, parse_shard
 from atlasgen.store import recipe_key
-from atlasgen.synthesis.optimise import SynthesisParams
+from atlasgen.params import SynthesisParams
 
 MODEL, FINGERPRINT = "vgg16", "f" * 64
 PARAMS = SynthesisParams(size=64, steps=64).recipe()

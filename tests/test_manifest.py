@@ -13,7 +13,7 @@ from atlasgen.manifest import (
     MANIFEST, SCHEMA_VERSION, Generator, LayerRecord, Manifest, ManifestError, MapRecord, Metrics, ProbeRecord,
     SynthesisMetrics, UnitRecord, Weights, activation_vs_best_probe, load_manifest, unit_metrics,
 )
-from atlasgen.synthesis.optimise import SynthesisParams
+from atlasgen.params import SynthesisParams
 
 CHANNEL_FACTS = {"objective": 3.5, "mean_activation": 2.0, "steps": 64}
 NEURON_FACTS = {"objective": 1.25, "mean_activation": 0.5, "steps": 64, "changed_pixels_outside_box": 0}
@@ -71,7 +71,7 @@ def error_of(document) -> str:
 
 def test_importing_the_records_does_not_start_tensorflow():
     code = ("import sys, atlasgen.manifest, atlasgen.build.kinds, atlasgen.build.plan, atlasgen.fs, atlasgen.names; "
-            "from atlasgen.synthesis.optimise import SynthesisParams; SynthesisParams(); "
+            "from atlasgen.params import SynthesisParams; SynthesisParams(); "
             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras')))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr

@@ -423,7 +423,7 @@ def test_filter_page_links_its_unit_json_and_gives_the_figure_command(tmp_path):
 
 
 def test_activation_maps_show_photo_and_heatmap_side_by_side_with_a_colour_bar(tmp_path):
-    from atlasgen.synthesis.maps import VIRIDIS_STOPS
+    from atlasgen.codec import VIRIDIS_STOPS
 
     write_atlas(tmp_path)
     render_site(tmp_path)

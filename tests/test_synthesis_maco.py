@@ -112,7 +112,7 @@ def test_the_graph_is_cached_per_parameters_without_steps(engine):
 def test_the_recipe_names_the_spectrum():
     recipe = PARAMS.recipe()
     assert recipe["spectrum"] == maco.spectrum_digest() and recipe["crops"] == 2 and recipe["steps"] == 4
-    from atlasgen.synthesis.optimise import SynthesisParams
+    from atlasgen.params import SynthesisParams
 
     assert MacoParams.from_synthesis(SynthesisParams(size=48, steps=7, seed=3)) == MacoParams(size=48, steps=7, seed=3)
 

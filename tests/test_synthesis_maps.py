@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from atlasgen.synthesis import LayerEngine, activation_maps
-from atlasgen.synthesis.maps import VIRIDIS_STOPS, colour_map, probe_means
+from atlasgen.codec import VIRIDIS_STOPS, colour_map
+from atlasgen.synthesis.maps import probe_means
 from atlasgen.synthesis.probes import Probe
 
 

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from atlasgen.synthesis import LayerEngine, objectives
-from atlasgen.synthesis.optimise import FourierImage, SynthesisParams, filter_key, optimise
+from atlasgen.params import SynthesisParams
+from atlasgen.synthesis.optimise import FourierImage, filter_key, optimise
 from atlasgen.synthesis.transforms import standard
 
 

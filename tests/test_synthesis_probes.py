@@ -10,7 +10,7 @@ import pytest
 
 from atlasgen.errors import AtlasgenError
 from atlasgen.synthesis import default_probe, load_probes
-from atlasgen.synthesis.probes import MAX_PROBE_BYTES, MAX_PROBE_PIXELS
+from atlasgen.codec import MAX_IMAGE_BYTES as MAX_PROBE_BYTES, MAX_IMAGE_PIXELS as MAX_PROBE_PIXELS
 
 
 def test_default_probe_is_the_astronaut():

@@ -215,7 +215,7 @@ def dataset_examples(job: Job) -> Results:
     """Each filter's top k units over the dataset, merged exactly from the layer's stored chunks,
     with the crop of each unit's receptive field and the photo it is in. Waits (yields nothing)
     while another shard has not stored its chunks yet."""
-    from atlasgen.build.dataset import PhotoCache, Top, example_crop, merge
+    from atlasgen.build.dataset import EXAMPLE_DISPLAY, PhotoCache, Top, merge, to_global
 
     entries = [job.store.get(a.key) for a in job.chunks]
     layer = job.artifacts[0].layer
@@ -228,10 +228,8 @@ def dataset_examples(job: Job) -> Results:
     index = dataset.index()
     top = None
     for artifact, entry in zip(job.chunks, entries):
-        digests = artifact.recipe["images"]
-        ids = np.array([index[d] for d in digests] + [-1], np.int64)  # chunk position -> global id; -1 stays -1
         local = Top.from_bytes(job.store.get_blob(entry.blobs["top"].digest))
-        chunk_top = Top(local.activation, ids[local.image], local.unit)
+        chunk_top = to_global(local, artifact.recipe["images"], index)
         top = chunk_top if top is None else merge(top, chunk_top)
     photos = PhotoCache(dataset)
     encoded: dict[str, bytes] = {}
@@ -248,7 +246,7 @@ def dataset_examples(job: Job) -> Results:
             size = tuple(pixels.shape[:2])
             unit = [int(v) for v in top.unit[f, rank]]
             box = engine.field(size).unit_box(tuple(unit)).clipped(size)
-            blobs[f"crop{rank}"] = codec.webp(example_crop(pixels, box))
+            blobs[f"crop{rank}"] = codec.webp(codec.zoomed_crop(pixels, box, EXAMPLE_DISPLAY, shrink=False))
             if source.digest not in encoded:  # the same photos recur across a layer's filters
                 encoded[source.digest] = codec.webp(pixels, quality=codec.PHOTO_QUALITY)
             blobs[f"photo{rank}"] = encoded[source.digest]

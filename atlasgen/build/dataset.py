@@ -20,24 +20,20 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-import re
 import stat
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image
 
-from atlasgen.model import geometry
+from atlasgen.codec import MAX_IMAGE_BYTES, Undecodable, decode_rgb
 from atlasgen.errors import AtlasgenError
 from atlasgen.fs import read_regular
 
 #: What the scan reads, by extension, in any case; other files are ignored.
 EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"})
-MAX_IMAGE_BYTES = 64 << 20
-MAX_IMAGE_PIXELS = 40_000_000
 #: Images per chunk, on average; a chunk is cut at MAX_CHUNK_FACTOR times that whatever the hashes say.
 DEFAULT_CHUNK = 32
 MAX_CHUNK_FACTOR = 4
@@ -175,9 +171,9 @@ def _check_one_readable(opened: Dataset, folder: Path) -> None:
 
 
 def _builtin(short_side: int, examples: int, chunk: int) -> Dataset:
-    from atlasgen.synthesis.probes import _skimage_data
+    from atlasgen.synthesis.probes import skimage_data
 
-    found = [(name, _skimage_data(name)) for name in BUILTIN_PHOTOS]
+    found = [(name, skimage_data(name)) for name in BUILTIN_PHOTOS]
     return _hashed(BUILTIN_NAME, found[0][1].parent, sorted(found), short_side, examples, chunk, builtin=True)
 
 
@@ -234,24 +230,9 @@ def read_file(path: Path) -> bytes:
 def load_image(data: bytes, short_side: int) -> np.ndarray:
     """An image file's bytes as the scan sees them: uint8 (h, w, 3), by the convention above."""
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data)) as opened:
-                width, height = opened.size
-                if width * height > MAX_IMAGE_PIXELS:
-                    raise Unreadable(f"{width}x{height} pixels, over the cap of {MAX_IMAGE_PIXELS:,}")
-                image = ImageOps.exif_transpose(opened).convert("RGB")
-    except Unreadable:
-        raise
-    except MemoryError:
-        raise
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise Unreadable(f"more than {MAX_IMAGE_PIXELS:,} pixels") from None
-    except UnidentifiedImageError:
-        raise Unreadable("not an image Pillow can identify") from None
-    except Exception as exc:  # a corrupt file can fail anywhere in a decoder
-        first = str(exc).strip().splitlines()[0][:120] if str(exc).strip() else type(exc).__name__
-        raise Unreadable(f"not an image Pillow can read ({re.sub(r' at 0x[0-9a-f]+', '', first)})") from None
+        image = decode_rgb(data, exif=True)
+    except Undecodable as exc:
+        raise Unreadable(str(exc)) from None
     return np.asarray(resized(image, short_side))
 
 
@@ -319,8 +300,9 @@ def merge(a: Top, b: Top) -> Top:
                np.take_along_axis(unit, order[..., None], 1))
 
 
-def to_global(top: Top, chunk: tuple[SourceImage, ...], index: dict[str, int]) -> Top:
-    ids = np.array([index[image.digest] for image in chunk] + [-1], np.int64)
+def to_global(top: Top, digests: list[str], index: dict[str, int]) -> Top:
+    """A chunk's top with its images' chunk positions turned into global ids (`Dataset.index`); -1 stays -1."""
+    ids = np.array([index[digest] for digest in digests] + [-1], np.int64)
     return Top(top.activation, ids[top.image], top.unit)
 
 
@@ -410,17 +392,6 @@ def scan_batch_size(loaded, layers: list[str], short_side: int) -> int:
 
 
 # --- examples -----------------------------------------------------------------------------
-
-
-def example_crop(image: np.ndarray, box: geometry.Box) -> np.ndarray:
-    """The box cut out; a small one enlarged by nearest neighbour (pixels stay honest) to EXAMPLE_DISPLAY."""
-    cut = image[box.top:box.bottom, box.left:box.right]
-    longer = max(box.height, box.width)
-    if longer >= EXAMPLE_DISPLAY:
-        return np.ascontiguousarray(cut)
-    zoom = EXAMPLE_DISPLAY / longer
-    size = (max(1, round(box.width * zoom)), max(1, round(box.height * zoom)))
-    return np.asarray(Image.fromarray(cut).resize(size, Image.NEAREST))
 
 
 class PhotoCache:

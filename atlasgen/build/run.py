@@ -56,7 +56,8 @@ def prepare(config: BuildConfig) -> Prepared:
     """Resolves the config against the model: bad layers, filters and probes fail here, in one line."""
     from atlasgen.build.dataset import open_dataset
     from atlasgen.model.layers import check_input_sizes, describe_layers
-    from atlasgen.synthesis import SynthesisParams, load_probes
+    from atlasgen.params import SynthesisParams
+    from atlasgen.synthesis import load_probes
     from atlasgen.model.weights import load_model
 
     config = config.resolved()
@@ -100,14 +101,14 @@ def _check_dataset_size(loaded, layers: list[str], short_side: int) -> None:
     """Dataset images, at their shorter side, must give every planned layer a map."""
     from atlasgen.model import geometry
     from atlasgen.model.graph import spatial_ops
-    from atlasgen.model.layers import _smallest_size
+    from atlasgen.model.layers import smallest_size
 
     ops = spatial_ops(loaded.model)
     fields = geometry.receptive_fields(ops, (short_side, short_side))
     empty = [layer for layer in layers if min(fields[layer].size) < 1]
     if empty:
         raise AtlasgenError(f"--dataset-size {short_side} is too small for layer {empty[0]}; "
-                            f"use at least {_smallest_size(ops, layers, short_side)}")
+                            f"use at least {smallest_size(ops, layers, short_side)}")
 
 
 def _check_memory(loaded, layers: list[str], side: int, option: str) -> None:

@@ -9,7 +9,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from atlasgen.errors import AtlasgenError
+from atlasgen.errors import AtlasgenError, first_line
 from atlasgen.model.geometry import SpatialOp
 from atlasgen.tf import keras
 
@@ -59,11 +59,6 @@ def _walk(model) -> list:
     """The model's graph in topological order: a functional model's operations are its layers and
     the plain ops between them (x + y, ...); a Sequential model has layers only."""
     return list(getattr(model, "operations", None) or model.layers)
-
-
-def _first_line(exc: Exception, limit: int = 120) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0][:limit] if text else type(exc).__name__
 
 
 #: Layer names TensorFlow takes as name scopes inside tf.function (its own pattern is looser).
@@ -178,7 +173,7 @@ def runnable_model(model, pre_activation: bool = False) -> tuple[Any, dict[str, 
         except AtlasgenError:
             raise
         except Exception as exc:
-            raise pinned(layer, _first_line(exc)) from None
+            raise pinned(layer, first_line(exc)) from None
         for index, tensor in enumerate(outputs):
             shape = tuple(tensor.shape)
             # On an image of no fixed size, a grid of fixed size (a Reshape, a Resizing) can only come

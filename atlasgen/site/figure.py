@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
+from atlasgen.codec import MAX_IMAGE_BYTES, TooManyPixels, Undecodable, decode_rgb
 from atlasgen.errors import AtlasgenError
 from atlasgen.fs import atomic_write, read_regular
 from atlasgen.manifest import MANIFEST, Manifest, ManifestError, load_manifest
@@ -50,9 +51,6 @@ MAX_PNG_SIDE = 65_535
 MAX_PNG_PIXELS = 100_000_000
 #: The dataset examples a cell of the `examples` view shows, side by side, highest first.
 EXAMPLES_IN_CELL = 3
-#: What an image of the site may be, read through `read_regular` (as the build caps probe photos).
-MAX_IMAGE_BYTES = 64 << 20
-MAX_IMAGE_PIXELS = 40_000_000
 
 # Layout, in inches and points.
 CELL = 1.0  # a single-image cell's height and least width
@@ -360,7 +358,6 @@ class _ImageReader:
 
     def _read(self, relative: str):
         import numpy as np
-        from PIL import Image
 
         path = self.out / relative
         try:
@@ -376,11 +373,10 @@ class _ImageReader:
         except OSError as exc:
             raise AtlasgenError(f"{path} cannot be read ({exc.strerror or exc}); rebuild with atlasgen build") from None
         try:
-            with Image.open(io.BytesIO(data)) as image:
-                if image.width * image.height > MAX_IMAGE_PIXELS:
-                    raise AtlasgenError(f"{path} is larger than {MAX_IMAGE_PIXELS // 1_000_000} megapixels; rebuild with atlasgen build")
-                return np.asarray(image.convert("RGB"))
-        except (OSError, ValueError, Image.DecompressionBombError, SyntaxError):
+            return np.asarray(decode_rgb(data))
+        except TooManyPixels as exc:
+            raise AtlasgenError(f"{path} is larger than {exc.cap // 1_000_000} megapixels; rebuild with atlasgen build") from None
+        except Undecodable:
             raise AtlasgenError(f"{path} is not a readable image; rebuild with atlasgen build") from None
 
 

@@ -20,11 +20,10 @@ from urllib.parse import urlparse
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
 import atlasgen
+from atlasgen.codec import RF_CROP_DISPLAY, VIRIDIS_STOPS, zoomed_size
 from atlasgen.site.figure import figure_command
 from atlasgen.fs import OwnedFiles
 from atlasgen.manifest import MANIFEST, Manifest, ManifestError, load_manifest
-from atlasgen.synthesis.images import RF_CROP_DISPLAY
-from atlasgen.synthesis.maps import VIRIDIS_STOPS
 
 LAYER_THUMB = 96
 # Display widths in CSS px; static/atlas.css sets the same ones (the <img> width and height
@@ -91,12 +90,10 @@ def figure_width(size: int) -> int:
 
 def rf_crop_size(box) -> tuple[int, int]:
     """The zoomed receptive-field crop's size in pixels (synthesis.images.rf_crop): (width, height)."""
-    top, left, bottom, right = box
-    zoom = RF_CROP_DISPLAY / max(bottom - top, right - left)
-    return max(1, round((right - left) * zoom)), max(1, round((bottom - top) * zoom))
+    return zoomed_size(box, RF_CROP_DISPLAY)
 
 
-#: The heatmaps' colours (synthesis.maps.colour_map): stops at even offsets, interpolated linearly.
+#: The heatmaps' colours (codec.colour_map): stops at even offsets, interpolated linearly.
 COLOUR_SCALE = [(i / (len(VIRIDIS_STOPS) - 1), "#%02x%02x%02x" % tuple(int(c) for c in rgb))
                 for i, rgb in enumerate(VIRIDIS_STOPS)]
 

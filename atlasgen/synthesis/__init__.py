@@ -9,7 +9,8 @@ Importing it does not start TensorFlow; the first computation does.
 from atlasgen.synthesis.engine import LayerEngine, PatchPlan
 from atlasgen.synthesis.images import FilterImage, channel_images, neuron_images, rf_crop, synthesise
 from atlasgen.synthesis.maps import ActivationMap, activation_maps, probe_means
-from atlasgen.synthesis.optimise import FourierImage, SynthesisParams, optimise
+from atlasgen.params import SynthesisParams
+from atlasgen.synthesis.optimise import FourierImage, optimise
 from atlasgen.synthesis.probes import Probe, default_probe, load_probes, natural_photos
 
 __all__ = [

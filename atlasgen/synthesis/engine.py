@@ -9,15 +9,13 @@ from typing import Callable
 import numpy as np
 
 from atlasgen.model import geometry
-from atlasgen.errors import AtlasgenError
-from atlasgen.model.graph import _first_line, conv_layers, scope_safe, spatial_ops
+from atlasgen.errors import AtlasgenError, first_line
+from atlasgen.model.graph import conv_layers, scope_safe, spatial_ops
+from atlasgen.model.layers import BYTES_PER_ACTIVATION
 from atlasgen.model.weights import LoadedModel
 from atlasgen.tf import keras, tf
 
 
-# Bytes kept per activation element for a training-style step: the forward value, its gradient,
-# and the backward pass's scratch; measured peaks on the CPU stay under this.
-BYTES_PER_ACTIVATION = 4 * 4
 # The same in mixed precision, for the trunk's bfloat16 activations: the value and its gradient at
 # 2 bytes, and the scratch still counted as float32 (kernels that accumulate or convert in float32),
 # so 2 * 2 + 2 * 4 rather than a flat half. The image and the layer's own maps stay float32. On the
@@ -52,7 +50,7 @@ def bfloat16_copy(model, name: str):
         except Exception as exc:
             raise AtlasgenError(
                 f"layer {layer.name!r} ({type(layer).__name__}) cannot be rebuilt to compute in bfloat16 "
-                f"({_first_line(exc)}); use --precision float32"
+                f"({first_line(exc)}); use --precision float32"
             ) from None
 
     copy = keras.models.clone_model(model, clone_function=rebuild, recursive=True)

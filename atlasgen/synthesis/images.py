@@ -6,18 +6,18 @@ import math
 from dataclasses import dataclass, replace
 
 import numpy as np
-from PIL import Image
 
 from atlasgen.model import geometry
+from atlasgen.codec import RF_CROP_DISPLAY, zoomed_crop
 from atlasgen.errors import AtlasgenError
 from atlasgen.synthesis import objectives
 from atlasgen.synthesis.engine import LayerEngine, PatchPlan, available_memory_bytes, choose_batch_size
-from atlasgen.synthesis.optimise import FourierImage, Optimised, SynthesisParams, filter_key, optimise
+from atlasgen.params import SynthesisParams
+from atlasgen.synthesis.optimise import FourierImage, Optimised, filter_key, optimise
 from atlasgen.synthesis.transforms import NEUTRAL, standard
 from atlasgen.tf import tf
 
 NEUTRAL_BYTE = int(np.round(NEUTRAL * 255))
-RF_CROP_DISPLAY = 224
 CHANNEL, NEURON = "channel", "neuron"
 
 # Jitter moves the field's content under the neuron; beyond a fraction of the field the neuron
@@ -244,8 +244,5 @@ def changed_outside(image: np.ndarray, box: geometry.Box) -> int:
 
 
 def rf_crop(image: np.ndarray, box: geometry.Box, display: int = RF_CROP_DISPLAY) -> np.ndarray:
-    """The box cut out, its longer side enlarged to `display`; nearest-neighbour keeps pixels honest."""
-    cut = Image.fromarray(image[box.top : box.bottom, box.left : box.right])
-    zoom = display / max(box.height, box.width)
-    size = (max(1, round(box.width * zoom)), max(1, round(box.height * zoom)))
-    return np.asarray(cut.resize(size, Image.NEAREST))
+    """The box cut out, its longer side scaled to `display`; nearest-neighbour keeps pixels honest."""
+    return zoomed_crop(image, box, display)

@@ -7,19 +7,12 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
+from atlasgen.codec import colour_map
 from atlasgen.synthesis.engine import LayerEngine
 from atlasgen.synthesis.probes import Probe
 from atlasgen.tf import tf
 
 
-# Viridis at nine evenly spaced stops; interpolated linearly in between.
-VIRIDIS_STOPS = np.array(
-    [
-        [68, 1, 84], [71, 44, 122], [59, 81, 139], [44, 113, 142], [33, 144, 141],
-        [39, 173, 129], [92, 200, 99], [170, 220, 50], [253, 231, 37],
-    ],
-    dtype=np.float32,
-)
 NORMALISATION = "post-ReLU activation / the filter's maximum over all probe photos (0 = silent, 1 = that maximum)"
 
 
@@ -34,15 +27,6 @@ class ActivationMap:
     mean: float  # the spatial mean of this map
     scale: float  # the value shown as 1: the filter's peak over all probes
     normalisation: str = NORMALISATION
-
-
-def colour_map(values: np.ndarray) -> np.ndarray:
-    """Values in [0, 1] to viridis RGB bytes."""
-    position = np.clip(values, 0, 1) * (len(VIRIDIS_STOPS) - 1)
-    low = np.floor(position).astype(int).clip(0, len(VIRIDIS_STOPS) - 2)
-    weight = (position - low)[..., None]
-    rgb = VIRIDIS_STOPS[low] * (1 - weight) + VIRIDIS_STOPS[low + 1] * weight
-    return np.round(rgb).astype(np.uint8)
 
 
 def overlay(photo: np.ndarray, normalised: np.ndarray) -> np.ndarray:

@@ -8,7 +8,7 @@ graph is written down where the run is asked for, not inferred.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Hashable, Sequence
 
 import numpy as np
@@ -20,42 +20,6 @@ from atlasgen.tf import tf
 
 
 ADAM_BETA1, ADAM_BETA2, ADAM_EPSILON = 0.9, 0.999, 1e-8
-
-
-@dataclass(frozen=True)
-class SynthesisParams:
-    """Every knob of a synthesis run; Lucid's defaults except size and steps, which the caller sets."""
-
-    size: int = 128
-    steps: int = 512
-    learning_rate: float = 0.05
-    # Whole-filter images of layers whose field is under images.FIELD_FOR_WARPS: there the fitted
-    # transforms barely move the image, so a larger step stays on the objective's path.
-    small_field_learning_rate: float = 0.1
-    seed: int = 0
-    init_sd: float = 0.01
-    # 1.5 rather than Lucid's 1.0: Adam moves every coefficient about one step a step, so the low
-    # frequencies (colour, layout) need a larger scale to travel in 64 steps what they do in 512.
-    decay_power: float = 1.5
-    decorrelate: bool = True
-    pad: int = 12
-    jitter: int = 8
-    scale: tuple[float, float] = (0.9, 1.1)
-    rotate_degrees: float = 10.0
-    jitter_last: int = 4
-    # Whole-filter transforms fitted to the layer's receptive field (small fields get small moves).
-    fit_transforms: bool = True
-    # "constant", or "cosine": from learning_rate down to a tenth of it over the run.
-    lr_schedule: str = "constant"
-    # "float32", or "mixed": the model computes in bfloat16 (float32 variables); the image, its
-    # parametrisation, the transforms, Adam and the objective stay float32. The engine must match.
-    precision: str = "float32"
-
-    def recipe(self) -> dict:
-        """The parameters as plain JSON values, for recipes and manifests."""
-        values = asdict(self)
-        values["scale"] = list(self.scale)
-        return values
 
 
 @dataclass

@@ -4,23 +4,19 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
-import io
 import os
-import re
 import stat
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
+from atlasgen.codec import MAX_IMAGE_BYTES, MAX_IMAGE_PIXELS, TooManyPixels, Undecodable, decode_rgb
 from atlasgen.errors import AtlasgenError
 from atlasgen.names import safe_name
 
 MAX_PROBE_SIDE = 512
-MAX_PROBE_BYTES = 64 << 20  # read at most this much of a probe file
-MAX_PROBE_PIXELS = 40_000_000  # decode at most this many pixels (e.g. 8000 x 5000)
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
 # scikit-image's bundled colour photographs of natural scenes (no download needed).
 NATURAL_PHOTOS = ("astronaut.png", "chelsea.png", "coffee.png", "motorcycle_left.png", "rocket.jpg", "hubble_deep_field.jpg")
@@ -43,7 +39,7 @@ def _file_kind(mode: int) -> str:
 
 
 def _read_probe_bytes(path: Path) -> bytes:
-    """The bytes of a regular file (a symlink to one is fine) of at most MAX_PROBE_BYTES.
+    """The bytes of a regular file (a symlink to one is fine) of at most MAX_IMAGE_BYTES.
 
     Opened without blocking and checked with fstat before any read, so a FIFO cannot hang the
     build and a device such as /dev/zero cannot fill the memory."""
@@ -55,9 +51,9 @@ def _read_probe_bytes(path: Path) -> bytes:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
             raise AtlasgenError(f"probe {path} is not a regular file ({_file_kind(info.st_mode)}); give an image file")
-        if info.st_size > MAX_PROBE_BYTES:
+        if info.st_size > MAX_IMAGE_BYTES:
             raise _too_big(path, f"{info.st_size:,} bytes")
-        chunks, left = [], MAX_PROBE_BYTES + 1
+        chunks, left = [], MAX_IMAGE_BYTES + 1
         while left > 0:
             chunk = os.read(fd, min(left, 1 << 20))
             if not chunk:
@@ -69,18 +65,18 @@ def _read_probe_bytes(path: Path) -> bytes:
     finally:
         os.close(fd)
     data = b"".join(chunks)
-    if len(data) > MAX_PROBE_BYTES:  # it grew while being read
-        raise _too_big(path, f"more than {MAX_PROBE_BYTES:,} bytes")
+    if len(data) > MAX_IMAGE_BYTES:  # it grew while being read
+        raise _too_big(path, f"more than {MAX_IMAGE_BYTES:,} bytes")
     return data
 
 
 def _too_big(path: Path, size: str) -> AtlasgenError:
-    return AtlasgenError(f"probe {path} is {size}, over the cap of {MAX_PROBE_BYTES >> 20} MiB; give a smaller image file")
+    return AtlasgenError(f"probe {path} is {size}, over the cap of {MAX_IMAGE_BYTES >> 20} MiB; give a smaller image file")
 
 
 def _too_many_pixels(path: Path, size: str) -> AtlasgenError:
     return AtlasgenError(
-        f"probe {path} has {size} pixels, over the cap of {MAX_PROBE_PIXELS:,} pixels; give a smaller image"
+        f"probe {path} has {size} pixels, over the cap of {MAX_IMAGE_PIXELS:,} pixels; give a smaller image"
     )
 
 
@@ -88,18 +84,10 @@ def load_probe(path: Path) -> Probe:
     """Reads one photo; bad files give a one-line error naming the file."""
     data = _read_probe_bytes(path)
     try:
-        with warnings.catch_warnings():
-            # Pillow warns, then raises, on images of more pixels than its own limit: both are refusals here.
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data)) as opened:
-                width, height = opened.size
-                if width * height > MAX_PROBE_PIXELS:
-                    raise _too_many_pixels(path, f"{width}x{height}")
-                image = opened.convert("RGB")
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        claimed = re.search(r"\((\d+) pixels\)", str(exc))
-        raise _too_many_pixels(path, f"{int(claimed.group(1)):,}" if claimed else "too many") from None
-    except (UnidentifiedImageError, OSError, ValueError, EOFError, SyntaxError):
+        image = decode_rgb(data)
+    except TooManyPixels as exc:
+        raise _too_many_pixels(path, exc.size or "too many") from None
+    except Undecodable:
         raise AtlasgenError(f"probe {path} is not an image Pillow can read; give a PNG, JPEG or WebP photo") from None
     image.thumbnail((MAX_PROBE_SIDE, MAX_PROBE_SIDE), Image.LANCZOS)
     return Probe(path.stem, hashlib.sha256(data).hexdigest(), np.asarray(image))
@@ -133,7 +121,7 @@ def load_probes(paths: list[Path]) -> list[Probe]:
     return probes
 
 
-def _skimage_data(name: str) -> Path:
+def skimage_data(name: str) -> Path:
     spec = importlib.util.find_spec("skimage")
     if spec is None or spec.origin is None:
         raise AtlasgenError("the default probe photos need scikit-image: pip install scikit-image")
@@ -144,8 +132,8 @@ def _skimage_data(name: str) -> Path:
 
 
 def default_probe() -> Probe:
-    return load_probe(_skimage_data(DEFAULT_PROBE))
+    return load_probe(skimage_data(DEFAULT_PROBE))
 
 
 def natural_photos() -> list[Probe]:
-    return [load_probe(_skimage_data(name)) for name in NATURAL_PHOTOS]
+    return [load_probe(skimage_data(name)) for name in NATURAL_PHOTOS]
