@@ -7,7 +7,7 @@ import hashlib
 import json
 import multiprocessing
 import os
-import signal
+import select
 import stat
 import subprocess
 import sys
@@ -18,9 +18,9 @@ from pathlib import Path
 import pytest
 
 from atlasgen import fs
-from atlasgen.store import objects as store_mod
 from atlasgen.errors import AtlasgenError
-from atlasgen.store import CorruptBlob, Store, StoreError, recipe_key
+from atlasgen.store import CorruptBlob, GcReport, MissingBlob, Store, StoreBusy, StoreError, recipe_key
+from atlasgen.store.layout import DEFAULT_GRACE_SECONDS, MAX_ENTRY_BYTES, STALE_TEMP_SECONDS
 from support import REPO, key_of, payload
 
 
@@ -90,7 +90,7 @@ def test_fan_out_layout_and_round_trip(store):
 def test_missing_store_reads_as_empty_without_creating_it(store):
     assert store.get(key_of(0)) is None
     assert store.missing([key_of(0)]) == [key_of(0)]
-    assert store.verify().ok and store.gc() == store_mod.GcReport()
+    assert store.verify().ok and store.gc() == GcReport()
     assert not store.root.exists()
 
 
@@ -205,12 +205,12 @@ def test_gc_removes_only_unreferenced_blobs(store):
     orphan = store.put_blob(b"orphan")
     before = tree(store.root)
 
-    assert store.gc(dry_run=True, grace_seconds=0) == store_mod.GcReport(removed=[orphan])
+    assert store.gc(dry_run=True, grace_seconds=0) == GcReport(removed=[orphan])
     assert tree(store.root) == before
 
     assert store.gc(grace_seconds=0).removed == [orphan]
     assert not store.blob_path(orphan).exists()
-    assert store.gc(grace_seconds=0) == store_mod.GcReport()
+    assert store.gc(grace_seconds=0) == GcReport()
     assert store.verify().ok
     for i, want in [(0, {"a": b"kept", "b": b"shared"}), (1, {"a": b"shared"})]:
         entry = store.get(key_of(i))
@@ -223,14 +223,14 @@ def test_gc_clears_only_stale_temp_files(store):
     stale, fresh = folder / ".tmp-stale", folder / ".tmp-fresh"
     stale.write_bytes(b"half")
     fresh.write_bytes(b"half")
-    old = time.time() - 2 * store_mod.STALE_TEMP_SECONDS
+    old = time.time() - 2 * STALE_TEMP_SECONDS
     os.utime(stale, (old, old))
 
     report = store.verify()
     assert report.ok and len(report.temp_files) == 2  # listed, not corruption
     dry = store.gc(dry_run=True)
     assert dry.removed == [] and dry.temp_files == [stale.relative_to(store.root).as_posix()] and stale.exists()
-    assert store.gc() == store_mod.GcReport(temp_files=dry.temp_files)
+    assert store.gc() == GcReport(temp_files=dry.temp_files)
     assert not stale.exists() and fresh.exists()
     assert store.has(key_of(0))
 
@@ -248,7 +248,7 @@ def test_gc_keeps_young_unreferenced_blobs(store):
     young = store.put_blob(b"young orphan")
     old = store.put_blob(b"old orphan")
     refreshed = store.put_blob(b"stored again by a build")
-    long_ago = time.time() - 2 * store_mod.DEFAULT_GRACE_SECONDS
+    long_ago = time.time() - 2 * DEFAULT_GRACE_SECONDS
     for digest in (old, refreshed):
         os.utime(store.blob_path(digest), (long_ago, long_ago))
     assert store.put_blob(b"stored again by a build") == refreshed  # a build re-putting it makes it young
@@ -258,7 +258,7 @@ def test_gc_keeps_young_unreferenced_blobs(store):
     assert not store.blob_path(old).exists()
     assert store.blob_path(young).exists() and store.blob_path(refreshed).exists()
     assert sorted(store.gc(grace_seconds=0).removed) == sorted([young, refreshed])
-    assert store.gc(grace_seconds=0) == store_mod.GcReport()
+    assert store.gc(grace_seconds=0) == GcReport()
     assert store.has(key_of(0)) and store.verify().ok
     for bad in (-1, float("nan"), "1h", True):
         with pytest.raises(StoreError, match="grace period") as err:
@@ -279,7 +279,7 @@ def snapshot(folder: Path) -> dict[str, bytes | None]:
 
 
 def old_mtime(*paths: Path) -> None:
-    then = time.time() - 10 * store_mod.DEFAULT_GRACE_SECONDS
+    then = time.time() - 10 * DEFAULT_GRACE_SECONDS
     for p in paths:
         os.utime(p, (then, then), follow_symlinks=False)
 
@@ -420,7 +420,7 @@ def test_symlinks_where_a_blob_or_entry_should_be_count_as_missing(store, tmp_pa
     blob.unlink()
     blob.symlink_to(copy)  # the right bytes, but not ours to read
     assert store.get(key_of(0)) is None and store.missing([key_of(0)]) == [key_of(0)]
-    with pytest.raises(store_mod.MissingBlob):
+    with pytest.raises(MissingBlob):
         store.get_blob(entry.blobs["a"].digest)
     store.put(key_of(0), {"a": b"real bytes"}, {})  # the next build replaces the link, not its target
     assert not blob.is_symlink() and store.has(key_of(0)) and copy.read_bytes() == b"real bytes"
@@ -460,7 +460,7 @@ def test_an_oversize_entry_is_corrupt(store):
     store.put(key_of(0), {"a": b"x"}, {})
     store.put(key_of(1), {"a": b"y"}, {})
     path = store.entry_path(key_of(0))
-    path.write_bytes(path.read_bytes() + b" " * store_mod.MAX_ENTRY_BYTES)  # still valid JSON
+    path.write_bytes(path.read_bytes() + b" " * MAX_ENTRY_BYTES)  # still valid JSON
     assert store.get(key_of(0)) is None and store.missing([key_of(0), key_of(1)]) == [key_of(0)]
     with pytest.raises(StoreError, match="verify"):
         store.gc(grace_seconds=0)
@@ -519,39 +519,71 @@ def test_lock_shared_for_builds_exclusive_for_gc(tmp_path):
         assert (root / "lock").is_file()  # the lock made the store folder, and nothing else
         assert sorted(p.name for p in root.iterdir()) == ["lock"]
         with Store(root).lock(shared=True, wait=False):  # two builders at once
-            with pytest.raises(store_mod.StoreBusy) as err:
+            with pytest.raises(StoreBusy) as err:
                 with Store(root).lock(shared=False, wait=False):
                     pytest.fail("gc got the lock while a build held it")
         message = str(err.value)
         assert "\n" not in message and str(root) in message and "--wait" in message
-        assert issubclass(store_mod.StoreBusy, StoreError)
+        assert issubclass(StoreBusy, StoreError)
         assert try_lock_in_subprocess(root, "exclusive").startswith("busy:")
         assert try_lock_in_subprocess(root, "shared") == "locked\n"
     with Store(root).lock(shared=False, wait=False):
-        with pytest.raises(store_mod.StoreBusy, match="--wait"):
+        with pytest.raises(StoreBusy, match="--wait"):
             with Store(root).lock(shared=True, wait=False):
                 pass
         assert try_lock_in_subprocess(root, "shared").startswith("busy:")
     with Store(root).lock(shared=False, wait=False) as held:
-        assert held.gc() == store_mod.GcReport() and held.verify().ok
+        assert held.gc() == GcReport() and held.verify().ok
+
+
+WAIT_FOR_LOCK = """
+import sys
+from atlasgen.store import Store
+from support import key_of
+store = Store(sys.argv[1])
+print("waiting", flush=True)
+with store.lock(shared=False, wait=True):
+    print("locked; the build's entry is", "there" if store.has(key_of(0)) else "not there", flush=True)
+"""
+
+
+def start_child(script: str, *args) -> subprocess.Popen:
+    """`script` in a new Python, its stdout unbuffered here so that `read_line` never reads ahead."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "tests")])}
+    return subprocess.Popen([sys.executable, "-c", script, *map(str, args)], stdout=subprocess.PIPE, bufsize=0,
+                            env=env, cwd=REPO)
+
+
+def read_line(proc: subprocess.Popen, timeout: float = 60) -> str:
+    """The child's next line of output, waiting for it; "" once it has exited. Fails after `timeout`
+    seconds of silence rather than hanging the run."""
+    ready, _, _ = select.select([proc.stdout], [], [], timeout)
+    if not ready:
+        pytest.fail(f"the child printed nothing in {timeout} s")
+    return proc.stdout.readline().decode().rstrip("\n")
+
+
+def stop_child(proc: subprocess.Popen) -> None:
+    """Kills the child (SIGKILL) unless it has exited, and reaps it."""
+    proc.kill()
+    proc.wait()
+    proc.stdout.close()
 
 
 def test_lock_waits_for_the_holder(tmp_path):
-    import threading
-
     store = Store(tmp_path / "store")
-    got = threading.Event()
-
-    def gc_waiting():
-        with Store(store.root).lock(shared=False, wait=True):
-            got.set()
-
-    with store.lock(shared=True):
-        thread = threading.Thread(target=gc_waiting)
-        thread.start()
-        assert not got.wait(0.2)  # blocked while the build holds its shared lock
-    thread.join(10)
-    assert got.is_set()
+    gc = None
+    try:
+        with store.lock(shared=True):
+            gc = start_child(WAIT_FOR_LOCK, store.root)
+            assert read_line(gc) == "waiting"
+            # The build writes while gc waits: gc may have the lock only once the build lets go of it.
+            store.put(key_of(0), {"a": payload(0, "a")}, {})
+        assert read_line(gc) == "locked; the build's entry is there"  # a gc that gave up says nothing
+        assert gc.wait(60) == 0
+    finally:
+        if gc is not None:
+            stop_child(gc)
 
 
 def test_lock_refuses_a_symlink_or_a_folder(tmp_path):
@@ -709,18 +741,14 @@ while True:
 @pytest.mark.parametrize("puts", [1, 5, 17])
 def test_sigkill_mid_write_leaves_nothing_corrupt(tmp_path, puts):
     root = tmp_path / "store"
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "tests")])}
-    proc = subprocess.Popen([sys.executable, "-c", KILLED_WRITER, str(root)],
-                            stdout=subprocess.PIPE, env=env, cwd=REPO)
+    proc = start_child(KILLED_WRITER, root)
     try:
         # Synchronise on the writer's own output: kill it while it writes the entry after `puts`.
-        for _ in range(puts):
-            proc.stdout.readline()
+        for i in range(puts):
+            assert read_line(proc) == str(i)
         delay = puts
     finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-        proc.stdout.close()
+        stop_child(proc)
 
     store = Store(root)
     report = store.verify()
