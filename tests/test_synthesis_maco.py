@@ -75,6 +75,16 @@ def test_crops_are_the_keys_own_and_shrink_over_the_run():
     assert span(late) < 0.7 * span(early)
 
 
+def test_a_maco_state_starts_at_unit_contrast_with_zero_moments_and_saliency():
+    from atlasgen.tf import tf
+
+    phase = tf.constant(maco.initial_phase([1, 2], SIZE))
+    state = maco.MacoState.begin(phase, SIZE)
+    assert state.phase is phase and state.contrast.shape == (2, 1, 1, 1) and state.saliency.shape == (2, SIZE, SIZE)
+    assert state.moments.m.shape == phase.shape and state.contrast_moments.v.shape == (2, 1, 1, 1)
+    assert all(not np.any(t.numpy()) for t in (state.contrast, state.saliency, *state.moments, *state.contrast_moments))
+
+
 def test_a_batch_keeps_the_magnitude_and_gives_a_transparency_map(engine):
     run = maco.optimise_maco(engine, [0, 1], PARAMS)
     assert run.images.shape == (2, SIZE, SIZE, 3) and run.history.shape == (4, 2)

@@ -2,13 +2,16 @@
 and the Fourier parametrisation's per-key starts."""
 
 import json
+from typing import Any, NamedTuple
 
 import numpy as np
 import pytest
 
 from atlasgen.synthesis import LayerEngine, objectives
 from atlasgen.params import SynthesisParams
-from atlasgen.synthesis.optimise import FourierImage, filter_key, optimise
+from atlasgen.synthesis.optimise import (
+    ADAM_BETA1, ADAM_BETA2, ADAM_EPSILON, AdamMoments, FourierImage, LoopInputs, compile_loop, filter_key, optimise,
+)
 from atlasgen.synthesis.transforms import standard
 
 
@@ -51,6 +54,35 @@ def test_the_cache_key_names_the_compiled_graph_and_steps_are_an_input(block1):
     assert longer.history[-1].mean() > longer.history[0].mean()
     run(block1, 3, "test-b")
     assert list(block1.compiled) == ["test-a", "test-b"]
+
+
+class Descent(NamedTuple):
+    x: Any
+    moments: AdamMoments
+
+
+def test_the_shared_loop_records_each_steps_scores_and_threads_a_named_state():
+    # A toy method: Adam down x**2 from each filter's start; the score is x before the step.
+    from atlasgen.tf import tf
+
+    def step(i, state, inputs):
+        x, moments = state.moments.update(state.x, 2 * state.x, i, 0.1)
+        return Descent(x, moments), state.x * tf.cast(inputs.filter_ids, tf.float32)
+
+    loop = compile_loop(lambda x: Descent(x, AdamMoments.zeros_like(x)), step, lambda state: state.x)
+    start = np.array([1.0, -2.0], np.float32)
+    final, history = loop(tf.constant(start), LoopInputs.of([5, 6], [1, 3], 4))
+    x, m, v, want = start.astype(np.float64), 0.0, 0.0, []
+    for t in range(1, 5):
+        want.append(x * [1, 3])
+        m = ADAM_BETA1 * m + (1 - ADAM_BETA1) * 2 * x
+        v = ADAM_BETA2 * v + (1 - ADAM_BETA2) * (2 * x) ** 2
+        x = x - 0.1 * (m / (1 - ADAM_BETA1**t)) / (np.sqrt(v / (1 - ADAM_BETA2**t)) + ADAM_EPSILON)
+    assert history.shape == (4, 2)
+    np.testing.assert_allclose(history.numpy(), want, rtol=1e-5)
+    np.testing.assert_allclose(final.numpy(), x, rtol=1e-5)
+    _, longer = loop(tf.constant(start), LoopInputs.of([5, 6], [1, 3], 7))
+    assert longer.shape == (7, 2) and loop.experimental_get_tracing_count() == 1
 
 
 def test_a_mask_pins_pixels_at_neutral_grey(block1):

@@ -16,6 +16,8 @@ from atlasgen.tf import keras
 
 @dataclass(frozen=True)
 class ConvLayer:
+    """A 2-D convolution of the model: its name and number of filters."""
+
     name: str
     filters: int
 
@@ -84,10 +86,27 @@ def runnable_model(model, pre_activation: bool = False) -> tuple[Any, dict[str, 
     shared), or, where its name is no TensorFlow scope name, cloned under a safe internal name with
     the same weights. Flatten, Dense and whatever else comes after the last conv is never called.
     """
-    L = keras.layers
     convs = [model.get_layer(c.name) for c in conv_layers(model)]
     walk = _walk(model)
     by_name = {op.name: op for op in walk}
+    needed = needed_layers(convs, by_name, pre_activation)
+    if not pre_activation and cut_suffices(model, needed, by_name):
+        return keras.Model(model.inputs, [conv.input for conv in convs], name="atlasgen_conv_inputs"), {}
+    replay = Replay(model, SafeNames(by_name))
+    linear = {conv.name for conv in convs} if pre_activation else set()
+    for layer in walk:
+        if layer.name in needed and not isinstance(layer, keras.layers.InputLayer):
+            replay.call(layer, linear=layer.name in linear)
+    if pre_activation:
+        outputs, name = [replay.before_activation[conv.name] for conv in convs], "atlasgen_pre_activations"
+    else:
+        outputs, name = [replay.feed_of(conv) for conv in convs], "atlasgen_conv_inputs"
+    return keras.Model(replay.image, outputs, name=name), replay.names.internal
+
+
+def needed_layers(convs: list, by_name: dict, pre_activation: bool) -> set[str]:
+    """The names of every operation the conv layers' inputs depend on (and, with `pre_activation`,
+    the conv layers themselves)."""
     needed: set[str] = set()
     todo = [parent for conv in convs for parent in _parents(conv)]
     if pre_activation:
@@ -97,97 +116,126 @@ def runnable_model(model, pre_activation: bool = False) -> tuple[Any, dict[str, 
         if name in by_name and name not in needed:
             needed.add(name)
             todo += _parents(by_name[name])
-    image_shape = tuple(model.inputs[0].shape)
-    fixed = any(d is not None for d in image_shape[1:3])
-    unsafe = [n for n in needed if not scope_safe(n) and not isinstance(by_name[n], L.InputLayer)]
-    if not fixed and not unsafe and not pre_activation:
-        return keras.Model(model.inputs, [conv.input for conv in convs], name="atlasgen_conv_inputs"), {}
+    return needed
 
-    taken = set(by_name)
-    internal: dict[str, str] = {}
 
-    def safe(name: str) -> str:
+def fixed_input_size(model) -> bool:
+    """True when the model's image input has a fixed height or width."""
+    return any(d is not None for d in tuple(model.inputs[0].shape)[1:3])
+
+
+def cut_suffices(model, needed: set[str], by_name: dict) -> bool:
+    """True when the model runs at any size and every needed layer's name is a scope name: then
+    atlasgen runs the model's own graph, cut before the conv layers."""
+    unsafe = [n for n in needed if not scope_safe(n) and not isinstance(by_name[n], keras.layers.InputLayer)]
+    return not fixed_input_size(model) and not unsafe
+
+
+class SafeNames:
+    """A scope-safe name for every layer: its own where TensorFlow takes it, else an internal
+    atlasgen_layer_<n> that no layer of the model has. `internal` maps each real name it replaced."""
+
+    def __init__(self, taken):
+        self.taken = set(taken)
+        self.internal: dict[str, str] = {}
+
+    def __call__(self, name: str) -> str:
         if scope_safe(name):
             return name
-        if name not in internal:
-            new = f"atlasgen_layer_{len(internal)}"
-            while new in taken:
+        if name not in self.internal:
+            new = f"atlasgen_layer_{len(self.internal)}"
+            while new in self.taken:
                 new += "_"
-            taken.add(new)
-            internal[name] = new
-        return internal[name]
+            self.taken.add(new)
+            self.internal[name] = new
+        return self.internal[name]
 
-    def pinned(layer, why: str) -> AtlasgenError:
-        if fixed:
-            size = "x".join(str(d) for d in image_shape[1:3])
-            return AtlasgenError(
-                f"model {model.name!r} only runs at its fixed input size {size}: layer {layer.name!r} "
-                f"({type(layer).__name__}) needs it ({why}); to use it with atlasgen, rebuild the model on "
-                f"keras.Input((None, None, 3)) with a convolutional trunk"
-            )
+
+def pinned_error(model, layer, why: str) -> AtlasgenError:
+    """Why `layer` cannot be replayed: the model's fixed input size, or a name it cannot be rebuilt under."""
+    if fixed_input_size(model):
+        size = "x".join(str(d) for d in tuple(model.inputs[0].shape)[1:3])
         return AtlasgenError(
-            f"layer {layer.name!r} ({type(layer).__name__}) of model {model.name!r} cannot be rebuilt under a name "
-            f"TensorFlow accepts ({why}); name the model's layers with letters, digits, '_', '.' and '-' only"
+            f"model {model.name!r} only runs at its fixed input size {size}: layer {layer.name!r} "
+            f"({type(layer).__name__}) needs it ({why}); to use it with atlasgen, rebuild the model on "
+            f"keras.Input((None, None, 3)) with a convolutional trunk"
         )
+    return AtlasgenError(
+        f"layer {layer.name!r} ({type(layer).__name__}) of model {model.name!r} cannot be rebuilt under a name "
+        f"TensorFlow accepts ({why}); name the model's layers with letters, digits, '_', '.' and '-' only"
+    )
 
-    image = keras.Input((None, None, 3), name=safe(model.inputs[0]._keras_history.operation.name))
-    # The replayed tensors by (layer name, output index): the walk of `_parents` goes by names, and a
-    # Sequential model may hold its layers' first calls in more than one graph.
-    replayed: dict[tuple[str, int], object] = {}
-    before_activation: dict[str, object] = {}
-    conv_names = {conv.name for conv in convs}
 
-    def inputs_of(layer) -> tuple:
+def renamed_copy(layer, name: str, **config):
+    """A new layer of the same class and configuration as `layer` (with `config` changed), named `name`."""
+    return layer.__class__.from_config({**layer.get_config(), **config, "name": name})
+
+
+class Replay:
+    """The model's layers called again, one at a time in the walk's order, on a new image input of any size."""
+
+    def __init__(self, model, names: SafeNames):
+        self.model = model
+        self.names = names
+        self.fixed = fixed_input_size(model)
+        self.image = keras.Input((None, None, 3), name=names(model.inputs[0]._keras_history.operation.name))
+        # The replayed tensors by (layer name, output index): the walk of `_parents` goes by names, and a
+        # Sequential model may hold its layers' first calls in more than one graph.
+        self.replayed: dict[tuple[str, int], object] = {}
+        self.before_activation: dict[str, object] = {}
+
+    def inputs_of(self, layer) -> tuple:
+        """The layer's first call node, and the replayed tensor for each of its inputs, by id."""
         node = layer._inbound_nodes[0]
         found = {}
         for tensor in node.input_tensors:
             history = tensor._keras_history
-            if isinstance(history.operation, L.InputLayer):
-                found[id(tensor)] = image
-            elif (history.operation.name, history.tensor_index) in replayed:
-                found[id(tensor)] = replayed[history.operation.name, history.tensor_index]
+            if isinstance(history.operation, keras.layers.InputLayer):
+                found[id(tensor)] = self.image
+            elif (history.operation.name, history.tensor_index) in self.replayed:
+                found[id(tensor)] = self.replayed[history.operation.name, history.tensor_index]
             else:
-                raise pinned(layer, f"it reads {history.operation.name!r}, which is not in the model's graph")
+                raise pinned_error(self.model, layer, f"it reads {history.operation.name!r}, which is not in the model's graph")
         return node, found
 
-    for layer in walk:
-        if layer.name not in needed or isinstance(layer, L.InputLayer):
-            continue
-        node, found = inputs_of(layer)
+    def feed_of(self, conv):
+        """The replayed tensor that feeds `conv`."""
+        node, found = self.inputs_of(conv)
+        return found[id(node.input_tensors[0])]
+
+    def call(self, layer, linear: bool = False) -> None:
+        """Replays `layer` on the replayed inputs: itself, a renamed copy, or (`linear`) a linear copy of
+        a conv followed by its activation, whose input is kept in `before_activation`."""
+        node, found = self.inputs_of(layer)
         args, kwargs = node.arguments.fill_in(found)
         try:
-            if pre_activation and layer.name in conv_names:
-                linear = layer.__class__.from_config(
-                    {**layer.get_config(), "activation": "linear", "name": f"{safe(layer.name)}_linear"})
-                before = linear(*args, **kwargs)
-                linear.set_weights(layer.get_weights())
-                before_activation[layer.name] = before
-                outputs = [keras.layers.Activation(layer.activation, name=f"{safe(layer.name)}_activation")(before)]
-            else:
-                run = layer if scope_safe(layer.name) else layer.__class__.from_config(
-                    {**layer.get_config(), "name": safe(layer.name)}
-                )
-                outputs = keras.tree.flatten(run(*args, **kwargs))
-                if run is not layer:
-                    run.set_weights(layer.get_weights())
+            outputs = self._linear_then_activation(layer, args, kwargs) if linear else self._plain(layer, args, kwargs)
         except AtlasgenError:
             raise
         except Exception as exc:
-            raise pinned(layer, first_line(exc)) from None
+            raise pinned_error(self.model, layer, first_line(exc)) from None
         for index, tensor in enumerate(outputs):
             shape = tuple(tensor.shape)
             # On an image of no fixed size, a grid of fixed size (a Reshape, a Resizing) can only come
             # from the model's own size; a 1x1 one (squeeze-and-excite) is broadcast and is fine.
-            if fixed and len(shape) >= 3 and any(d is not None and d > 1 for d in shape[1:-1]):
-                raise pinned(layer, f"its output is {shape[1:]} whatever the input size")
-            replayed[layer.name, index] = tensor
-    if pre_activation:
-        return keras.Model(image, [before_activation[conv.name] for conv in convs], name="atlasgen_pre_activations"), internal
-    feeds = []
-    for conv in convs:
-        node, found = inputs_of(conv)
-        feeds.append(found[id(node.input_tensors[0])])
-    return keras.Model(image, feeds, name="atlasgen_conv_inputs"), internal
+            if self.fixed and len(shape) >= 3 and any(d is not None and d > 1 for d in shape[1:-1]):
+                raise pinned_error(self.model, layer, f"its output is {shape[1:]} whatever the input size")
+            self.replayed[layer.name, index] = tensor
+
+    def _plain(self, layer, args, kwargs) -> list:
+        run = layer if scope_safe(layer.name) else renamed_copy(layer, self.names(layer.name))
+        outputs = keras.tree.flatten(run(*args, **kwargs))
+        if run is not layer:
+            run.set_weights(layer.get_weights())
+        return outputs
+
+    def _linear_then_activation(self, layer, args, kwargs) -> list:
+        safe = self.names(layer.name)
+        linear = renamed_copy(layer, f"{safe}_linear", activation="linear")
+        before = linear(*args, **kwargs)
+        linear.set_weights(layer.get_weights())
+        self.before_activation[layer.name] = before
+        return [keras.layers.Activation(layer.activation, name=f"{safe}_activation")(before)]
 
 
 def spatial_ops(model) -> list[SpatialOp]:

@@ -115,9 +115,11 @@ class LayerEngine:
     # --- geometry -------------------------------------------------------------------------
 
     def field(self, size: geometry.Pair) -> geometry.Field:
+        """The layer's receptive field on an image of `size`."""
         return geometry.receptive_fields(self._ops, size)[self.name]
 
     def output_size(self, size: geometry.Pair) -> geometry.Pair:
+        """The layer's map size on an image of `size`."""
         return self.field(size).size
 
     def patch_plan(self, size: int) -> PatchPlan:

@@ -44,6 +44,7 @@ class FilterImage:
 
 
 def to_bytes(images: np.ndarray) -> np.ndarray:
+    """Float images in [0, 1] to uint8, rounded."""
     return np.clip(np.round(images * 255.0), 0, 255).astype(np.uint8)
 
 
@@ -58,6 +59,7 @@ def check_engine_precision(engine: LayerEngine, params) -> None:
 
 
 def check_batch(engine: LayerEngine, filter_ids: list[int], params: SynthesisParams) -> None:
+    """A one-line error unless every filter is the layer's, and steps and size make an image it can see."""
     bad = [f for f in filter_ids if not 0 <= f < engine.filters]
     if bad:
         raise AtlasgenError(
@@ -213,8 +215,6 @@ class _NeuronSetup:
     mask: np.ndarray  # (patch h, patch w): 1 inside the clipped box
     params: SynthesisParams  # what the optimiser runs with: pad and jitter fitted to the field
     objective: objectives.Objective
-
-
 
 
 def _neuron_setup(engine: LayerEngine, params: SynthesisParams) -> _NeuronSetup:

@@ -3,10 +3,12 @@ image spectrum, so only the phase is optimised.
 
 Read top to bottom: the natural spectrum (estimated offline from scikit-image's colour photos and
 shipped as atlasgen/data/natural_spectrum.npy; `python -m atlasgen.synthesis.maco` rewrites it) ->
-`MacoImage` (phase -> image) -> the transforms (random crops that shrink over the run, Gaussian
-noise; every draw a hash of the filter key and step, so a filter's image does not depend on its
-batch mates) -> one compiled loop per batch (Adam on the phase; the accumulated magnitude of the
-objective's gradient on the pixels is the transparency map) -> `maco_batch`, which the build calls.
+the parametrisation (`pre_image`, `to_pixels`: phase -> image) -> the transforms (random crops that
+shrink over the run, Gaussian noise; every draw a hash of the filter key and step, so a filter's
+image does not depend on its batch mates) -> the loop: `maco_step` advances a `MacoState` (Adam on
+the phase; the accumulated magnitude of the objective's gradient on the pixels is the transparency
+map) inside the compiled loop Lucid's method runs too (`optimise.compile_loop`) -> `maco_batch`,
+which the build calls, and its `MacoImage` records.
 """
 
 from __future__ import annotations
@@ -15,11 +17,15 @@ import functools
 import hashlib
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from atlasgen.errors import AtlasgenError
 from atlasgen.synthesis.images import FilterImage, check_batch, check_engine_precision, evaluate, to_bytes
+from atlasgen.synthesis.optimise import AdamMoments, LoopInputs, Step, compile_loop, run_loop, step_keys
+from atlasgen.synthesis.transforms import hash32, uniform
+from atlasgen.tf import tf
 
 SPECTRUM_SIDE = 256
 SPECTRUM_FILE = Path(__file__).resolve().parent.parent / "data" / "natural_spectrum.npy"
@@ -120,6 +126,7 @@ class MacoParams:
         return cls(size=params.size, steps=params.steps, seed=params.seed, precision=params.precision)
 
     def recipe(self) -> dict:
+        """What names a MACO image: every parameter and the digest of the spectrum it starts from."""
         return {**asdict(self), "spectrum": spectrum_digest()}
 
 
@@ -143,8 +150,6 @@ def pre_image(phase, magnitude_tensor, size: int):
     """The fixed magnitude with the phase, back to pixels: (batch, size, size, 3), before normalisation.
     Its rfft2 magnitude equals the fixed one at every frequency that is not its own conjugate
     (the real-valued columns, DC and Nyquist, keep only their real part)."""
-    from atlasgen.tf import tf
-
     spectrum = tf.complex(magnitude_tensor * tf.cos(phase), magnitude_tensor * tf.sin(phase))
     image = tf.signal.irfft2d(spectrum, fft_length=[size, size])
     return tf.transpose(image, (0, 2, 3, 1))
@@ -153,8 +158,6 @@ def pre_image(phase, magnitude_tensor, size: int):
 def to_pixels(image, log_contrast=None):
     """Each image to zero mean and unit sd, scaled by exp(log_contrast) (batch, 1, 1, 1) when given,
     then a sigmoid: pixels in (0, 1)."""
-    from atlasgen.tf import tf
-
     mean, variance = tf.nn.moments(image, axes=[1, 2, 3], keepdims=True)
     standard = (image - mean) / tf.sqrt(variance + 1e-8)
     return tf.sigmoid(standard if log_contrast is None else standard * tf.exp(log_contrast))
@@ -167,9 +170,6 @@ def crops_and_noise(images, keys, progress, params: MacoParams):
     """`params.crops` random crops of every image, resized back to its size, with Gaussian noise:
     (batch * crops, size, size, 3), crop c of image i at row i * crops + c. The crop side shrinks
     from crop_start to crop_end as `progress` goes from 0 to 1."""
-    from atlasgen.synthesis.transforms import hash32, uniform
-    from atlasgen.tf import tf
-
     size, n = params.size, params.crops
     crop_keys = tf.reshape(hash32(keys[:, None] * 7919 + tf.range(n, dtype=tf.int64)[None, :]), [-1])
     centre = params.crop_start + (params.crop_end - params.crop_start) * progress
@@ -193,53 +193,69 @@ def crops_and_noise(images, keys, progress, params: MacoParams):
 
 @dataclass
 class MacoRun:
+    """A MACO batch's results, before they become records."""
+
     images: np.ndarray  # (batch, size, size, 3) in (0, 1)
     pre: np.ndarray  # (batch, size, size, 3): the image before normalisation
     transparency: np.ndarray  # (batch, size, size) in [0, 1]
     history: np.ndarray  # (steps, batch): the mean objective over each step's crops
 
 
-def _compile(engine, params: MacoParams):
-    from atlasgen.synthesis.optimise import adam_step
-    from atlasgen.synthesis.transforms import hash32
-    from atlasgen.tf import tf
+class MacoState(NamedTuple):
+    """The loop state of a MACO batch: the phase, each image's log contrast, each with its Adam
+    moments, and the accumulated magnitude of the objective's gradient on the pixels."""
 
-    size, lr = params.size, params.learning_rate
-    mag = tf.constant(magnitude(size))
+    phase: Any  # (batch, 3, size, size // 2 + 1)
+    moments: AdamMoments
+    contrast: Any  # (batch, 1, 1, 1)
+    contrast_moments: AdamMoments
+    saliency: Any  # (batch, size, size)
 
-    def step(i, phase, m, v, contrast, cm, cv, saliency, history, keys, ids, steps):
-        progress = tf.cast(i, tf.float32) / tf.maximum(tf.cast(steps - 1, tf.float32), 1.0)
-        step_keys = hash32(keys * 1_000_003 + tf.cast(i, tf.int64))
+    @classmethod
+    def begin(cls, phase, size: int) -> "MacoState":
+        """The state before the first step: unit contrast, zero moments and saliency."""
+        batch = tf.shape(phase)[0]
+        flat = tf.zeros([batch, 1, 1, 1])
+        return cls(phase, AdamMoments.zeros_like(phase), flat, AdamMoments.zeros_like(flat),
+                   tf.zeros([batch, size, size]))
+
+
+def maco_step(engine, params: MacoParams, magnitude_tensor) -> Step:
+    """One MACO step: Adam up the mean objective over each image's crops, on its phase (and its log
+    contrast, when that learns), adding the objective's gradient on the pixels to the saliency."""
+    size = params.size
+
+    def step(i, state: MacoState, inputs: LoopInputs):
+        progress = tf.cast(i, tf.float32) / tf.maximum(tf.cast(inputs.steps - 1, tf.float32), 1.0)
         with tf.GradientTape() as tape:
-            tape.watch([phase, contrast])
-            image = to_pixels(pre_image(phase, mag, size), contrast)
-            crops = crops_and_noise(image, step_keys, progress, params)
-            maps = engine.own_maps(crops, tf.repeat(ids, params.crops))
+            tape.watch([state.phase, state.contrast])
+            image = to_pixels(pre_image(state.phase, magnitude_tensor, size), state.contrast)
+            crops = crops_and_noise(image, step_keys(inputs.keys, i), progress, params)
+            maps = engine.own_maps(crops, tf.repeat(inputs.filter_ids, params.crops))
             scores = tf.reduce_mean(tf.reshape(tf.reduce_mean(maps, axis=[1, 2]), [-1, params.crops]), axis=1)
             loss = -tf.reduce_sum(scores)
-        grad, contrast_grad, pixels = tape.gradient(loss, [phase, contrast, image])
-        phase, m, v = adam_step(phase, grad, m, v, i, lr)
+        grad, contrast_grad, pixels = tape.gradient(loss, [state.phase, state.contrast, image])
+        phase, moments = state.moments.update(state.phase, grad, i, params.learning_rate)
+        contrast, contrast_moments = state.contrast, state.contrast_moments
         if params.contrast_learning_rate > 0:
-            contrast, cm, cv = adam_step(contrast, contrast_grad, cm, cv, i, params.contrast_learning_rate)
+            contrast, contrast_moments = contrast_moments.update(contrast, contrast_grad, i, params.contrast_learning_rate)
             contrast = tf.minimum(contrast, params.max_log_contrast)
-        saliency = saliency + tf.reduce_sum(tf.abs(pixels), axis=-1)
-        return i + 1, phase, m, v, contrast, cm, cv, saliency, history.write(i, scores)
+        saliency = state.saliency + tf.reduce_sum(tf.abs(pixels), axis=-1)
+        return MacoState(phase, moments, contrast, contrast_moments, saliency), scores
 
-    @tf.function(reduce_retracing=True)
-    def run(phase, keys, ids, steps):
-        history = tf.TensorArray(tf.float32, size=steps)
-        zeros = tf.zeros_like(phase)
-        flat = tf.zeros([tf.shape(phase)[0], 1, 1, 1])
-        saliency = tf.zeros([tf.shape(phase)[0], size, size])
-        _, phase, _, _, contrast, _, _, saliency, history = tf.while_loop(
-            lambda i, *_: i < steps,
-            lambda i, p, m, v, c, cm, cv, s, h: step(i, p, m, v, c, cm, cv, s, h, keys, ids, steps),
-            (tf.constant(0), phase, zeros, zeros, flat, flat, flat, saliency, history),
-        )
-        pre = pre_image(phase, mag, size)
-        return to_pixels(pre, contrast), pre, saliency, history.stack()
+    return step
 
-    return run
+
+def compile_maco(engine, params: MacoParams):
+    """The compiled loop of a MACO batch: from the phase to (images, pre-images, saliency), history."""
+    size = params.size
+    magnitude_tensor = tf.constant(magnitude(size))
+
+    def finish(state: MacoState):
+        pre = pre_image(state.phase, magnitude_tensor, size)
+        return to_pixels(pre, state.contrast), pre, state.saliency
+
+    return compile_loop(lambda phase: MacoState.begin(phase, size), maco_step(engine, params, magnitude_tensor), finish)
 
 
 def optimise_maco(engine, filter_ids: list[int], params: MacoParams) -> MacoRun:
@@ -247,17 +263,12 @@ def optimise_maco(engine, filter_ids: list[int], params: MacoParams) -> MacoRun:
 
     One compiled graph per (parameters without steps, batch size), cached on the engine; steps are
     a graph input."""
-    from atlasgen.tf import tf
-
     check_engine_precision(engine, params)
     cache_key = (METHOD, replace(params, steps=0), len(filter_ids))
-    compiled = engine.compiled.get(cache_key)
-    if compiled is None:
-        compiled = engine.compiled[cache_key] = _compile(engine, params)
     keys = [filter_key(params.seed, f) for f in filter_ids]
-    images, pre, saliency, history = compiled(
-        tf.constant(initial_phase(keys, params.size)), tf.constant(keys, tf.int64),
-        tf.constant(list(filter_ids), tf.int32), tf.constant(params.steps),
+    (images, pre, saliency), history = run_loop(
+        engine, cache_key, lambda: compile_maco(engine, params), tf.constant(initial_phase(keys, params.size)),
+        LoopInputs.of(keys, filter_ids, params.steps),
     )
     return MacoRun(images.numpy(), pre.numpy(), normalise(saliency.numpy()), history.numpy())
 

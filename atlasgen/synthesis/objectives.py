@@ -13,9 +13,10 @@ from typing import Callable
 from atlasgen.tf import tf
 
 
-
 @dataclass(frozen=True)
 class Objective:
+    """A score per batch element from its own filter's maps, and what it says in words (part of the cache key)."""
+
     score: Callable
     description: str
 

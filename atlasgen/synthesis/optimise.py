@@ -1,15 +1,18 @@
 """The optimiser loop, in Lucid's shape: `optimise(engine, objective, param_f, transforms, steps)`.
 
-A batch of images, one filter each, runs all its steps inside one compiled graph. The compiled graph
-is cached on the engine under a key the caller gives explicitly, so what makes two runs share a
-graph is written down where the run is asked for, not inferred.
+A batch of images, one filter each, runs all its steps inside one compiled graph. Both synthesis
+methods (this one, Lucid's, and MACO's) run the same loop, `compile_loop`: a state record (a
+NamedTuple of tensors) that `step(i, state, inputs)` advances once per step, returning the batch's
+scores, which the loop records. The compiled graph is cached on the engine under a key the caller
+gives explicitly, so what makes two runs share a graph is written down where the run is asked for,
+not inferred.
 """
 
 from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from typing import Hashable, Sequence
+from typing import Any, Callable, Hashable, NamedTuple, Sequence
 
 import numpy as np
 
@@ -34,6 +37,108 @@ def filter_key(seed: int, filter_id: int) -> int:
     """A stable 31-bit key per (seed, filter): it seeds the filter's start and its augmentations."""
     digest = hashlib.sha256(f"{seed}:{filter_id}".encode()).digest()
     return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF
+
+
+# --- Adam and the learning rate ----------------------------------------------------------------------
+
+
+def adam_step(x, grad, m, v, i, lr):
+    """One Adam step (a descent on `grad`) at step index `i`: the new x and moment estimates."""
+    t = tf.cast(i + 1, tf.float32)
+    m = ADAM_BETA1 * m + (1 - ADAM_BETA1) * grad
+    v = ADAM_BETA2 * v + (1 - ADAM_BETA2) * tf.square(grad)
+    x = x - lr * (m / (1 - ADAM_BETA1**t)) / (tf.sqrt(v / (1 - ADAM_BETA2**t)) + ADAM_EPSILON)
+    return x, m, v
+
+
+class AdamMoments(NamedTuple):
+    """Adam's first (`m`) and second (`v`) moment estimates of one variable, part of a loop state."""
+
+    m: Any
+    v: Any
+
+    @classmethod
+    def zeros_like(cls, x) -> "AdamMoments":
+        """The moments before the first step."""
+        zeros = tf.zeros_like(x)
+        return cls(zeros, zeros)
+
+    def update(self, x, grad, i, lr) -> tuple[Any, "AdamMoments"]:
+        """`adam_step` on x: the new x and the moments after it."""
+        x, m, v = adam_step(x, grad, self.m, self.v, i, lr)
+        return x, AdamMoments(m, v)
+
+
+def learning_rate_at(lr: float, schedule: str, step, steps):
+    """The step's learning rate: constant, or a cosine from `lr` to a tenth of it at the last step."""
+    if schedule == "constant":
+        return tf.constant(lr, tf.float32)
+    if schedule == "cosine":
+        progress = tf.cast(step, tf.float32) / tf.maximum(tf.cast(steps - 1, tf.float32), 1.0)
+        return lr * (0.1 + 0.9 * 0.5 * (1.0 + tf.cos(np.pi * progress)))
+    raise ValueError(f"unknown learning-rate schedule {schedule!r}; use constant or cosine")
+
+
+# --- the loop both methods run ----------------------------------------------------------------------
+
+
+class LoopInputs(NamedTuple):
+    """What a compiled loop takes besides its start: graph inputs, so they never force a new graph."""
+
+    keys: Any  # int64 (batch,): each image's filter key
+    filter_ids: Any  # int32 (batch,): each image's filter
+    steps: Any  # int32 scalar
+
+    @classmethod
+    def of(cls, keys: Sequence[int], filter_ids: Sequence[int], steps: int) -> "LoopInputs":
+        """The inputs of one run, as tensors."""
+        return cls(tf.constant(list(keys), tf.int64), tf.constant(list(filter_ids), tf.int32), tf.constant(steps))
+
+
+def step_keys(keys, i):
+    """Each image's key for step `i`: its random draws at that step depend on its filter key alone."""
+    return transforms_mod.hash32(keys * 1_000_003 + tf.cast(i, tf.int64))
+
+
+#: step(i, state, inputs) -> (the next state, the batch's scores at step i, (batch,) float32).
+Step = Callable[[Any, Any, LoopInputs], tuple[Any, Any]]
+
+
+def run_steps(step: Step, state, inputs: LoopInputs):
+    """Inside a compiled graph: `inputs.steps` calls of `step` in one while-loop. The final state and
+    every step's scores, (steps, batch)."""
+    history = tf.TensorArray(tf.float32, size=inputs.steps)
+
+    def body(i, state, history):
+        state, scores = step(i, state, inputs)
+        return i + 1, state, history.write(i, scores)
+
+    _, state, history = tf.while_loop(lambda i, *_: i < inputs.steps, body, (tf.constant(0), state, history))
+    return state, history.stack()
+
+
+def compile_loop(begin: Callable, step: Step, finish: Callable):
+    """The compiled loop of a synthesis method: a tf.function of (start, inputs: LoopInputs) that
+    runs `step` from the state `begin(start)` and returns (finish(final state), scores of every step)."""
+
+    @tf.function(reduce_retracing=True)
+    def run(start, inputs):
+        state, history = run_steps(step, begin(start), inputs)
+        return finish(state), history
+
+    return run
+
+
+def run_loop(engine: LayerEngine, cache_key: Hashable, build: Callable[[], Callable], start, inputs: LoopInputs):
+    """Runs the compiled loop cached on the engine under `cache_key`, compiling it with `build()` the
+    first time: (what its `finish` gives, history), as tensors."""
+    compiled = engine.compiled.get(cache_key)
+    if compiled is None:
+        compiled = engine.compiled[cache_key] = build()
+    return compiled(start, inputs)
+
+
+# --- Lucid's method: Adam on a Fourier spectrum -----------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -70,6 +175,35 @@ class FourierImage:
         return render
 
 
+class SpectrumState(NamedTuple):
+    """The loop state of Lucid's method: the batch's spectra and their Adam moments."""
+
+    spectrum: Any  # (2, batch, 3, h, w // 2 + 1)
+    moments: AdamMoments
+
+    @classmethod
+    def begin(cls, spectrum) -> "SpectrumState":
+        """The state before the first step: zero moments."""
+        return cls(spectrum, AdamMoments.zeros_like(spectrum))
+
+
+def spectrum_step(engine: LayerEngine, objective: Objective, render: Callable, augment: Callable, lr: float,
+                  schedule: str = "constant") -> Step:
+    """One step of Lucid's method: Adam up the objective of each image's own filter, on its transformed image."""
+
+    def step(i, state: SpectrumState, inputs: LoopInputs):
+        with tf.GradientTape() as tape:
+            tape.watch(state.spectrum)
+            image = augment(render(state.spectrum), step_keys(inputs.keys, i))
+            scores = objective(engine.own_maps(image, inputs.filter_ids))
+            loss = -tf.reduce_sum(scores)
+        grad = tape.gradient(loss, state.spectrum)
+        spectrum, moments = state.moments.update(state.spectrum, grad, i, learning_rate_at(lr, schedule, i, inputs.steps))
+        return SpectrumState(spectrum, moments), scores
+
+    return step
+
+
 def optimise(
     engine: LayerEngine,
     objective: Objective,
@@ -88,59 +222,13 @@ def optimise(
     `keys[i]` seeds image i's start and its random transforms. `cache_key` must name everything that
     shapes the compiled graph (objective, parametrisation, transforms, learning rate, batch size);
     `steps` is a graph input, so runs that differ only in length share one graph."""
-    compiled = engine.compiled.get(cache_key)
-    if compiled is None:
-        compiled = engine.compiled[cache_key] = _compile(engine, objective, param_f, transforms, learning_rate, lr_schedule)
-    spectrum = tf.constant(param_f.initial(keys))
-    images, history = compiled(
-        spectrum, tf.constant(list(keys), dtype=tf.int64), tf.constant(list(filter_ids), dtype=tf.int32), tf.constant(steps)
+
+    def build():
+        render = param_f.graph()
+        step = spectrum_step(engine, objective, render, transforms_mod.compose(transforms), learning_rate, lr_schedule)
+        return compile_loop(SpectrumState.begin, step, lambda state: render(state.spectrum))
+
+    images, history = run_loop(
+        engine, cache_key, build, tf.constant(param_f.initial(keys)), LoopInputs.of(keys, filter_ids, steps)
     )
     return Optimised(images.numpy(), history.numpy())
-
-
-def adam_step(x, grad, m, v, i, lr):
-    """One Adam step (a descent on `grad`) at step index `i`: the new x and moment estimates."""
-    t = tf.cast(i + 1, tf.float32)
-    m = ADAM_BETA1 * m + (1 - ADAM_BETA1) * grad
-    v = ADAM_BETA2 * v + (1 - ADAM_BETA2) * tf.square(grad)
-    x = x - lr * (m / (1 - ADAM_BETA1**t)) / (tf.sqrt(v / (1 - ADAM_BETA2**t)) + ADAM_EPSILON)
-    return x, m, v
-
-
-def learning_rate_at(lr: float, schedule: str, step, steps):
-    """The step's learning rate: constant, or a cosine from `lr` to a tenth of it at the last step."""
-    if schedule == "constant":
-        return tf.constant(lr, tf.float32)
-    if schedule == "cosine":
-        progress = tf.cast(step, tf.float32) / tf.maximum(tf.cast(steps - 1, tf.float32), 1.0)
-        return lr * (0.1 + 0.9 * 0.5 * (1.0 + tf.cos(np.pi * progress)))
-    raise ValueError(f"unknown learning-rate schedule {schedule!r}; use constant or cosine")
-
-
-def _compile(engine: LayerEngine, objective: Objective, param_f: FourierImage, transforms: Sequence, lr: float,
-             schedule: str = "constant"):
-    render = param_f.graph()
-    augment = transforms_mod.compose(transforms)
-
-    def step(i, spectrum, m, v, history, keys, ids, steps):
-        with tf.GradientTape() as tape:
-            tape.watch(spectrum)
-            step_keys = transforms_mod.hash32(keys * 1_000_003 + tf.cast(i, tf.int64))
-            scores = objective(engine.own_maps(augment(render(spectrum), step_keys), ids))
-            loss = -tf.reduce_sum(scores)
-        grad = tape.gradient(loss, spectrum)
-        spectrum, m, v = adam_step(spectrum, grad, m, v, i, learning_rate_at(lr, schedule, i, steps))
-        return i + 1, spectrum, m, v, history.write(i, scores)
-
-    @tf.function(reduce_retracing=True)
-    def run(spectrum, keys, ids, steps):
-        history = tf.TensorArray(tf.float32, size=steps)
-        zeros = tf.zeros_like(spectrum)
-        _, spectrum, _, _, history = tf.while_loop(
-            lambda i, *_: i < steps,
-            lambda i, s, m, v, h: step(i, s, m, v, h, keys, ids, steps),
-            (tf.constant(0), spectrum, zeros, zeros, history),
-        )
-        return render(spectrum), history.stack()
-
-    return run
