@@ -127,28 +127,43 @@ def photo_dir(tmp_path_factory):
     return folder
 
 
-@pytest.fixture(scope="session")
-def built_atlas(tmp_path_factory, worker_id):
-    """One real atlas, built once for the whole run (the first xdist worker to ask builds it, under a
-    lock; the others wait and read it): filters 0-2 of block1_conv1 and block2_conv1 at 32 px and 4
-    steps, with the default probe. Read it, or copy it with `atlas_copy`; never change it."""
+def build_once(tmp_path_factory, worker_id, name: str, **settings):
+    """The BuildConfig of a real atlas of block1_conv1 and block2_conv1 at 32 px (`settings` give the
+    rest), built once for the whole run in <the run's temp folder>/<name>: the first xdist worker to
+    ask builds it, under a lock; the others wait, then read it. Every shared atlas is built here."""
     import fcntl
 
-    from atlasgen.build.run import run_build
     from atlasgen.build.plan import BuildConfig
+    from atlasgen.build.run import run_build
 
     shared = tmp_path_factory.getbasetemp()
     if worker_id != "master":
         shared = shared.parent  # the folder every worker's basetemp is in
-    root = shared / "built-atlas"
-    config = BuildConfig(preset="quick", layers=("block1_conv1", "block2_conv1"), filters="0-2", size=32, steps=4,
+    root = shared / name
+    config = BuildConfig(**{"preset": "quick", "layers": ("block1_conv1", "block2_conv1"), "size": 32, **settings},
                          store=root / "store", out=root / "site")
-    with open(shared / "built-atlas.lock", "w") as lock:
+    with open(shared / f"{name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not (root / "complete").exists():
             assert run_build(config, quiet_progress()).complete
             (root / "complete").touch()
     return config
+
+
+@pytest.fixture(scope="session")
+def built_atlas(tmp_path_factory, worker_id):
+    """One real atlas, built once for the whole run (`build_once`): filters 0-2 of block1_conv1 and
+    block2_conv1 at 32 px and 4 steps, with the default probe and dataset. Read it, or copy it with
+    `atlas_copy`; never change it."""
+    return build_once(tmp_path_factory, worker_id, "built-atlas", filters="0-2", steps=4)
+
+
+@pytest.fixture(scope="session")
+def figure_atlas(tmp_path_factory, worker_id):
+    """The quick atlas of the figure tests, built once for the whole run (`build_once`): filters 0-3
+    of block1_conv1 and block2_conv1 at 32 px and 2 steps, dataset photos at 64 px. Never change it;
+    copy it (shutil.copytree) to change it."""
+    return build_once(tmp_path_factory, worker_id, "figure-atlas", filters="0-3", steps=2, dataset_size=64)
 
 
 @pytest.fixture

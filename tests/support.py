@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import select
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -76,6 +77,31 @@ def assert_one_line_error(result, *fragments: str) -> str:
     return lines[0]
 
 
+def lines_of(stream, timeout: float = 300):
+    """The lines a child process writes to `stream`, one by one as it writes them, until it closes
+    it: blocking reads, no polling. Open the pipe with `bufsize=0` (bytes, nothing read ahead).
+    Fails if the child stays silent for `timeout` seconds, rather than hang the run."""
+    while True:
+        ready, _, _ = select.select([stream], [], [], timeout)
+        assert ready, f"the child printed nothing in {timeout} s"
+        line = stream.readline()
+        if not line:
+            return
+        yield line.decode(errors="replace")
+
+
+def read_until(stream, text: str, timeout: float = 300) -> list[str]:
+    """The child's lines on `stream` (see `lines_of`) up to and including the first that holds
+    `text`; it is still running then, unless it exited right after. Fails if it closes `stream`
+    first."""
+    seen = []
+    for line in lines_of(stream, timeout):
+        seen.append(line)
+        if text in line:
+            return seen
+    raise AssertionError(f"the child ended before it printed {text!r}; it printed:\n" + "".join(seen[-30:]))
+
+
 def quiet_progress():
     from atlasgen.progress import Progress
 
@@ -93,37 +119,45 @@ def payload(i, part: str, repeat: int = 64) -> bytes:
     return hashlib.sha256(f"{i}/{part}".encode()).digest() * repeat
 
 
-def synthetic_manifest(**options) -> dict:
-    """benchmarks/render_speed.py's made-up atlas.json (real VGG16 fields, no images behind it)."""
-    import importlib.util
+def synthetic_manifest(layers=None, probes=("astronaut",), size=224, model="vgg16") -> dict:
+    """An atlas.json as export writes it, with VGG16's real layers and fields, made-up numbers and
+    no images behind it. `layers` is a list of (name, filters) and defaults to all of VGG16 (the
+    full-size atlas benchmarks/render_speed.py renders; the benchmarks import it from here)."""
+    from atlasgen.manifest import (
+        SCHEMA_VERSION, Generator, LayerRecord, Manifest, MapRecord, Metrics, ProbeRecord, SynthesisMetrics,
+        UnitRecord, Weights,
+    )
+    from atlasgen.names import layer_folder, probe_image, unit_folder
+    from atlasgen.params import SynthesisParams
+    from atlasgen.model.geometry import receptive_fields, square
+    from atlasgen.model.weights import VGG16_CONVS, vgg16_ops
 
-    spec = importlib.util.spec_from_file_location("render_speed", REPO / "benchmarks" / "render_speed.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.synthetic_manifest(**options)
+    fields = receptive_fields(vgg16_ops(), (size, size))
+    layers = layers or [(f"block{b}_conv{i}", filters) for b, i, filters in VGG16_CONVS]
 
+    def unit(layer: str, index: int) -> UnitRecord:
+        folder = unit_folder(model, layer, index)
+        maps = [MapRecord(p, {"heatmap": f"{folder}maps/{p}/heatmap.webp", "overlay": f"{folder}maps/{p}/overlay.webp"},
+                          1.5, 0.25, 2.0) for p in probes]
+        stats = SynthesisMetrics(3.0, 2.0, 8.0, 512)
+        images = {"channel": folder + "channel.webp", "neuron": folder + "neuron.webp", "rf_crop": folder + "rf-crop.webp"}
+        return UnitRecord(index, folder, images, [100, 100, 124, 124], maps,
+                          Metrics(stats, SynthesisMetrics(3.0, 2.0, 8.0, 512, 0), 0.25))
 
-def per_filter(probes: int = 1, dataset: bool = True) -> int:
-    """How many artifacts one filter has with this many probe photos, by the kinds registry (a
-    build always has a dataset: scikit-image's photos by default; a bare plan may have none)."""
-    from atlasgen.build.kinds import KINDS
+    def layer_record(name: str, count: int) -> LayerRecord:
+        f = fields[name]
+        return LayerRecord(name, layer_folder(model, name), count, square(f.r), square(f.S), square(f.P),
+                           square(f.size), [f.size[0] // 2, f.size[1] // 2], [unit(name, i) for i in range(count)])
 
-    return sum({"unit": 1, "unit-probe": probes}.get(kind.scope, 0) for kind in KINDS.values()
-               if dataset or not kind.needs_dataset)
-
-
-def builtin_chunks() -> int:
-    """Chunks of the default dataset (scikit-image's photos): each layer of a build has one scan artifact per chunk."""
-    from atlasgen.build.dataset import open_dataset
-
-    return len(open_dataset(None).chunks)
-
-
-def files_per_filter(probes: int = 1) -> int:
-    """How many files the export writes for one filter, by the kinds registry."""
-    from atlasgen.build.kinds import KINDS
-
-    return sum(len(kind.outputs) * {"unit": 1, "unit-probe": probes}.get(kind.scope, 0) for kind in KINDS.values())
+    return Manifest(
+        schema=SCHEMA_VERSION, generator=Generator("atlasgen", "bench", 1), model=model, model_filters=4224,
+        weights=Weights("imagenet", "imagenet", "ImageNet (keras.applications VGG16)", "0" * 64),
+        input_convention="BGR x255 minus mean", preset="full", parameters=SynthesisParams(size=size, steps=512),
+        probes=[ProbeRecord(p, "1" * 64, probe_image(p, model), 512, 512) for p in probes],
+        activation_map_normalisation="post-ReLU activation / the filter's maximum over all probe photos",
+        layers=[layer_record(name, count) for name, count in layers],
+        name=model,
+    ).to_json()
 
 
 #: The folder of every atlas the tests build: the offline trunk's (atlasgen.names.atlas_name).

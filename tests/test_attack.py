@@ -16,7 +16,7 @@ import pytest
 
 from atlasgen.build.run import prepare
 from atlasgen.store import Store
-from support import TINY_ARGS, cli_env, synthetic_manifest, write_manifest
+from support import TINY_ARGS, cli_env, lines_of, read_until, synthetic_manifest, write_manifest
 
 
 def snapshot(folder: Path) -> dict[str, tuple]:
@@ -92,31 +92,38 @@ def test_gc_in_a_loop_during_a_build_loses_no_finished_artifact(tmp_path, tiny_c
     args = [*TINY_ARGS, "--filters", "0-1", "--steps", "4", "--batch-size", "1", "--store", str(store),
             "--out", str(tmp_path / "site")]
     build = subprocess.Popen([sys.executable, "-m", "atlasgen.cli", "build", *args], stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, text=True, env=cli_env())
-    refused = ran = 0
+                             stderr=subprocess.PIPE, bufsize=0, env=cli_env())
+
+    def gc():
+        return cli("gc", "--store", store, "--grace-minutes", "0")
+
     try:
-        while build.poll() is None:
-            if store.is_dir():
-                result = cli("gc", "--store", store, "--grace-minutes", "0")
-                assert result.returncode in (0, 2), result.stderr
-                if result.returncode == 2:
-                    # Refused while the build holds the store (or before it has made one).
-                    assert "in use by a running build" in result.stderr or "not an atlasgen store" in result.stderr
-                    refused += "in use by a running build" in result.stderr
-                else:
-                    ran += 1
-            time.sleep(0.05)
-        out, err = build.communicate(timeout=600)
+        # The build's plain progress lines (its stderr is not a terminal) all come while it holds the
+        # store; the first, "N artifacts to compute", before it computes anything. Stopped there, it
+        # surely still holds the store: gc must refuse.
+        log = read_until(build.stderr, "artifacts to compute")
+        build.send_signal(signal.SIGSTOP)
+        try:
+            result = gc()
+        finally:
+            build.send_signal(signal.SIGCONT)
+        assert result.returncode == 2 and "in use by a running build" in result.stderr, result.stderr
+        # Then gc again at every line the build prints as it goes on (each kind it starts, every
+        # 2 s...), the build running: refused while it holds the store, or run once it has let go.
+        for line in lines_of(build.stderr):
+            log.append(line)
+            result = gc()
+            assert result.returncode == 0 or (result.returncode == 2 and "in use by a running build" in result.stderr), \
+                result.stderr
+        out, _ = build.communicate(timeout=600)
     finally:
-        if build.poll() is None:
-            build.send_signal(signal.SIGKILL)
-            build.wait()
-    assert build.returncode == 0, err
-    assert "atlas complete" in out
-    assert refused > 0, "gc ran while the build held the store"
+        build.kill()
+        build.wait()
+    assert build.returncode == 0, "".join(log)
+    assert "atlas complete" in out.decode()
     plan = prepare(tiny_config(filters="0-1", steps=4, batch_size=1)).plan
     assert Store(store).missing([a.key for a in plan.artifacts], deep=True) == []
     # And once the build is over, gc runs and keeps every referenced blob.
-    assert cli("gc", "--store", store, "--grace-minutes", "0").returncode == 0
+    assert gc().returncode == 0
     assert Store(store).missing([a.key for a in plan.artifacts], deep=True) == []
     assert Store(store).verify().ok

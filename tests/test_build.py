@@ -18,7 +18,7 @@ from atlasgen.build.plan import BuildConfig
 from atlasgen.errors import AtlasgenError
 from atlasgen.build.kinds import KINDS
 from atlasgen.store import Store
-from support import TINY_ARGS, builtin_chunks, cli_env, per_filter
+from support import TINY_ARGS, cli_env
 
 
 def computed_by_kind(store_root, before: set[str]) -> dict[str, int]:
@@ -38,10 +38,13 @@ def entries(store_root) -> set[str]:
 def test_build_computes_every_kind_and_rebuilds_are_incremental(tmp_path, tiny_config, quiet, photo_dir):
     store = tmp_path / "store"
     first = run_build(tiny_config(), quiet)
-    # Every kind of every filter, and the probe photo.
-    assert first.complete and first.computed == first.planned == 2 * per_filter() + 1 + builtin_chunks()
+    # Every kind of every filter, and the probe photo: 2 filters x 6 (channel, neuron, channel-map,
+    # examples, and map + map-view of the one probe), the probe photo, and the 2 chunks of the 18
+    # built-in photos.
+    assert first.complete and first.computed == first.planned == 15
     made = computed_by_kind(store, set())
-    assert made == {**{name: 1 if kind.scope == "probe" else 2 for name, kind in KINDS.items()}, "dataset-top": builtin_chunks()}
+    # Each kind once a filter (the probe photo once), and the built-in photos' 2 chunks.
+    assert made == {**{name: 1 if kind.scope == "probe" else 2 for name, kind in KINDS.items()}, "dataset-top": 2}
     manifest = tmp_path / "site" / "vgg16-hed-bsds500" / "atlas.json"
     stamp = manifest.stat().st_mtime_ns
     assert run_build(tiny_config(), quiet).computed == 0
@@ -64,7 +67,10 @@ def test_build_computes_every_kind_and_rebuilds_are_incremental(tmp_path, tiny_c
 
 def test_status_counts_every_kind(built_atlas):
     report = build_status(dataclasses.replace(built_atlas, filters="0-3"))
-    assert report["planned"] == 2 * 4 * per_filter() + 1 + 2 * builtin_chunks() and report["missing"] == 2 * per_filter()
+    # 2 layers x 4 filters x 6 (channel, neuron, channel-map, examples, and map + map-view of the one
+    # probe), the probe photo, and 2 chunks a layer (the 18 built-in photos); missing: filter 3 of
+    # each layer, 2 x 6.
+    assert report["planned"] == 53 and report["missing"] == 12
     assert set(report["layers"]["block1_conv1"]) == {k for k, kind in KINDS.items() if kind.scope != "probe"} | {"dataset-top"}
     assert report["layers"]["block2_conv1"]["map-view"] == {"planned": 4, "missing": 1}
 
@@ -90,10 +96,12 @@ def test_sigkill_in_the_middle_of_a_build_then_resume(tmp_path, tiny_config, qui
     store = Store(tmp_path / "store")
     assert store.verify().ok
     done_before = len(entries(tmp_path / "store"))
-    assert 0 < done_before < 4 * per_filter() + 1 + builtin_chunks(), "killed in the middle"
+    # 27 in all: 4 filters x 6 (channel, neuron, channel-map, examples, and map + map-view of the one
+    # probe), the probe photo, and the 2 chunks of the 18 built-in photos.
+    assert 0 < done_before < 27, "killed in the middle"
     # Resumed in this process: only what the killed one did not store.
     resumed = run_build(tiny_config(filters="0-3", steps=8, batch_size=1), quiet)
-    assert resumed.complete and resumed.computed == 4 * per_filter() + 1 + builtin_chunks() - done_before
+    assert resumed.complete and resumed.computed == 27 - done_before
     assert store.verify().ok
     manifest = json.loads((tmp_path / "site" / "vgg16-hed-bsds500" / "atlas.json").read_text())
     assert [u["index"] for u in manifest["layers"][0]["units"]] == list(range(4))

@@ -6,11 +6,9 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +18,7 @@ from PIL import Image
 from atlasgen.build import dataset
 from atlasgen.build.dataset import SourceImage, Top, chunk_images, load_image, merge, open_dataset, top_of_images
 from atlasgen.errors import AtlasgenError
-from support import cli_env
+from support import cli_env, read_until
 
 
 def photo(seed: int, size=(48, 36)) -> Image.Image:
@@ -325,38 +323,38 @@ def test_a_scan_killed_mid_way_resumes_from_its_stored_chunks(tmp_path):
     from atlasgen.build.run import prepare
     from atlasgen.store import Store
 
+    # One layer, so one artifact a chunk: a stored artifact is a whole stored chunk. 24 photos of
+    # one chunk each, at 160 px through to block5: the scan's work is 24 forward passes.
     folder = make_folder(tmp_path / "photos", 24)
-    config = dataset_config(tmp_path, folder, layers=("block1_conv1", "block3_conv1", "block5_conv1"), filters="0",
-                            dataset_size=160, dataset_chunk=1)
-    keys = [a.key for a in prepare(config).plan.chunks]
+    config = dataset_config(tmp_path, folder, layers=("block5_conv1",), filters="0", dataset_size=160, dataset_chunk=1)
+    plan = prepare(config).plan
+    keys = [a.key for a in plan.chunks]
+    assert len(keys) == 24
     args = ["--preset", "quick", "--layers", ",".join(config.layers), "--filters", "0", "--size", "24", "--steps", "1",
             "--store", config.store, "--out", config.out, "--dataset", folder, "--dataset-size", "160",
             "--examples", "3", "--dataset-chunk", "1"]
     process = subprocess.Popen([sys.executable, "-m", "atlasgen.cli", "build", *map(str, args)],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=cli_env())
-    store = Store(config.store)
-    deadline = time.time() + 240
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, bufsize=0, env=cli_env())
     try:
-        while time.time() < deadline:
-            done = sum(store.has(k) for k in keys) if config.store.exists() else 0
-            if done >= len(keys) // 3:
-                break
-            if process.poll() is not None:
-                pytest.fail("the build ended before it could be killed")
-            time.sleep(0.02)
-        os.kill(process.pid, signal.SIGKILL)
+        # The build's plain progress (its stderr is not a terminal) says "dataset: dataset chunks
+        # 1/24; ..." just after it stored the first chunk, with 23 forward passes still to do: kill
+        # it there.
+        read_until(process.stderr, "dataset chunks 1/24")
     finally:
+        process.kill()  # SIGKILL
         process.wait()
+        process.stderr.close()
+    assert process.returncode == -signal.SIGKILL, "the build ended before it was killed"
+    store = Store(config.store)
     stored = {k: store.entry_path(k).stat().st_mtime_ns for k in keys if store.has(k)}
-    assert 0 < len(stored) < len(keys)
-    by_chunk = {}
-    for artifact in prepare(config).plan.chunks:
-        by_chunk.setdefault(artifact.chunk, []).append(artifact.key)
-    left = sum(not all(k in stored for k in chunk_keys) for chunk_keys in by_chunk.values())
+    assert 0 < len(stored) < len(keys), "killed mid-scan: some chunks stored, not all"
+    done_before = sum(store.has(a.key) for a in plan.artifacts)
     notes = []
     result = build(config, notes)
     assert result.complete
-    assert f"scanning {left} of {len(by_chunk)} chunks" in notes[0]
+    # Only the chunks the killed build did not store are scanned, and nothing stored is redone.
+    assert f"scanning {len(keys) - len(stored)} of {len(keys)} chunks" in notes[0]
+    assert result.computed == len(plan.artifacts) - done_before
     assert all(store.entry_path(k).stat().st_mtime_ns == t for k, t in stored.items())
 
 

@@ -14,7 +14,6 @@ from atlasgen.build.export import export_atlas
 from atlasgen.fs import OWNED_RECORD
 from atlasgen.manifest import load_manifest
 from atlasgen.store import Store
-from support import files_per_filter
 
 
 def test_manifest_describes_the_atlas(built_atlas):
@@ -58,7 +57,9 @@ def test_export_only_copies_stored_blobs(atlas_copy, monkeypatch):
     images = [p for p in site.rglob("*.webp")]
     examples = [p for p in images if p.parent.name == "examples"]
     photos = [p for p in images if p.parent.name == "dataset"]
-    assert len(images) - len(examples) - len(photos) == 1 + 6 * files_per_filter()
+    # The probe photo, and 6 filters x 6 files: channel, neuron, rf-crop, channel-map, and the
+    # probe's heatmap + overlay
+    assert len(images) - len(examples) - len(photos) == 37
     assert len(examples) == 6 * 9 and 9 <= len(photos) <= 18  # 9 examples a filter, from the 18 built-in photos
     for path in images:
         assert hashlib.sha256(path.read_bytes()).hexdigest() in stored, path

@@ -18,7 +18,7 @@ from PIL import Image
 
 from atlasgen.errors import AtlasgenError
 from atlasgen.site.figure import DEFAULT_COLUMNS, Spec, figure_command, make_figure, parse_columns, parse_spec
-from support import HED_ATLAS, quiet_progress
+from support import HED_ATLAS
 
 SVG = "{http://www.w3.org/2000/svg}"
 XLINK = "{http://www.w3.org/1999/xlink}href"
@@ -28,27 +28,10 @@ HEADERS = ["whole filter", "centre neuron", "receptive field", "(zoomed)"]
 
 
 @pytest.fixture(scope="module")
-def site(tmp_path_factory, worker_id) -> Path:
-    """The quick atlas of the issue (block1_conv1 and block2_conv1, filters 0-3, 32 px, 2 steps,
-    dataset at 64 px), built once for the run: the first xdist worker to ask builds it under a lock,
-    the others read it. Never change it; copy it with `shutil.copytree` to change it."""
-    import fcntl
-
-    from atlasgen.build.run import run_build
-    from atlasgen.build.plan import BuildConfig
-
-    shared = tmp_path_factory.getbasetemp()
-    if worker_id != "master":
-        shared = shared.parent
-    root = shared / "figure-atlas"
-    config = BuildConfig(preset="quick", layers=("block1_conv1", "block2_conv1"), filters="0-3", size=32, steps=2,
-                         dataset_size=64, store=root / "store", out=root / "site")
-    with open(shared / "figure-atlas.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if not (root / "complete").exists():
-            assert run_build(config, quiet_progress()).complete
-            (root / "complete").touch()
-    return root / "site"
+def site(figure_atlas) -> Path:
+    """The site of conftest's `figure_atlas` (filters 0-3 of block1_conv1 and block2_conv1, built
+    once for the run). Never change it; copy it with `shutil.copytree` to change it."""
+    return figure_atlas.out
 
 
 def unit(site: Path, layer: str, index: int) -> dict:
