@@ -4,11 +4,17 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import click
 
+from atlasgen.build.config import DATASET_DEFAULTS, DEFAULT_PRESET, PRESETS, BuildConfig, parse_shard
+from atlasgen.build.kinds import DEFAULT_METHODS, METHODS
 from atlasgen.errors import AtlasgenError
+from atlasgen.params import PRECISIONS
+from atlasgen.site.views import COLUMNS, DEFAULT_COLUMNS
 
 def _path(ctx, param, value):
     """A path option, checked as given: an empty string is an error, not the current folder."""
@@ -60,64 +66,89 @@ def layers(weights: str, size: int, as_json: bool) -> None:
     click.echo(json.dumps(document, indent=2) if as_json else layers_table(document))
 
 
+def _split(text: str | None) -> tuple[str, ...] | None:
+    return tuple(part.strip() for part in text.split(",")) if text is not None else None
+
+
+def _preset_values(field: str) -> str:
+    """What each preset gives a field, for the help: "[quick 64, full 224]"."""
+    return "[" + ", ".join(f"{name} {getattr(preset, field)}" for name, preset in PRESETS.items()) + "]"
+
+
+@dataclass(frozen=True)
+class PlanOption:
+    """One option of build and status: how click reads it, and the BuildConfig field it fills."""
+
+    decls: tuple[str, ...]  # click's declarations: the flag, and the parameter's name where it differs
+    field: str  # the BuildConfig field
+    attrs: dict  # click.option's other arguments
+    convert: Callable | None = None  # from what click gives to the field's value
+
+    @property
+    def param(self) -> str:
+        return self.decls[-1] if not self.decls[-1].startswith("-") else self.decls[0].lstrip("-").replace("-", "_")
+
+
+#: The options that define a plan, shared by build and status; their choices come from the presets,
+#: the methods and the precisions.
+PLAN_OPTIONS = (
+    PlanOption(("--preset",), "preset", dict(type=click.Choice(list(PRESETS)), default=DEFAULT_PRESET, show_default=True,
+               help="quick: a small offline atlas in minutes on a CPU; full: every filter at publication settings")),
+    PlanOption(("--weights",), "weights", dict(default=None, callback=_text, help=WEIGHTS_HELP + " [preset's]")),
+    PlanOption(("--layers",), "layers", dict(default=None, help="comma list of conv layers [preset's; full: all]"), _split),
+    PlanOption(("--filters",), "filters", dict(default=None, help="indices and ranges, e.g. 0-7,12,40-47, or all [preset's; full: all]")),
+    PlanOption(("--size",), "size", dict(type=int, default=None, help="image size in pixels " + _preset_values("size"))),
+    PlanOption(("--steps",), "steps", dict(type=int, default=None, help="optimisation steps " + _preset_values("steps"))),
+    PlanOption(("--probe", "probes"), "probes", dict(multiple=True, callback=_path,
+               help="photo or folder of photos for activation maps (repeatable) [scikit-image's astronaut]"), tuple),
+    PlanOption(("--store",), "store", dict(default=".atlas-store", show_default=True, callback=_path,
+               help="content-addressed store folder")),
+    PlanOption(("--out",), "out", dict(default="site", show_default=True, callback=_path, help="output folder of the atlas")),
+    PlanOption(("--force",), "force", dict(is_flag=True, help="write into a non-empty --out that holds no atlas made by atlasgen")),
+    PlanOption(("--shard",), "shard", dict(default="1/1", show_default=True, help="K/N: do part K of N of the plan"), parse_shard),
+    PlanOption(("--batch-size",), "batch_size", dict(type=click.IntRange(min=1), default=None, help="images per batch [fit to memory]")),
+    PlanOption(("--seed",), "seed", dict(type=click.IntRange(min=0), default=0, show_default=True,
+               help="seed of every filter's start and transforms (part of every recipe)")),
+    PlanOption(("--base-url",), "base_url", dict(default=None, callback=_url, help=BASE_URL_HELP)),
+    PlanOption(("--method",), "methods", dict(default=",".join(DEFAULT_METHODS), show_default=True,
+               help=f"whole-filter synthesis, one or more of {', '.join(METHODS)} (maco: Fel et al. 2023, phase only, "
+                    f"natural magnitude), e.g. lucid,maco"), _split),
+    PlanOption(("--precision",), "precision", dict(type=click.Choice(list(PRECISIONS)), default=None,
+               help="synthesis arithmetic: float32, or mixed (bfloat16 compute, float32 parameters and "
+                    "objective; part of every synthesis recipe) [mixed on a GPU, float32 on the CPU]")),
+    PlanOption(("--dataset",), "dataset", dict(default=None, callback=_path,
+               help="folder of images (searched recursively) for every filter's top-activating examples "
+                    "[scikit-image's bundled photos]")),
+    PlanOption(("--dataset-size",), "dataset_size", dict(type=int, default=None,
+               help=f"shorter side dataset images are resized to [{DATASET_DEFAULTS['dataset_size']}]")),
+    PlanOption(("--examples",), "examples", dict(type=int, default=None,
+               help=f"dataset examples per filter [{DATASET_DEFAULTS['examples']}]")),
+    PlanOption(("--dataset-chunk",), "dataset_chunk", dict(type=int, default=None,
+               help=f"dataset images per stored chunk, on average (a killed scan resumes by chunk) "
+                    f"[{DATASET_DEFAULTS['dataset_chunk']}]")),
+    PlanOption(("--name",), "name", dict(default=None,
+               help="the atlas's folder and first URL segment [vgg16 for ImageNet weights, vgg16-hed-bsds500 "
+                    "for the offline trunk, vgg16-<fingerprint> for a weights file]")),
+    PlanOption(("--title",), "title", dict(default=None, help="the atlas's title, for citations [made from the model and weights]")),
+    PlanOption(("--author", "authors"), "authors", dict(multiple=True,
+               help="an author of the atlas, for citations (repeat for several)"), tuple),
+)
+
+
 def plan_options(command):
-    """The options that define a plan, shared by build and status."""
-    options = [
-        click.option("--preset", type=click.Choice(["quick", "full"]), default="full", show_default=True,
-                     help="quick: a small offline atlas in minutes on a CPU; full: every filter at publication settings"),
-        click.option("--weights", default=None, callback=_text, help=WEIGHTS_HELP + " [preset's]"),
-        click.option("--layers", default=None, help="comma list of conv layers [preset's; full: all]"),
-        click.option("--filters", default=None, help="indices and ranges, e.g. 0-7,12,40-47, or all [preset's; full: all]"),
-        click.option("--size", type=int, default=None, help="image size in pixels [quick 64, full 224]"),
-        click.option("--steps", type=int, default=None, help="optimisation steps [quick 64, full 512]"),
-        click.option("--probe", "probes", multiple=True, callback=_path,
-                     help="photo or folder of photos for activation maps (repeatable) [scikit-image's astronaut]"),
-        click.option("--store", default=".atlas-store", show_default=True, callback=_path,
-                     help="content-addressed store folder"),
-        click.option("--out", default="site", show_default=True, callback=_path, help="output folder of the atlas"),
-        click.option("--force", is_flag=True, help="write into a non-empty --out that holds no atlas made by atlasgen"),
-        click.option("--shard", default="1/1", show_default=True, help="K/N: do part K of N of the plan"),
-        click.option("--batch-size", type=click.IntRange(min=1), default=None, help="images per batch [fit to memory]"),
-        click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
-                     help="seed of every filter's start and transforms (part of every recipe)"),
-        click.option("--base-url", default=None, callback=_url, help=BASE_URL_HELP),
-        click.option("--method", "method", default="lucid", show_default=True,
-                     help="whole-filter synthesis: lucid, maco (Fel et al. 2023: phase only, natural magnitude) or lucid,maco"),
-        click.option("--precision", type=click.Choice(["float32", "mixed"]), default=None,
-                     help="synthesis arithmetic: float32, or mixed (bfloat16 compute, float32 parameters and "
-                          "objective; part of every synthesis recipe) [mixed on a GPU, float32 on the CPU]"),
-        click.option("--dataset", default=None, callback=_path,
-                     help="folder of images (searched recursively) for every filter's top-activating examples "
-                          "[scikit-image's bundled photos]"),
-        click.option("--dataset-size", type=int, default=None, help="shorter side dataset images are resized to [224]"),
-        click.option("--examples", type=int, default=None, help="dataset examples per filter [9]"),
-        click.option("--name", default=None,
-                     help="the atlas's folder and first URL segment [vgg16 for ImageNet weights, vgg16-hed-bsds500 "
-                          "for the offline trunk, vgg16-<fingerprint> for a weights file]"),
-        click.option("--title", default=None, help="the atlas's title, for citations [made from the model and weights]"),
-        click.option("--author", "authors", multiple=True, help="an author of the atlas, for citations (repeat for several)"),
-        click.option("--dataset-chunk", type=int, default=None,
-                     help="dataset images per stored chunk, on average (a killed scan resumes by chunk) [32]"),
-    ]
-    for option in reversed(options):
-        command = option(command)
+    """Adds every plan option to a command."""
+    for option in reversed(PLAN_OPTIONS):
+        command = click.option(*option.decls, **option.attrs)(command)
     return command
 
 
-def _config(preset, weights, layers, filters, size, steps, probes, store, out, force, shard, batch_size, seed, base_url,
-            method="lucid", precision=None, dataset=None, dataset_size=None, examples=None, dataset_chunk=None,
-            name=None, title=None, authors=()):
-    from atlasgen.build.plan import BuildConfig, parse_shard
-
-    return BuildConfig(
-        preset=preset, weights=weights,
-        layers=tuple(name.strip() for name in layers.split(",")) if layers is not None else None,
-        filters=filters, size=size, steps=steps, probes=tuple(probes), store=store, out=out,
-        shard=parse_shard(shard), batch_size=batch_size, seed=seed, base_url=base_url, force=force,
-        methods=tuple(name.strip() for name in method.split(",")), precision=precision,
-        dataset=dataset, dataset_size=dataset_size, examples=examples, dataset_chunk=dataset_chunk, name=name,
-        title=title, authors=tuple(authors),
-    ).resolved()
+def _config(**values) -> BuildConfig:
+    """The BuildConfig of a command's plan options, resolved (every value checked as given)."""
+    fields = {}
+    for option in PLAN_OPTIONS:
+        value = values[option.param]
+        fields[option.field] = option.convert(value) if option.convert and value is not None else value
+    return BuildConfig(**fields).resolved()
 
 
 @cli.command()
@@ -169,8 +200,8 @@ def serve(out: Path, port: int) -> None:
 @click.argument("specs", nargs=-1, required=True, metavar="SPEC...")
 @click.option("--out", default="site", show_default=True, callback=_path, help="folder of the built atlases")
 @click.option("-o", "--output", "target", required=True, callback=_path, help="the figure: FILE.pdf, FILE.svg or FILE.png")
-@click.option("--columns", default="channel,neuron,rf-crop", show_default=True, callback=_text,
-              help="views, one column each: channel, maco, neuron, rf-crop, examples, maps")
+@click.option("--columns", default=",".join(DEFAULT_COLUMNS), show_default=True, callback=_text,
+              help=f"views, one column each: {', '.join(COLUMNS)}")
 @click.option("--dpi", type=int, default=300, show_default=True, help="print resolution (the PNG's pixels per inch)")
 @click.option("--atlas", default=None, callback=_text, help="the atlas of a layer/filter SPEC, when --out holds several")
 def figure(specs: tuple[str, ...], out: Path, target: Path, columns: str, dpi: int, atlas: str | None) -> None:

@@ -64,16 +64,16 @@ class SynthesisMetrics:
 
 @dataclass(frozen=True)
 class Metrics:
-    channel: SynthesisMetrics | None  # Lucid whole-filter image; None when the lucid method was not chosen
-    neuron: SynthesisMetrics | None  # Lucid centre-neuron image; likewise
     best_probe_mean_activation: float
-    maco: SynthesisMetrics | None = None  # MACO whole-filter image, when the maco method was chosen
     # The centre-neuron image's pre-ReLU objective over the best dataset example's (both one unit);
     # None without examples, or when the best example is not positive.
     neuron_vs_best_example: float | None = None
     own_image_peak: float | None = None  # the largest post-ReLU value on its own whole-filter image
     # Pre-ReLU negative everywhere on every probe photo and on its own whole-filter image.
     silent: bool = False
+    # Each synthesised image's numbers under its view's name ("channel", "neuron", "maco", ...), written
+    # beside the fields above as metrics.<name>; an image the atlas did not build has none.
+    images: dict[str, SynthesisMetrics] = field(default_factory=dict, metadata={"flatten": True})
 
 
 @dataclass(frozen=True)
@@ -166,7 +166,7 @@ class Manifest:
     built: str = ""  # YYYY-MM-DD: the day this atlas_id was first exported
 
     def to_json(self) -> dict:
-        return dataclasses.asdict(self)
+        return to_json(self)
 
     def to_bytes(self) -> bytes:
         return (json.dumps(self.to_json(), indent=1, allow_nan=False) + "\n").encode()
@@ -213,31 +213,51 @@ def activation_vs_best_probe(mean_activation: float, best_probe_mean: float) -> 
     return mean_activation / best_probe_mean if best_probe_mean > 0 else None
 
 
-def unit_metrics(channel: dict | None, neuron: dict | None, probe_means: list[float], maco: dict | None = None,
-                 best_example: float | None = None, probe_peaks: list[float] | None = None,
-                 own_image_peak: float | None = None) -> Metrics:
-    """The one place a unit's metrics are assembled, from its stored images' facts and its maps' means.
-    A method that was not chosen has no facts (None) and no metrics."""
-    best = max(probe_means, default=0.0)
+def image_metrics(facts: dict) -> dict:
+    """A synthesised image's numbers from the facts stored with it: every SynthesisMetrics field they hold."""
+    return {f.name: facts[f.name] for f in dataclasses.fields(SynthesisMetrics) if f.name in facts}
 
-    def of(facts: dict | None, with_box: bool) -> SynthesisMetrics | None:
-        if facts is None:
-            return None
-        return SynthesisMetrics(
-            objective=facts["objective"], mean_activation=facts["mean_activation"],
-            activation_vs_best_probe=activation_vs_best_probe(facts["mean_activation"], best), steps=facts["steps"],
-            changed_pixels_outside_box=facts["changed_pixels_outside_box"] if with_box else None,
-        )
 
-    versus_example = None
-    if neuron is not None and best_example is not None and best_example > 0:
-        versus_example = neuron["objective"] / best_example
+def derive_metrics(document: dict) -> dict:
+    """A unit's record (as JSON) from the parts its kinds published (images, maps, examples, each
+    image's numbers), with the numbers that compare them derived here, in one place."""
+    metrics = document.setdefault("metrics", {})
+    maps = document.get("activation_maps", [])
+    best = max((m["mean"] for m in maps), default=0.0)
+    metrics["best_probe_mean_activation"] = best
+    for value in metrics.values():
+        if isinstance(value, dict) and "mean_activation" in value:
+            value.setdefault("activation_vs_best_probe", activation_vs_best_probe(value["mean_activation"], best))
+    neuron, examples = metrics.get("neuron"), document.get("dataset_examples") or []
+    if neuron is not None and examples and examples[0]["activation"] > 0:
+        metrics["neuron_vs_best_example"] = neuron["objective"] / examples[0]["activation"]
     # Post-ReLU peaks of 0 mean the pre-ReLU map is nowhere positive.
-    silent = bool(probe_peaks is not None and own_image_peak is not None
-                  and max(probe_peaks, default=0.0) <= 0 and own_image_peak <= 0)
-    return Metrics(channel=of(channel, False), neuron=of(neuron, True), best_probe_mean_activation=best,
-                   maco=of(maco, False), neuron_vs_best_example=versus_example, own_image_peak=own_image_peak,
-                   silent=silent)
+    own = metrics.get("own_image_peak")
+    metrics["silent"] = bool(own is not None and max((m["peak"] for m in maps), default=0.0) <= 0 and own <= 0)
+    return document
+
+
+def from_json(kind, document, where: str = "atlas.json"):
+    """A record of type `kind` from its JSON, checked field by field as `Manifest.from_json` checks atlas.json."""
+    return _decode(kind, document, where)
+
+
+def to_json(record):
+    """A record as JSON values: dataclasses as objects (a flattened field's entries beside the others)."""
+    if dataclasses.is_dataclass(record):
+        document = {}
+        for f in dataclasses.fields(record):
+            value = to_json(getattr(record, f.name))
+            if f.metadata.get("flatten"):
+                document.update(value)
+            else:
+                document[f.name] = value
+        return document
+    if isinstance(record, (list, tuple)):
+        return [to_json(v) for v in record]
+    if isinstance(record, dict):
+        return {k: to_json(v) for k, v in record.items()}
+    return record
 
 
 # --- checking a document against the records ---------------------------------------------------
@@ -285,6 +305,11 @@ def _decode(kind, value, where: str):
         hints, fields = _fields(kind)
         values = {}
         for f in fields:
+            if f.metadata.get("flatten"):
+                named = {g.name for g in fields}
+                rest = {k: v for k, v in value.items() if k not in named and v is not None}
+                values[f.name] = _decode(hints[f.name], rest, where)
+                continue
             if f.name not in value:
                 if f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING:
                     continue

@@ -5,6 +5,19 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+from atlasgen.errors import AtlasgenError
+
+#: What a synthesis computes in: float32 throughout, or "mixed": the trunk and the target layer's
+#: convolution in bfloat16 with float32 variables, the maps returned (and everything after them) in float32.
+PRECISIONS = ("float32", "mixed")
+
+
+def check_precision(precision, option: str = "precision") -> str:
+    """The precision if it is one of PRECISIONS; a one-line error naming them otherwise."""
+    if not isinstance(precision, str) or precision not in PRECISIONS:
+        raise AtlasgenError(f"{option} {precision!r} is not a precision; use one of {', '.join(PRECISIONS)}")
+    return precision
+
 
 @dataclass(frozen=True)
 class SynthesisParams:

@@ -108,7 +108,7 @@ def quiet():
 @pytest.fixture
 def tiny_config(tmp_path):
     """BuildConfig of the tiny real build in tmp_path, with overrides."""
-    from atlasgen.build.plan import BuildConfig
+    from atlasgen.build.config import BuildConfig
 
     def make(**overrides):
         return BuildConfig(**{**TINY, "store": tmp_path / "store", "out": tmp_path / "site", **overrides})
@@ -133,7 +133,7 @@ def build_once(tmp_path_factory, worker_id, name: str, **settings):
     ask builds it, under a lock; the others wait, then read it. Every shared atlas is built here."""
     import fcntl
 
-    from atlasgen.build.plan import BuildConfig
+    from atlasgen.build.config import BuildConfig
     from atlasgen.build.run import run_build
 
     shared = tmp_path_factory.getbasetemp()

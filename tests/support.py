@@ -142,7 +142,7 @@ def synthetic_manifest(layers=None, probes=("astronaut",), size=224, model="vgg1
         stats = SynthesisMetrics(3.0, 2.0, 8.0, 512)
         images = {"channel": folder + "channel.webp", "neuron": folder + "neuron.webp", "rf_crop": folder + "rf-crop.webp"}
         return UnitRecord(index, folder, images, [100, 100, 124, 124], maps,
-                          Metrics(stats, SynthesisMetrics(3.0, 2.0, 8.0, 512, 0), 0.25))
+                          Metrics(0.25, images={"channel": stats, "neuron": SynthesisMetrics(3.0, 2.0, 8.0, 512, 0)}))
 
     def layer_record(name: str, count: int) -> LayerRecord:
         f = fields[name]

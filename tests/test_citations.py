@@ -12,7 +12,7 @@ from dataclasses import replace
 import pytest
 
 from atlasgen.build.run import run_build
-from atlasgen.build.plan import BuildConfig
+from atlasgen.build.config import BuildConfig
 from support import HED_ATLAS
 
 BASE = "https://user.github.io/repo/"

@@ -211,7 +211,7 @@ def test_build_status_verify_gc_render(tmp_path, cli):
     more = cli("status", *TINY_ARGS, "--filters", "0-2", "--seed", "3", "--store", store)
     assert "missing 6" in more.stdout and "channel 2/3" in more.stdout  # filter 2's 6 artifacts
     other_seed = cli("status", *TINY_ARGS, "--store", store)
-    assert "channel 0/2, neuron 0/2" in other_seed.stdout and "map 2/2" in other_seed.stdout  # the seed is not in the maps' recipes
+    assert "channel 0/2, channel-map 0/2, neuron 0/2" in other_seed.stdout and "map 2/2" in other_seed.stdout  # the seed is not in the maps' recipes
     verified = cli("verify", "--store", store)
     assert verified.returncode == 0 and "checked" in verified.stdout
     orphan = Store(store).put_blob(b"nobody refers to this")

@@ -6,7 +6,7 @@ import pytest
 from atlasgen import codec
 from atlasgen.build.compute import Job, map_views, probe_photos
 from atlasgen.errors import AtlasgenError
-from atlasgen.build.plan import Artifact
+from atlasgen.build.artifacts import Artifact
 from atlasgen.store import Store
 from atlasgen.codec import colour_map
 from atlasgen.synthesis.probes import Probe

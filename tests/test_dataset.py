@@ -189,7 +189,7 @@ SHORT = 40
 
 
 def dataset_config(tmp_path, folder, **overrides):
-    from atlasgen.build.plan import BuildConfig
+    from atlasgen.build.config import BuildConfig
 
     return BuildConfig(**{"preset": "quick", "layers": LAYERS, "filters": "0-3", "size": 24, "steps": 1,
                           "store": tmp_path / "store", "out": tmp_path / "site", "dataset": folder,

@@ -306,7 +306,7 @@ def test_bad_input_is_one_line_and_writes_nothing(cli, one_line_error, site, tmp
 
 
 @pytest.mark.parametrize("columns, fragment", [
-    ("channel", "it was built with --method maco only; use the view maco"),
+    ("channel", "(it has maco); build with --method lucid (or use the view maco)"),
     ("examples", "the view examples was not built"),
     ("maps", "the view maps was not built"),
 ])

@@ -6,8 +6,10 @@ import typing
 
 import pytest
 
-from atlasgen.build.kinds import ALL_KINDS, KINDS, METHODS, Scope, kinds_for
-from atlasgen.build.plan import ALGORITHM_VERSION, ProbeRef, in_shard, make_plan, parse_shard
+from atlasgen.build.kinds import ALL_KINDS, KINDS, METHODS, VIEWS, Scope, kinds_for
+from atlasgen.build.artifacts import ALGORITHM_VERSION, ProbeRef
+from atlasgen.build.config import parse_shard
+from atlasgen.build.plan import in_shard, make_plan
 from atlasgen.store import recipe_key
 from atlasgen.params import SynthesisParams
 
@@ -34,7 +36,8 @@ def keys(p) -> dict[tuple, str]:
 
 def test_the_kinds_the_atlas_is_made_of():
     assert set(UNIT_KINDS) == {"channel", "neuron", "channel-map"}
-    assert [k.name for k in KINDS.values() if k.needs_dataset] == ["examples"]
+    assert [k.name for k in KINDS.values() if k.needs_dataset] == ["dataset-top", "examples"]
+    assert [k.name for k in KINDS.values() if k.scope == "chunk"] == ["dataset-top"]
     assert set(PROBE_KINDS) == {"map", "map-view"}
     assert SHARED_KINDS == ["probe-photo"]
 
@@ -52,13 +55,37 @@ def test_a_kind_is_consistent(kind):
         # Per-probe files must differ between probes, or one probe's file would overwrite another's.
         assert ("{probe}" in output.file) == (kind.scope != "unit"), (kind.name, output.file)
     assert len({o.file for o in kind.outputs}) == len(kind.outputs)
+    assert set(kind.record.values()) <= set(kind.facts), kind.name
+    if kind.metrics:
+        assert {"objective", "mean_activation", "steps"} <= set(kind.facts), kind.name
+    # A chunk's artifacts feed the examples and publish nothing themselves.
+    assert kind.scope != "chunk" or not (kind.outputs or kind.views or kind.publish)
 
 
-def test_output_names_and_unit_files_are_unique_across_kinds():
-    names = [o.name for k in ALL_KINDS.values() for o in k.outputs]
-    assert len(names) == len(set(names)), names
+def test_record_fields_and_unit_files_are_unique_across_kinds():
+    for scope in ("unit", "unit-probe", "probe"):
+        fields = [o.field for k in ALL_KINDS.values() if k.scope == scope for o in k.outputs]
+        fields += [f for k in ALL_KINDS.values() if k.scope == scope for f in k.record]
+        fields += [f"metrics.{k.metrics}" for k in ALL_KINDS.values() if k.scope == scope and k.metrics]
+        assert len(fields) == len(set(fields)), (scope, fields)
     unit_files = [o.file for k in ALL_KINDS.values() if k.scope != "probe" for o in k.outputs]
     assert len(unit_files) == len(set(unit_files)), unit_files
+
+
+def test_the_views_table():
+    from atlasgen.site.render import templates_dir
+
+    views = [v for k in ALL_KINDS.values() for v in k.views]
+    assert list(VIEWS) == [v.id for v in views]  # one view per id
+    assert list(VIEWS) == ["channel", "maco", "maco-transparency", "channel-map", "neuron", "rf-crop", "examples", "maps"]
+    published = {o.field for k in ALL_KINDS.values() for o in k.outputs}
+    metrics = {k.metrics for k in ALL_KINDS.values()}
+    for view in views:
+        assert (templates_dir() / "views" / view.template).is_file(), view.template
+        assert view.shows in ("examples", "maps") or f"images.{view.image}" in published, view.id
+        assert view.metrics is None or view.metrics in metrics, view.id
+        assert not view.column or view.hint, view.id  # a figure that asks for it can say how to get it
+    assert [v.id for v in views if v.default_column] == ["channel", "neuron", "rf-crop"]
 
 
 def test_kinds_are_listed_after_the_kinds_their_recipes_read():
@@ -203,14 +230,15 @@ def method_plan(methods, maco=MACO):
 
 def test_kinds_follow_the_methods():
     assert KINDS == kinds_for(("lucid",))
-    assert set(kinds_for(("maco",))) == {"probe-photo", "neuron", "map", "map-view", "maco-channel", "examples"}
+    assert set(kinds_for(("maco",))) == {"probe-photo", "dataset-top", "neuron", "map", "map-view", "maco-channel",
+                                         "examples"}
     assert list(kinds_for(("lucid", "maco"))) == list(ALL_KINDS)
     with pytest.raises(ValueError):
         kinds_for(("nope",))
 
 
 def test_maco_kinds_are_planned_only_with_the_maco_method():
-    assert {a.kind for a in method_plan(("lucid",)).artifacts} == set(KINDS) - {"examples"}  # no dataset
+    assert {a.kind for a in method_plan(("lucid",)).artifacts} == set(KINDS) - {"examples", "dataset-top"}  # no dataset
     assert "maco-channel" not in {a.kind for a in method_plan(("lucid",)).artifacts}
     only = method_plan(("maco",))
     assert {a.kind for a in only.artifacts} == {"probe-photo", "neuron", "map", "map-view", "maco-channel"}

@@ -11,12 +11,20 @@ import pytest
 from atlasgen.errors import AtlasgenError
 from atlasgen.manifest import (
     MANIFEST, SCHEMA_VERSION, Generator, LayerRecord, Manifest, ManifestError, MapRecord, Metrics, ProbeRecord,
-    SynthesisMetrics, UnitRecord, Weights, activation_vs_best_probe, load_manifest, unit_metrics,
+    SynthesisMetrics, UnitRecord, Weights, activation_vs_best_probe, derive_metrics, from_json, image_metrics,
+    load_manifest,
 )
 from atlasgen.params import SynthesisParams
 
 CHANNEL_FACTS = {"objective": 3.5, "mean_activation": 2.0, "steps": 64}
 NEURON_FACTS = {"objective": 1.25, "mean_activation": 0.5, "steps": 64, "changed_pixels_outside_box": 0}
+
+
+def unit_metrics(channel: dict, neuron: dict, means: list[float]) -> Metrics:
+    """The metrics the export derives for a unit with these images' facts and probe means (peaks = means)."""
+    document = {"metrics": {"channel": image_metrics(channel), "neuron": image_metrics(neuron)},
+                "activation_maps": [{"mean": m, "peak": m} for m in means]}
+    return from_json(Metrics, derive_metrics(document)["metrics"])
 
 
 def make_manifest() -> Manifest:
@@ -85,7 +93,7 @@ def test_round_trip():
     assert back.to_bytes() == m.to_bytes()
     assert back.parameters.scale == (0.9, 1.1) and isinstance(back.parameters.scale, tuple)
     assert back.layers[1].r == [10, 10] and back.layers[0].r == 3
-    assert back.layers[0].units[0].metrics.channel.activation_vs_best_probe == 0.5
+    assert back.layers[0].units[0].metrics.images["channel"].activation_vs_best_probe == 0.5
     assert back.units == 1
 
 
@@ -102,7 +110,7 @@ def test_optional_fields_may_be_left_out():
     assert m.layers == [] and m.units == 0
     doc = document()
     del doc["layers"][0]["units"][0]["metrics"]["channel"]["changed_pixels_outside_box"]
-    assert Manifest.from_json(doc).layers[0].units[0].metrics.channel.changed_pixels_outside_box is None
+    assert Manifest.from_json(doc).layers[0].units[0].metrics.images["channel"].changed_pixels_outside_box is None
 
 
 def test_load_manifest_reads_it_back(tmp_path):
@@ -206,27 +214,26 @@ def test_activation_vs_best_probe():
 def test_unit_metrics_uses_the_best_probe():
     metrics = unit_metrics(CHANNEL_FACTS, NEURON_FACTS, [0.5, 4.0, 1.0])
     assert metrics == Metrics(
-        channel=SynthesisMetrics(3.5, 2.0, 0.5, 64, None),
-        neuron=SynthesisMetrics(1.25, 0.5, 0.125, 64, 0),
         best_probe_mean_activation=4.0,
+        images={"channel": SynthesisMetrics(3.5, 2.0, 0.5, 64, None), "neuron": SynthesisMetrics(1.25, 0.5, 0.125, 64, 0)},
     )
 
 
-def test_unit_metrics_counts_changed_pixels_only_for_the_neuron():
-    # The channel's facts carry no such field; if they did, it still would not be reported.
-    metrics = unit_metrics({**CHANNEL_FACTS, "changed_pixels_outside_box": 5},
-                           {**NEURON_FACTS, "changed_pixels_outside_box": 3}, [1.0])
-    assert metrics.channel.changed_pixels_outside_box is None
-    assert metrics.neuron.changed_pixels_outside_box == 3
+def test_an_images_numbers_are_the_facts_stored_with_it():
+    # Only centre-neuron images store a changed-pixel count; a whole-filter image reports none.
+    metrics = unit_metrics(CHANNEL_FACTS, {**NEURON_FACTS, "changed_pixels_outside_box": 3}, [1.0])
+    assert metrics.images["channel"].changed_pixels_outside_box is None
+    assert metrics.images["neuron"].changed_pixels_outside_box == 3
+    assert image_metrics({**CHANNEL_FACTS, "peak": 9.0, "recipe": {}}) == CHANNEL_FACTS
 
 
 @pytest.mark.parametrize("means", [[0.0, 0.0], []])
 def test_unit_metrics_when_every_probe_is_silent(means):
     metrics = unit_metrics(CHANNEL_FACTS, NEURON_FACTS, means)
     assert metrics.best_probe_mean_activation == 0.0
-    assert metrics.channel.activation_vs_best_probe is None
-    assert metrics.neuron.activation_vs_best_probe is None
-    assert metrics.channel.mean_activation == 2.0
+    assert metrics.images["channel"].activation_vs_best_probe is None
+    assert metrics.images["neuron"].activation_vs_best_probe is None
+    assert metrics.images["channel"].mean_activation == 2.0
 
 
 def test_hostile_values_give_one_line_naming_the_field():

@@ -3,7 +3,9 @@
 import pytest
 
 from atlasgen.errors import AtlasgenError
-from atlasgen.build.plan import ALGORITHM_VERSION, Artifact, BuildConfig, ProbeRef, in_shard, make_plan, parse_filters, parse_shard
+from atlasgen.build.artifacts import ALGORITHM_VERSION, Artifact, ProbeRef
+from atlasgen.build.config import BuildConfig, parse_shard
+from atlasgen.build.plan import in_shard, make_plan, parse_filters
 from atlasgen.build.kinds import KINDS
 from atlasgen.model.weights import VGG16_LAYERS
 
@@ -111,14 +113,15 @@ def test_the_precision_changes_only_the_synthesis_keys():
         return keys_by_kind(make_plan("vgg16", "fp", [("a", [0])], params.recipe(), PROBES, ("lucid", "maco"), maco))
 
     exact, mixed = keys("float32"), keys("mixed")
-    assert exact.keys() == mixed.keys() and {w[0] for w in exact} == set(kinds_for(("lucid", "maco"))) - {"examples"}
+    assert exact.keys() == mixed.keys() and {w[0] for w in exact} == set(kinds_for(("lucid", "maco"))) - {"examples", "dataset-top"}
     changed = {what[0] for what in exact if exact[what] != mixed[what]}
     # The images, and the map drawn on the whole-filter image (it names that image); not the photos' maps.
     assert changed == {"channel", "neuron", "maco-channel", "channel-map"}
 
 
 def test_a_dataset_adds_its_chunks_per_layer_and_every_filters_examples():
-    from atlasgen.build.plan import DatasetRef, in_shard
+    from atlasgen.build.artifacts import DatasetRef
+    from atlasgen.build.plan import in_shard
 
     chunks = [["1" * 64, "2" * 64], ["3" * 64]]
     plan = make_plan("vgg16", "fp", [("a", [0, 1]), ("b", [3])], PARAMS, PROBES, dataset=DatasetRef(chunks, 224, 9))
@@ -139,3 +142,26 @@ def test_a_dataset_adds_its_chunks_per_layer_and_every_filters_examples():
     assert {a.key for a in plan.chunks} < {a.key for a in bigger.chunks}
     resized = make_plan("vgg16", "fp", [("a", [0, 1])], PARAMS, PROBES, dataset=DatasetRef(chunks, 160, 9))
     assert not {a.key for a in resized.chunks} & {a.key for a in plan.chunks}
+
+
+def test_recipe_keys_are_those_of_earlier_releases():
+    """Every kind's key for a fixed plan, pinned: a reshaped plan or registry must find the store's
+    existing artifacts (issue 18: a rebuild on an older store computes nothing)."""
+    import hashlib
+    import json
+
+    from atlasgen.build.artifacts import DatasetRef, ProbeRef
+    from atlasgen.params import SynthesisParams
+
+    maco = {"size": 64, "steps": 64, "seed": 0, "spectrum": "0" * 64}
+    plan = make_plan("vgg16", "f" * 64, [("block1_conv1", [0]), ("block2_conv1", [3])],
+                     SynthesisParams(size=64, steps=64).recipe(), [ProbeRef("a", "1" * 64), ProbeRef("b", "2" * 64)],
+                     ("lucid", "maco"), {"maco": maco}, DatasetRef([["3" * 64, "4" * 64], ["5" * 64]], 224, 9))
+    rows = sorted((a.kind, a.layer or "", -1 if a.filter is None else a.filter, a.probe or "",
+                   a.chunk[:8] if a.chunk else "", a.key) for a in plan.artifacts)
+    assert len(rows) == 24
+    assert [r[5] for r in rows if r[0] == "channel"] == [
+        "de9eadfb0b162cc534b968959cad3efa795889ce33a83ce5d458fa79e6ee22b5",
+        "874ce143b60b79ba9d0b5a80a4b5a263e53fa9d3c23717965384d279addd613b"]
+    assert hashlib.sha256(json.dumps(rows).encode()).hexdigest() == \
+        "e387aea99ad924e0ded9efcda22009ad40a8fec06cb6c1c55135da6835f5fbd3"

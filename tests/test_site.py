@@ -108,7 +108,7 @@ def test_render_result_projects_the_models_own_filter_count(tmp_path):
 def test_layer_views_show_a_maco_grid_only_when_the_units_have_maco_images():
     from types import SimpleNamespace
 
-    from atlasgen.site.render import layer_views, whole_filter_image
+    from atlasgen.site.views import layer_tabs as layer_views, thumbnail as whole_filter_image
 
     lucid = {"channel": "a/channel.webp", "rf_crop": "a/rf-crop.webp"}
     unit = lambda images: SimpleNamespace(images=images, activation_maps=[], dataset_examples=[], rf_box=[0, 0, 8, 4])
@@ -116,7 +116,7 @@ def test_layer_views_show_a_maco_grid_only_when_the_units_have_maco_images():
     assert [v["label"] for v in layer_views(layer, [], 64)] == ["Whole filter", "Centre neuron (receptive field)"]
     both = SimpleNamespace(units=[unit({**lucid, "maco_channel": "a/maco-channel.webp"})])
     views = layer_views(both, [], 64)
-    assert [v["id"] for v in views] == ["channel", "maco", "neuron"]
+    assert [v["id"] for v in views] == ["channel", "maco", "rf-crop"]
     assert views[1]["label"] == "Whole filter (MACO)" and views[1]["cells"][0][1] == "a/maco-channel.webp"
     # Each cell knows its image's pixels: the synthesised side, or the zoomed crop's (224 on its longer side).
     assert views[1]["cells"][0][3] == (64, 64) and views[2]["cells"][0][3] == (112, 224)
@@ -298,7 +298,7 @@ def test_layer_page_has_a_top_example_view_whose_crops_need_no_javascript(tmp_pa
     html = (tmp_path / "vgg16/block2_conv1/index.html").read_text()
     page = Page(html).root
     tabs = [b.attrs["data-view"] for b in page.find("div", class_="tabs").find_all("button")]
-    assert tabs == ["channel", "neuron", "examples", "map-0"]
+    assert tabs == ["channel", "rf-crop", "examples", "map-0"]
     grid = page.find("div", class_="grid", **{"data-view": "examples"})
     cells = grid.find_all("a")
     assert [a.attrs["href"] for a in cells] == [f"../../vgg16/block2_conv1/{i}/index.html#example-1" for i in range(2)]

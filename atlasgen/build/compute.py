@@ -15,7 +15,7 @@ import numpy as np
 
 from atlasgen import codec
 from atlasgen.errors import AtlasgenError
-from atlasgen.build.plan import Artifact
+from atlasgen.build.artifacts import Artifact
 from atlasgen.store import Store
 
 Results = Iterator[tuple[Artifact, dict[str, bytes], dict]]
@@ -37,6 +37,9 @@ class Job:
     method_params: dict = field(default_factory=dict)  # method -> its parameters (e.g. "maco": MacoParams)
     dataset: object = None  # atlasgen.build.dataset.Dataset
     chunks: list = field(default_factory=list)  # the layer's dataset-chunk artifacts, in chunk order
+    loaded: object = None  # atlasgen.model.weights.LoadedModel
+    geometry: object = None  # atlasgen.model.layers.ModelGeometry: the model's layers and fields, computed once
+    layers: list[str] = field(default_factory=list)  # every planned layer, in order
 
     @property
     def engine(self):
@@ -253,3 +256,26 @@ def dataset_examples(job: Job) -> Results:
             examples.append({"digest": source.digest, "activation": float(top.activation[f, rank]), "unit": unit,
                              "box": box.as_list(), "size": list(size)})
         yield artifact, blobs, {"examples": examples}
+
+
+def dataset_chunks(job: Job) -> Results:
+    """The dataset's missing chunks: one forward pass per image gives every planned layer's top k,
+    each chunk's artifacts (one per layer) stored as soon as the chunk is done, so a kill loses at
+    most the chunk in flight."""
+    from atlasgen.build.dataset import Scanner, Top, scan_batch_size, scan_chunk
+
+    dataset = job.dataset
+    by_digest = {image.digest: image for image in dataset.images}
+    by_chunk: dict[str, list[Artifact]] = {}
+    for artifact in job.artifacts:
+        by_chunk.setdefault(artifact.chunk, []).append(artifact)
+    batch = job.batch_size or scan_batch_size(job.geometry, job.layers, dataset.short_side)
+    job.log(f"dataset {dataset.name}: scanning {len(by_chunk)} of {len(dataset.chunks)} chunks "
+            f"({dataset.short_side} px shorter side, batches of up to {batch})")
+    scanner = Scanner(job.loaded, job.layers)
+    for artifacts in by_chunk.values():
+        chunk = tuple(by_digest[digest] for digest in artifacts[0].recipe["images"])
+        tops, facts = scan_chunk(scanner, chunk, dataset.short_side, dataset.examples, batch)
+        for artifact in artifacts:
+            top = tops[job.layers.index(artifact.layer)] or Top.empty(job.geometry.filters(artifact.layer), dataset.examples)
+            yield artifact, {"top": top.to_bytes()}, facts

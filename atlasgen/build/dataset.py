@@ -47,6 +47,8 @@ EXAMPLE_DISPLAY = 96
 #: Decoded images kept while cropping one layer's examples (the same photos recur across filters).
 CROP_CACHE = 64
 
+#: The resize convention of dataset images, by name, in every chunk's recipe; a new convention gets a new name.
+DATASET_CONVENTION = "exif-rgb-bicubic-shorter-side"
 CONVENTION = {
     "orientation": "EXIF orientation applied",
     "colour": "PIL convert('RGB'): greyscale, palette and CMYK converted, alpha dropped",
@@ -381,13 +383,13 @@ def scan_chunk(scanner: Scanner, chunk: tuple[SourceImage, ...], short_side: int
     return tops, {"sizes": sizes, "skipped": skipped}
 
 
-def scan_batch_size(loaded, layers: list[str], short_side: int) -> int:
-    """Images of one shape per forward pass, from the device's free memory."""
-    from atlasgen.model.layers import activation_bytes
+def scan_batch_size(geometry, layers: list[str], short_side: int) -> int:
+    """Images of one shape per forward pass, from the device's free memory (`geometry`: the model's
+    atlasgen.model.layers.ModelGeometry)."""
     from atlasgen.synthesis.engine import choose_batch_size, memory_budget
 
     # A photo's longer side is rarely more than twice its shorter one.
-    per_image = activation_bytes(loaded, layers[-1], 2 * short_side)
+    per_image = geometry.activation_bytes(layers[-1], 2 * short_side)
     return choose_batch_size(per_image, memory_budget().usable, wanted=32)
 
 
@@ -420,3 +422,19 @@ class PhotoCache:
         while len(self._cache) > CROP_CACHE:
             self._cache.pop(next(iter(self._cache)))
         return pixels
+
+
+def skipped_files(dataset: Dataset, chunks: list, store) -> list[tuple[str, str]] | None:
+    """(source, reason) of every image file the scan skipped, in source order, from the stored entries
+    of one layer's chunk artifacts (every layer's scan skips the same files); None while one is missing."""
+    if not chunks:
+        return None
+    sources = {image.digest: image.source for image in dataset.images}
+    skipped = list(dataset.refused)
+    for artifact in chunks:
+        entry = store.get(artifact.key)
+        if entry is None:
+            return None
+        digests = artifact.recipe["images"]
+        skipped += [(sources[digests[index]], reason) for index, reason in entry.meta["skipped"]]
+    return sorted(skipped)

@@ -1,11 +1,15 @@
-"""The artifact kinds: each declares, in one place, its recipe, its blobs, how it is computed and
-where its files go in the site.
+"""The artifact kinds: each declares, in one place, how it is made and how it is published.
 
-Adding a kind is an entry here, a compute function in `atlasgen.build.compute` and a template change.
-The plan makes one artifact of every kind of the chosen methods (`kinds_for`) per scope item,
-the build runs each kind's compute
-function (in this order, so a kind may read the kinds above it from the store), and the export
-copies each output blob to its path.
+A kind says what its recipe holds, which compute function makes it, its blobs and facts, which files
+its blobs become in the site, its part of the unit record in atlas.json (record fields copied from its
+facts, its numbers under `metrics`, or a publish function for files as many as its entry says), and
+its views: how the filter page, the layer page's tabs and `atlasgen figure` show it. The plan makes
+one artifact of every kind of the chosen methods (`kinds_for`) per scope item, the build runs each
+kind's compute function in this order (so a kind may read the kinds above it from the store), and
+the export and the site read this registry and name no kind.
+
+Adding a per-filter image kind is one `Kind(...)` here, one compute function in
+`atlasgen.build.compute` and one template under `templates/views/` (the README's layout section).
 """
 
 from __future__ import annotations
@@ -14,17 +18,17 @@ from dataclasses import dataclass, field
 from typing import Callable, Literal
 
 from atlasgen.build import compute
-from atlasgen.build.dataset import EXAMPLE_DISPLAY
-from atlasgen.build.plan import ProbeRef
-from atlasgen.synthesis.maps import NORMALISATION
+from atlasgen.build.artifacts import ProbeRef
+from atlasgen.build.dataset import DATASET_CONVENTION, EXAMPLE_DISPLAY
 
 #: The synthesis methods of whole-filter images; a kind with a method is planned only when it is chosen.
 METHODS = ("lucid", "maco")
 DEFAULT_METHODS = ("lucid",)
 
-Scope = Literal["unit", "unit-probe", "probe"]
+#: One artifact per filter, per filter and probe photo, per probe photo, or per dataset chunk and layer.
+Scope = Literal["unit", "unit-probe", "probe", "chunk"]
 #: What the colours of the map views mean, as atlas.json states it.
-MAP_NORMALISATION = NORMALISATION
+MAP_NORMALISATION = "post-ReLU activation / the filter's maximum over all probe photos (0 = silent, 1 = that maximum)"
 
 
 @dataclass(frozen=True)
@@ -32,8 +36,26 @@ class Output:
     """One blob of a kind, published as a file."""
 
     blob: str  # which blob of the entry
-    name: str  # its name in the manifest's `images`
-    file: str  # path under the unit's folder ("probe" scope: under the site's root); {probe} is the probe's safe name
+    file: str  # path under the unit's folder (probe scope: the atlas's); {probe} is the probe's safe name
+    field: str  # where the file's path goes in the record of the kind's scope, e.g. "images.channel"
+
+
+@dataclass(frozen=True)
+class View:
+    """One way of showing a kind: a block of the filter page, a tab of the layer page, a figure column."""
+
+    id: str  # the figure column and the layer page's tab, e.g. "rf-crop"
+    label: str  # the tab's label and the block's heading, e.g. "Whole filter"
+    header: str  # the figure column's header ("\n" breaks it)
+    template: str  # the filter page's block: templates/views/<template>
+    shows: Literal["image", "rf-crop", "examples", "maps"] = "image"  # what a grid or figure cell draws
+    image: str | None = None  # the unit's `images` entry an image view shows
+    metrics: str | None = None  # the unit's `metrics` entry of the image's numbers
+    place: Literal["figures", "section"] = "figures"  # in the page's row of figures, or a section of its own
+    tab: bool = True  # a grid on the layer page (when every filter of the layer has it)
+    column: bool = True  # a column `atlasgen figure --columns` can ask for
+    default_column: bool = False  # among the figure's columns when --columns is not given
+    hint: str = ""  # how to get it, when a figure asks for it and the atlas has not built it
 
 
 @dataclass(frozen=True)
@@ -48,20 +70,27 @@ class RecipeContext:
     filter: int | None = None
     method_params: dict = field(default_factory=dict)  # method -> its parameters as plain JSON (e.g. "maco")
     examples: dict | None = None  # dataset examples: a hash of the layer's chunk keys, and k
+    chunk: tuple[str, ...] = ()  # dataset chunks: the chunk's image digests
+    dataset: object = None  # dataset chunks: atlasgen.build.artifacts.DatasetRef
 
 
 @dataclass(frozen=True)
 class Kind:
     name: str
     label: str  # what progress lines call a batch of them
-    scope: Scope  # one per filter, per filter and probe photo, or per probe photo
-    blobs: tuple[str, ...]
+    scope: Scope
+    blobs: tuple[str, ...]  # "{rank}" in a name: one blob per rank, as many as the entry says
     recipe: Callable[[RecipeContext], dict]  # the recipe's fields beyond algorithm, kind, model and weights
     compute: Callable[[compute.Job], compute.Results]
     outputs: tuple[Output, ...] = ()
-    needs_model: bool = True
-    facts: tuple[str, ...] = field(default=())  # meta fields every entry of the kind must carry
+    facts: tuple[str, ...] = ()  # meta fields every entry of the kind must carry
+    record: dict[str, str] = field(default_factory=dict)  # record field (dotted) -> the fact copied into it
+    metrics: str | None = None  # its facts are a synthesised image's numbers: the unit's metrics.<this>
+    # For files as many as the entry says: (artifact, entry, publisher) -> its part of the unit record.
+    publish: Callable | None = None
+    views: tuple[View, ...] = ()
     method: str | None = None  # planned only when this method is chosen; None: with every method
+    needs_model: bool = True
     needs_dataset: bool = False  # planned only when the atlas has a dataset
 
 
@@ -69,7 +98,23 @@ def _unit(context: RecipeContext) -> dict:
     return {"layer": context.layer, "filter": context.filter}
 
 
-#: Every kind, in the order the build runs them.
+def publish_examples(artifact, entry, publisher) -> dict:
+    """A filter's example crops in its folder, and the photos they are cut from, each photo once in the
+    atlas's dataset/ folder."""
+    examples = []
+    for rank, example in enumerate(entry.meta["examples"]):
+        crop = publisher.unit_file(artifact, f"examples/{rank}.webp", entry.blobs[f"crop{rank}"].digest)
+        digest = entry.blobs[f"photo{rank}"].digest
+        photo = publisher.atlas_file(f"dataset/{digest[:20]}.webp", digest)
+        examples.append({"source": publisher.dataset_source(example["digest"]), "activation": example["activation"],
+                         "unit": example["unit"], "box": example["box"], "image": crop, "photo": photo,
+                         "photo_size": example["size"]})
+    return {"dataset_examples": examples}
+
+
+SYNTHESIS_FACTS = ("objective", "mean_activation", "steps")
+
+#: Every kind, in the order the build runs them; their views show in this order too.
 ALL_KINDS: dict[str, Kind] = {
     kind.name: kind
     for kind in (
@@ -77,31 +122,27 @@ ALL_KINDS: dict[str, Kind] = {
             "probe-photo", "probe photos", "probe", ("image",),
             recipe=lambda c: {"probe": c.probe.digest},
             compute=compute.probe_photos,
-            outputs=(Output("image", "photo", "probes/{probe}.webp"),),
-            needs_model=False, facts=("width", "height"),
+            outputs=(Output("image", "probes/{probe}.webp", "image"),),
+            facts=("width", "height"), record={"width": "width", "height": "height"}, needs_model=False,
+        ),
+        # The top k of one chunk of the dataset for every filter of a layer: one forward pass per image
+        # makes every planned layer's, so the scan computes a chunk's artifacts of all layers at once.
+        Kind(
+            "dataset-top", "dataset chunks", "chunk", ("top",),
+            recipe=lambda c: {"layer": c.layer, "images": list(c.chunk), "convention": DATASET_CONVENTION,
+                              "short_side": c.dataset.short_side, "examples": c.dataset.examples},
+            compute=compute.dataset_chunks,
+            facts=("sizes", "skipped"), needs_dataset=True,
         ),
         Kind(
             "channel", "whole-filter images", "unit", ("image",),
             recipe=lambda c: {**_unit(c), "objective": "channel mean (pre-ReLU)", "params": c.params},
             compute=compute.whole_filter_images,
-            outputs=(Output("image", "channel", "channel.webp"),),
-            facts=("objective", "mean_activation", "steps"), method="lucid",
-        ),
-        Kind(
-            "neuron", "centre-neuron images", "unit", ("image", "crop"),
-            recipe=lambda c: {**_unit(c), "objective": "centre neuron (pre-ReLU)", "params": c.params},
-            compute=compute.centre_neuron_images,
-            outputs=(Output("image", "neuron", "neuron.webp"), Output("crop", "rf_crop", "rf-crop.webp")),
-            # Not a method's: every atlas has its centre-neuron images, whichever whole-filter methods it has.
-            facts=("objective", "mean_activation", "steps", "rf_box", "changed_pixels_outside_box"),
-        ),
-        # Where the filter fires on its own whole-filter image: a uniform texture, or a few hot spots.
-        Kind(
-            "channel-map", "maps on the whole-filter images", "unit", ("overlay",),
-            recipe=lambda c: {**_unit(c), "image": c.keys[("channel", None)]},
-            compute=compute.own_image_maps,
-            outputs=(Output("overlay", "channel_map", "channel-map.webp"),),
-            facts=("peak", "mean"), method="lucid",
+            outputs=(Output("image", "channel.webp", "images.channel"),),
+            facts=SYNTHESIS_FACTS, metrics="channel", method="lucid",
+            views=(View("channel", "Whole filter", "whole filter", "channel.html", image="channel", metrics="channel",
+                        default_column=True,
+                        hint="build with --method lucid (or use the view maco), or leave channel out of --columns"),),
         ),
         # MACO (Fel et al. 2023): phase-only images on a natural spectrum, and where the gradient fell.
         Kind(
@@ -109,25 +150,53 @@ ALL_KINDS: dict[str, Kind] = {
             recipe=lambda c: {**_unit(c), "method": "maco", "objective": "channel mean (pre-ReLU)",
                               "params": c.method_params["maco"]},
             compute=compute.maco_images,
-            outputs=(Output("image", "maco_channel", "maco-channel.webp"),
-                     Output("transparency", "maco_transparency", "maco-transparency.webp")),
-            facts=("objective", "mean_activation", "steps"), method="maco",
+            outputs=(Output("image", "maco-channel.webp", "images.maco_channel"),
+                     Output("transparency", "maco-transparency.webp", "images.maco_transparency")),
+            facts=SYNTHESIS_FACTS, metrics="maco", method="maco",
+            views=(View("maco", "Whole filter (MACO)", "whole filter\n(MACO)", "maco.html", image="maco_channel",
+                        metrics="maco", hint="build with --method lucid,maco, or leave maco out of --columns"),
+                   View("maco-transparency", "MACO transparency", "MACO\ntransparency", "maco-transparency.html",
+                        image="maco_transparency", tab=False, column=False)),
         ),
-        # The top k units on the dataset, merged from the layer's chunks, and what each one saw. Its
-        # files (crops, and the photos they came from) are as many as the examples: the export
-        # publishes them (`export.publish_examples`).
+        # Where the filter fires on its own whole-filter image: a uniform texture, or a few hot spots.
+        Kind(
+            "channel-map", "maps on the whole-filter images", "unit", ("overlay",),
+            recipe=lambda c: {**_unit(c), "image": c.keys[("channel", None)]},
+            compute=compute.own_image_maps,
+            outputs=(Output("overlay", "channel-map.webp", "images.channel_map"),),
+            facts=("peak", "mean"), record={"metrics.own_image_peak": "peak"}, method="lucid",
+            views=(View("channel-map", "Where it fires on its image", "where it fires\non its image",
+                        "channel-map.html", image="channel_map", tab=False, column=False),),
+        ),
+        # Not a method's: every atlas has its centre-neuron images, whichever whole-filter methods it has.
+        Kind(
+            "neuron", "centre-neuron images", "unit", ("image", "crop"),
+            recipe=lambda c: {**_unit(c), "objective": "centre neuron (pre-ReLU)", "params": c.params},
+            compute=compute.centre_neuron_images,
+            outputs=(Output("image", "neuron.webp", "images.neuron"), Output("crop", "rf-crop.webp", "images.rf_crop")),
+            facts=(*SYNTHESIS_FACTS, "rf_box", "changed_pixels_outside_box"), record={"rf_box": "rf_box"},
+            metrics="neuron",
+            views=(View("neuron", "Centre neuron", "centre neuron", "neuron.html", image="neuron", metrics="neuron",
+                        tab=False, default_column=True, hint="leave neuron out of --columns"),
+                   View("rf-crop", "Centre neuron (receptive field)", "receptive field\n(zoomed)", "rf-crop.html",
+                        shows="rf-crop", image="rf_crop", default_column=True, hint="leave rf-crop out of --columns")),
+        ),
+        # The top k units on the dataset, merged from the layer's chunks, and what each one saw: as many
+        # crops and photos as it has examples.
         Kind(
             "examples", "dataset examples", "unit", ("crop{rank}", "photo{rank}"),
             recipe=lambda c: {**_unit(c), **c.examples, "display": EXAMPLE_DISPLAY},
             compute=compute.dataset_examples,
-            facts=("examples",), needs_dataset=True,
+            facts=("examples",), publish=publish_examples, needs_dataset=True,
+            views=(View("examples", "Top dataset example", "top dataset\nexamples", "examples.html", shows="examples",
+                        place="section", hint="leave examples out of --columns"),),
         ),
         # No synthesis parameters: more steps must not recompute activation maps.
         Kind(
             "map", "activation maps", "unit-probe", ("raw",),
             recipe=lambda c: {**_unit(c), "probe": c.probe.digest},
             compute=compute.activation_maps,
-            facts=("peak", "mean"),
+            facts=("peak", "mean"), record={"peak": "peak", "mean": "mean"},
         ),
         # The colours depend on the filter's peak over every probe, so the view names all its maps:
         # a new probe re-colours the others' views without running the model.
@@ -138,11 +207,17 @@ ALL_KINDS: dict[str, Kind] = {
                 "scale_from": [c.keys[("map", p.name)] for p in c.probes],
             },
             compute=compute.map_views,
-            outputs=(Output("heatmap", "heatmap", "maps/{probe}/heatmap.webp"), Output("overlay", "overlay", "maps/{probe}/overlay.webp")),
-            needs_model=False, facts=("scale",),
+            outputs=(Output("heatmap", "maps/{probe}/heatmap.webp", "images.heatmap"),
+                     Output("overlay", "maps/{probe}/overlay.webp", "images.overlay")),
+            facts=("scale",), record={"scale": "scale"}, needs_model=False,
+            views=(View("maps", "Activation on", "activation map", "maps.html", shows="maps", place="section",
+                        hint="leave maps out of --columns"),),
         ),
     )
 }
+
+#: Every view, in the order the filter page shows them.
+VIEWS: dict[str, View] = {view.id: view for kind in ALL_KINDS.values() for view in kind.views}
 
 
 def kinds_for(methods=DEFAULT_METHODS) -> dict[str, Kind]:

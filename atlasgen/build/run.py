@@ -1,11 +1,11 @@
 """`atlasgen build`: plan every artifact, compute what the store lacks, export the atlas.
 
-The story, top to bottom: resolve the config -> load model, probes and dataset -> plan -> ask the
-store what is missing -> compute the atlas-wide kinds, scan the dataset's missing chunks (one
-forward pass per image for every planned layer), then per layer every kind in the registry's order,
-storing each artifact as soon as it is done (a kill loses at most the batch in flight) -> check the
-whole plan against the store -> when it is all there, export images and atlas.json and render the
-pages.
+The story, top to bottom: resolve the config -> load model, probes and dataset, and walk the model's
+geometry once -> plan -> ask the store what is missing -> compute the atlas-wide kinds (probe photos,
+then the dataset's chunks: one forward pass per image for every planned layer), then per layer every
+kind in the registry's order, storing each artifact as soon as it is done (a kill loses at most the
+batch in flight) -> check the whole plan against the store -> when it is all there, export images and
+atlas.json and render the pages.
 """
 
 from __future__ import annotations
@@ -15,30 +15,41 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from atlasgen.build.artifacts import DatasetRef, Plan, ProbeRef
 from atlasgen.build.compute import Job
+from atlasgen.build.config import BuildConfig
+from atlasgen.build.dataset import open_dataset, skipped_files
+from atlasgen.build.export import export_atlas
+from atlasgen.build.kinds import kinds_for
+from atlasgen.build.plan import in_shard, make_plan, parse_filters
 from atlasgen.errors import AtlasgenError
 from atlasgen.fs import check_writable, claim_folder
-from atlasgen.build.kinds import kinds_for
+from atlasgen.model.layers import LayerInfo, ModelGeometry, check_input_sizes, model_geometry
 from atlasgen.names import atlas_name
-from atlasgen.build.plan import BuildConfig, DatasetRef, Plan, ProbeRef, in_shard, make_plan, parse_filters
+from atlasgen.params import SynthesisParams
 from atlasgen.progress import Progress
 from atlasgen.store import Store, usable_store
 
 
 @dataclass
 class Prepared:
-    """A resolved build: config, model, probes, layer geometry, synthesis parameters and plan."""
+    """A resolved build: config, model and its geometry, probes, synthesis parameters, dataset and plan."""
 
     config: BuildConfig
     loaded: object  # atlasgen.model.weights.LoadedModel
+    geometry: ModelGeometry  # the model's layers and fields, computed once for every stage
     probes: list  # atlasgen.synthesis.Probe, in order
-    layers: list  # atlasgen.model.layers.LayerInfo per planned layer
-    model_filters: int  # every filter of every conv layer of the model
-    params: object  # atlasgen.synthesis.SynthesisParams
+    layers: list[LayerInfo]  # each planned layer at the synthesis size
+    params: SynthesisParams
     plan: Plan
-    method_params: dict = None  # method -> its own parameters (e.g. "maco": MacoParams), for the chosen methods
-    dataset: object = None  # atlasgen.build.dataset.Dataset: the images of the dataset examples
-    name: str = ""  # the atlas's folder in the site (atlasgen.names.atlas_name)
+    method_params: dict  # method -> its own parameters (e.g. "maco": MacoParams), for the chosen methods
+    dataset: object  # atlasgen.build.dataset.Dataset: the images of the dataset examples
+    name: str  # the atlas's folder in the site (atlasgen.names.atlas_name)
+
+    @property
+    def model_filters(self) -> int:
+        """Every filter of every conv layer of the model."""
+        return sum(conv.filters for conv in self.geometry.convs)
 
 
 @dataclass
@@ -49,74 +60,73 @@ class BuildResult:
     complete: bool
     manifest: Path | None
     seconds: float
-    rendered: object = None  # atlasgen.site.RenderResult once the atlas is complete
+    rendered: object = None  # atlasgen.site.render.RenderResult once the atlas is complete
 
 
 def prepare(config: BuildConfig) -> Prepared:
     """Resolves the config against the model: bad layers, filters and probes fail here, in one line."""
-    from atlasgen.build.dataset import open_dataset
-    from atlasgen.model.layers import check_input_sizes, describe_layers
-    from atlasgen.params import SynthesisParams
-    from atlasgen.synthesis import load_probes
     from atlasgen.model.weights import load_model
+    from atlasgen.synthesis import load_probes
 
     config = config.resolved()
     probes = load_probes(list(config.probes))
     dataset = open_dataset(config.dataset, config.dataset_size, config.examples, config.dataset_chunk)
     loaded = load_model(config.weights)
-    every_layer = describe_layers(loaded, config.size)
-    infos = {info.name: info for info in every_layer}
-    names = list(config.layers) if config.layers else list(infos)
-    chosen = []
-    for name in names:
-        if name not in infos:
-            kind = _layer_kind(loaded.model, name)
-            raise AtlasgenError(
-                f"layer {name!r} {kind} of {loaded.architecture}; use conv layers such as {', '.join(list(infos)[:3])} "
-                f"(`atlasgen layers` lists them)"
-            )
-        chosen.append(infos[name])
+    geometry = model_geometry(loaded)
+    chosen = _chosen_layers(loaded, geometry, config)
     params = SynthesisParams(size=config.size, steps=config.steps, seed=config.seed, precision=config.precision)
-    check_input_sizes(loaded, [info.name for info in chosen], {p.name: p.image.shape[:2] for p in probes})
-    _check_dataset_size(loaded, [info.name for info in chosen], config.dataset_size)
-    _check_memory(loaded, [info.name for info in chosen], config.dataset_size, f"--dataset-size {config.dataset_size}")
-    _check_memory(loaded, [info.name for info in chosen], config.size + 2 * params.pad, f"--size {config.size}")
-    layer_filters = [(info.name, parse_filters(config.filters, info.filters, info.name)) for info in chosen]
-    method_params = {}
-    if "maco" in config.methods:
-        from atlasgen.synthesis.maco import MacoParams
-
-        method_params["maco"] = MacoParams.from_synthesis(params)
+    _check_sizes(geometry, [info.name for info in chosen], probes, config, params)
+    method_params = _method_params(config.methods, params)
     plan = make_plan(
-        loaded.architecture, loaded.fingerprint, layer_filters, params.recipe(), [ProbeRef(p.name, p.digest) for p in probes],
-        config.methods, {method: p.recipe() for method, p in method_params.items()},
+        loaded.architecture, loaded.fingerprint,
+        [(info.name, parse_filters(config.filters, info.filters, info.name)) for info in chosen],
+        params.recipe(), [ProbeRef(p.name, p.digest) for p in probes], config.methods,
+        {method: p.recipe() for method, p in method_params.items()},
         DatasetRef([[image.digest for image in chunk] for chunk in dataset.chunks], dataset.short_side, dataset.examples),
     )
     name = atlas_name(loaded.architecture, loaded.source.kind, loaded.fingerprint, config.name)
-    return Prepared(config, loaded, probes, chosen, sum(i.filters for i in every_layer), params, plan, method_params,
-                    dataset, name)
+    return Prepared(config, loaded, geometry, probes, chosen, params, plan, method_params, dataset, name)
 
 
-def _check_dataset_size(loaded, layers: list[str], short_side: int) -> None:
-    """Dataset images, at their shorter side, must give every planned layer a map."""
-    from atlasgen.model import geometry
-    from atlasgen.model.graph import spatial_ops
-    from atlasgen.model.layers import smallest_size
+def _chosen_layers(loaded, geometry: ModelGeometry, config: BuildConfig) -> list[LayerInfo]:
+    infos = {info.name: info for info in geometry.layers(config.size)}
+    names = list(config.layers) if config.layers else list(infos)
+    for name in names:
+        if name not in infos:
+            raise AtlasgenError(
+                f"layer {name!r} {_layer_kind(loaded.model, name)} of {loaded.architecture}; use conv layers such as "
+                f"{', '.join(list(infos)[:3])} (`atlasgen layers` lists them)"
+            )
+    return [infos[name] for name in names]
 
-    ops = spatial_ops(loaded.model)
-    fields = geometry.receptive_fields(ops, (short_side, short_side))
-    empty = [layer for layer in layers if min(fields[layer].size) < 1]
+
+def _method_params(methods: tuple[str, ...], params: SynthesisParams) -> dict:
+    """Each chosen method's own parameters beyond the synthesis parameters."""
+    if "maco" not in methods:
+        return {}
+    from atlasgen.synthesis.maco import MacoParams
+
+    return {"maco": MacoParams.from_synthesis(params)}
+
+
+def _check_sizes(geometry: ModelGeometry, layers: list[str], probes: list, config: BuildConfig,
+                 params: SynthesisParams) -> None:
+    """Probe photos and dataset images must give every planned layer a map, and one image at each
+    size must fit in memory: refused before any tensor is made."""
+    check_input_sizes(geometry, layers, {p.name: p.image.shape[:2] for p in probes})
+    side = config.dataset_size
+    empty = geometry.too_small(layers, (side, side))
     if empty:
-        raise AtlasgenError(f"--dataset-size {short_side} is too small for layer {empty[0]}; "
-                            f"use at least {smallest_size(ops, layers, short_side)}")
+        raise AtlasgenError(f"--dataset-size {side} is too small for layer {empty}; "
+                            f"use at least {geometry.smallest_size(layers, side)}")
+    _check_memory(geometry, layers, side, f"--dataset-size {side}")
+    _check_memory(geometry, layers, config.size + 2 * params.pad, f"--size {config.size}")
 
 
-def _check_memory(loaded, layers: list[str], side: int, option: str) -> None:
-    """Refuses, before any tensor is made, a size whose single image cannot fit in memory."""
-    from atlasgen.model.layers import activation_bytes
+def _check_memory(geometry: ModelGeometry, layers: list[str], side: int, option: str) -> None:
     from atlasgen.synthesis.engine import machine_available_bytes
 
-    need = max(activation_bytes(loaded, layer, side) for layer in layers)
+    need = max(geometry.activation_bytes(layer, side) for layer in layers)
     have = machine_available_bytes()
     if need > have:
         raise AtlasgenError(
@@ -165,8 +175,8 @@ def run_build(config: BuildConfig, progress: Progress | None = None) -> BuildRes
         progress.start(len(todo))
         if todo:
             progress.note(precision_note(prepared.params.precision))
-        _compute(prepared, store, None, [a for a in todo if a.layer is None], progress)
-        _scan(prepared, store, [a for a in todo if a.chunk is not None], progress)
+        _compute(prepared, store, "atlas", [a for a in todo if a.layer is None], progress)
+        _compute(prepared, store, "dataset", [a for a in todo if a.chunk is not None], progress)
         _check_dataset_readable(prepared, store, progress)
         for layer in plan.layers:
             _compute(prepared, store, layer.name, [a for a in todo if a.layer == layer.name and a.chunk is None], progress)
@@ -175,7 +185,6 @@ def run_build(config: BuildConfig, progress: Progress | None = None) -> BuildRes
         complete = not store.missing([a.key for a in plan.artifacts])
         manifest = rendered = None
         if complete:
-            from atlasgen.build.export import export_atlas
             from atlasgen.site.render import render_site
 
             manifest = export_atlas(prepared, store)
@@ -189,51 +198,25 @@ def precision_note(precision: str) -> str:
     return f"synthesis precision: {precision} ({what}; --precision overrides)"
 
 
-def _compute(prepared: Prepared, store: Store, layer: str | None, work: list, progress: Progress) -> None:
-    """Every kind's missing artifacts of one layer (or the atlas-wide ones), in the registry's order."""
+def _compute(prepared: Prepared, store: Store, section: str, work: list, progress: Progress) -> None:
+    """Every kind's missing artifacts of one section (a layer, the atlas-wide ones or the dataset's
+    chunks), in the registry's order, each stored as soon as it is made."""
     if not work:
         return
-    progress.layer(layer or "atlas", len(work))
+    progress.layer(section, len(work))
+    layer = work[0].layer if work[0].chunk is None else None
     make_engine = functools.cache(lambda precision: _engine(prepared, layer, precision))  # one per precision
-    probes = {p.name: p for p in prepared.probes}
     for kind in kinds_for(prepared.plan.methods).values():
         artifacts = [a for a in work if a.kind == kind.name]
         if not artifacts:
             continue
-        job = Job(kind.name, artifacts, prepared.params, probes, store, prepared.config.batch_size, make_engine,
-                  log=progress.note, method_params=prepared.method_params or {}, dataset=prepared.dataset,
-                  chunks=prepared.plan.layer_chunks(layer) if layer else [])
+        job = Job(kind.name, artifacts, prepared.params, {p.name: p for p in prepared.probes}, store,
+                  prepared.config.batch_size, make_engine, log=progress.note, method_params=prepared.method_params,
+                  dataset=prepared.dataset, chunks=prepared.plan.layer_chunks(layer) if layer else [],
+                  loaded=prepared.loaded, geometry=prepared.geometry, layers=[l.name for l in prepared.plan.layers])
         for artifact, blobs, facts in kind.compute(job):
             store.put(artifact.key, blobs, {"recipe": artifact.recipe, **facts})
             progress.advance(1, kind.label)
-
-
-def _scan(prepared: Prepared, store: Store, work: list, progress: Progress) -> None:
-    """The dataset's missing chunks: one forward pass per image gives every planned layer's top k,
-    each stored as soon as its chunk is done (a kill loses at most the chunk in flight)."""
-    if not work:
-        return
-    from atlasgen.build.dataset import Scanner, Top, scan_batch_size, scan_chunk
-
-    dataset = prepared.dataset
-    layers = [layer.name for layer in prepared.plan.layers]
-    filters = {info.name: info.filters for info in prepared.layers}
-    by_digest = {image.digest: image for image in dataset.images}
-    by_chunk: dict[str, list] = {}
-    for artifact in work:
-        by_chunk.setdefault(artifact.chunk, []).append(artifact)
-    batch = prepared.config.batch_size or scan_batch_size(prepared.loaded, layers, dataset.short_side)
-    progress.layer("dataset", len(work))
-    progress.note(f"dataset {dataset.name}: scanning {len(by_chunk)} of {len(dataset.chunks)} chunks "
-                  f"({dataset.short_side} px shorter side, batches of up to {batch})")
-    scanner = Scanner(prepared.loaded, layers)
-    for artifacts in by_chunk.values():
-        chunk = tuple(by_digest[digest] for digest in artifacts[0].recipe["images"])
-        tops, facts = scan_chunk(scanner, chunk, dataset.short_side, dataset.examples, batch)
-        for artifact in artifacts:
-            top = tops[layers.index(artifact.layer)] or Top.empty(filters[artifact.layer], dataset.examples)
-            store.put(artifact.key, {"top": top.to_bytes()}, {"recipe": artifact.recipe, **facts})
-            progress.advance(1, "dataset chunks")
 
 
 def _check_dataset_readable(prepared: Prepared, store: Store, progress: Progress) -> None:
@@ -255,16 +238,7 @@ def dataset_skipped(prepared: Prepared, store: Store) -> list[tuple[str, str]] |
     """(source, reason) of every image file the dataset scan skipped, in source order; None while a chunk is missing."""
     if not prepared.plan.chunks:
         return None
-    first_layer = prepared.plan.layers[0].name
-    sources = {image.digest: image.source for image in prepared.dataset.images}
-    skipped = list(prepared.dataset.refused)
-    for artifact in prepared.plan.layer_chunks(first_layer):
-        entry = store.get(artifact.key)
-        if entry is None:
-            return None
-        digests = artifact.recipe["images"]
-        skipped += [(sources[digests[index]], reason) for index, reason in entry.meta["skipped"]]
-    return sorted(skipped)
+    return skipped_files(prepared.dataset, prepared.plan.layer_chunks(prepared.plan.layers[0].name), store)
 
 
 def _engine(prepared: Prepared, layer: str, precision: str = "float32"):
@@ -281,13 +255,11 @@ def build_status(config: BuildConfig) -> dict:
     layers = {}
     for layer in prepared.plan.layers:
         counts = {}
+        of_layer = layer.artifacts + prepared.plan.layer_chunks(layer.name)
         for kind in kinds_for(prepared.plan.methods).values():
-            keys = [a.key for a in layer.artifacts if a.kind == kind.name]
+            keys = [a.key for a in of_layer if a.kind == kind.name]
             if keys:
                 counts[kind.name] = {"planned": len(keys), "missing": sum(k in missing for k in keys)}
-        chunk_keys = [a.key for a in prepared.plan.layer_chunks(layer.name)]
-        if chunk_keys:
-            counts["dataset-top"] = {"planned": len(chunk_keys), "missing": sum(k in missing for k in chunk_keys)}
         layers[layer.name] = counts
     total = len(prepared.plan.artifacts)
     return {"planned": total, "missing": len(missing), "done": total - len(missing), "layers": layers}

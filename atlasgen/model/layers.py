@@ -1,15 +1,24 @@
-"""The convolutional layers of a loaded model with their receptive-field geometry at one input size."""
+"""The model's geometry as one typed record: its conv layers and their receptive fields.
+
+`model_geometry(loaded)` walks the Keras graph once; the record then gives every layer's field at any
+input size (computed once per size), the sizes a layer needs, and the activation memory of an image,
+so a build computes the model's geometry once and every stage receives it.
+"""
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
-from atlasgen.model import geometry
 from atlasgen.errors import AtlasgenError
-from atlasgen.model.graph import conv_layers, spatial_ops
+from atlasgen.model import geometry
+from atlasgen.model.graph import ConvLayer, conv_layers, spatial_ops
 from atlasgen.model.weights import LoadedModel
 
 MAX_SEARCHED_SIZE = 4096
+#: Bytes kept per activation element for a training-style step: the forward value, its gradient and
+#: the backward pass's scratch, 4 bytes each; measured peaks on the CPU stay under this.
+BYTES_PER_ACTIVATION = 4 * 4
 
 
 @dataclass(frozen=True)
@@ -41,58 +50,77 @@ class LayerInfo:
         }
 
 
+@dataclass(frozen=True, eq=False)
+class ModelGeometry:
+    """A model's graph as spatial ops and its conv layers, in graph order."""
+
+    ops: tuple[geometry.SpatialOp, ...]
+    convs: tuple[ConvLayer, ...]
+
+    @functools.cache
+    def fields(self, input_size: geometry.Pair) -> dict[str, geometry.Field]:
+        """Every layer's field for an input of (height, width) pixels."""
+        return geometry.receptive_fields(self.ops, tuple(input_size))
+
+    def filters(self, layer: str) -> int:
+        return next(c.filters for c in self.convs if c.name == layer)
+
+    def layers(self, size: int) -> list[LayerInfo]:
+        """Every conv layer with r, S, P and output size for a size x size input."""
+        fields = self.fields((size, size))
+        empty = [c.name for c in self.convs if min(fields[c.name].size) < 1]
+        if empty:
+            smallest = self.smallest_size([c.name for c in self.convs], size)
+            raise AtlasgenError(
+                f"--size {size} is too small: layer {empty[0]} would have an empty output; use --size {smallest} or more"
+            )
+        return [LayerInfo(c.name, c.filters, fields[c.name], (size, size)) for c in self.convs]
+
+    def too_small(self, layers: list[str], size: geometry.Pair) -> str | None:
+        """The first of `layers` whose map is empty on an input of `size` (height, width); None if none is."""
+        fields = self.fields(tuple(size))
+        return next((layer for layer in layers if min(fields[layer].size) < 1), None)
+
+    def smallest_size(self, layers: list[str], start: int) -> int:
+        """The smallest square side above `start` that gives every one of `layers` a map."""
+        for n in range(start + 1, MAX_SEARCHED_SIZE + 1):
+            if self.too_small(layers, (n, n)) is None:
+                return n
+        return MAX_SEARCHED_SIZE
+
+    def activation_bytes(self, layer: str, size: geometry.Pair | int) -> int:
+        """Activation memory one image needs for a forward and backward pass up to `layer`: the image
+        and every conv layer's output up to it. Pure geometry, so it is known before any tensor is made."""
+        size = (size, size) if isinstance(size, int) else tuple(size)
+        fields = self.fields(size)
+        elements = 3 * size[0] * size[1]
+        for conv in self.convs:
+            h, w = fields[conv.name].size
+            elements += max(h, 0) * max(w, 0) * conv.filters
+            if conv.name == layer:
+                break
+        return elements * BYTES_PER_ACTIVATION
+
+
+def model_geometry(loaded: LoadedModel) -> ModelGeometry:
+    """The model's geometry, from one walk of its graph."""
+    return ModelGeometry(tuple(spatial_ops(loaded.model)), tuple(conv_layers(loaded.model)))
+
+
 def describe_layers(loaded: LoadedModel, size: int) -> list[LayerInfo]:
     """Every conv layer of the model with r, S, P and output size for a size x size input."""
-    ops = spatial_ops(loaded.model)
-    convs = conv_layers(loaded.model)
-    fields = geometry.receptive_fields(ops, (size, size))
-    empty = [c.name for c in convs if min(fields[c.name].size) < 1]
-    if empty:
-        smallest = smallest_size(ops, [c.name for c in convs], size)
-        raise AtlasgenError(
-            f"--size {size} is too small: layer {empty[0]} would have an empty output; use --size {smallest} or more"
-        )
-    return [LayerInfo(c.name, c.filters, fields[c.name], (size, size)) for c in convs]
+    return model_geometry(loaded).layers(size)
 
 
-#: Bytes kept per activation element for a training-style step: the forward value, its gradient and
-#: the backward pass's scratch, 4 bytes each; measured peaks on the CPU stay under this.
-BYTES_PER_ACTIVATION = 4 * 4
-
-
-def activation_bytes(loaded: LoadedModel, layer: str, size: int) -> int:
-    """Activation memory one size x size image needs for a forward and backward pass up to `layer`:
-    the image and every conv layer's output up to it. Pure geometry, so it is known before any
-    tensor is made."""
-    fields = geometry.receptive_fields(spatial_ops(loaded.model), (size, size))
-    elements = 3 * size * size
-    for conv in conv_layers(loaded.model):
-        h, w = fields[conv.name].size
-        elements += max(h, 0) * max(w, 0) * conv.filters
-        if conv.name == layer:
-            break
-    return elements * BYTES_PER_ACTIVATION
-
-
-def check_input_sizes(loaded: LoadedModel, layers: list[str], sizes: dict[str, tuple[int, int]]) -> None:
+def check_input_sizes(geometry_: ModelGeometry, layers: list[str], sizes: dict[str, tuple[int, int]]) -> None:
     """Every named input (a probe photo: (height, width)) must give every layer a non-empty map."""
-    ops = spatial_ops(loaded.model)
     for name, (h, w) in sizes.items():
-        fields = geometry.receptive_fields(ops, (h, w))
-        empty = [layer for layer in layers if min(fields[layer].size) < 1]
+        empty = geometry_.too_small(layers, (h, w))
         if empty:
-            smallest = smallest_size(ops, layers, min(h, w))
+            smallest = geometry_.smallest_size(layers, min(h, w))
             raise AtlasgenError(
-                f"probe {name!r} is {w}x{h} px, too small for layer {empty[0]}; give photos of at least {smallest} px a side"
+                f"probe {name!r} is {w}x{h} px, too small for layer {empty}; give photos of at least {smallest} px a side"
             )
-
-
-def smallest_size(ops, names: list[str], start: int) -> int:
-    for n in range(start + 1, MAX_SEARCHED_SIZE + 1):
-        fields = geometry.receptive_fields(ops, (n, n))
-        if all(min(fields[name].size) >= 1 for name in names):
-            return n
-    return MAX_SEARCHED_SIZE
 
 
 def layers_document(loaded: LoadedModel, layers: list[LayerInfo], size: int) -> dict:

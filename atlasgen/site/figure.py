@@ -28,30 +28,17 @@ from urllib.parse import unquote, urlsplit
 from atlasgen.codec import MAX_IMAGE_BYTES, TooManyPixels, Undecodable, decode_rgb
 from atlasgen.errors import AtlasgenError
 from atlasgen.fs import atomic_write, read_regular
-from atlasgen.manifest import MANIFEST, Manifest, ManifestError, load_manifest
+from atlasgen.manifest import MANIFEST, Manifest
+from atlasgen.site.atlases import atlas_folders, load_atlas
+from atlasgen.site.views import COLUMNS, DEFAULT_COLUMNS, EXAMPLES_IN_CELL, cell_images, has_view, unit_views
 from atlasgen.names import safe_name, unit_folder
 
-#: The views a column can show, in the order `--columns` lists them in help: view -> header.
-VIEWS = {
-    "channel": "whole filter",
-    "maco": "whole filter\n(MACO)",
-    "neuron": "centre neuron",
-    "rf-crop": "receptive field\n(zoomed)",
-    "examples": "top dataset\nexamples",
-    "maps": "activation map",
-}
-#: The unit image each single-image view shows (`UnitRecord.images` key).
-IMAGE_OF_VIEW = {"channel": "channel", "maco": "maco_channel", "neuron": "neuron", "rf-crop": "rf_crop"}
-DEFAULT_COLUMNS = ("channel", "neuron", "rf-crop")
 FORMATS = ("pdf", "svg", "png")
 DEFAULT_DPI = 300
 MAX_DPI = 9600
 #: A PNG larger than this is refused (Agg draws at most 2^16 - 1 pixels a side; the area bounds memory).
 MAX_PNG_SIDE = 65_535
 MAX_PNG_PIXELS = 100_000_000
-#: The dataset examples a cell of the `examples` view shows, side by side, highest first.
-EXAMPLES_IN_CELL = 3
-
 # Layout, in inches and points.
 CELL = 1.0  # a single-image cell's height and least width
 EXAMPLES_WIDTH = 2.0  # the examples column's least width
@@ -138,16 +125,16 @@ def parse_spec(text: str) -> Spec:
 
 
 def parse_columns(text: str | Sequence[str]) -> tuple[str, ...]:
-    """`channel,neuron,rf-crop` (or a sequence of names) as a tuple of views, each one of VIEWS."""
+    """`channel,neuron,rf-crop` (or a sequence of names) as a tuple of views, each a column of the views table."""
     names = text.split(",") if isinstance(text, str) else list(text)
     if not names or all(not isinstance(n, str) or not n.strip() for n in names):
-        raise AtlasgenError(f"--columns is empty; give views from {', '.join(VIEWS)}")
+        raise AtlasgenError(f"--columns is empty; give views from {', '.join(COLUMNS)}")
     columns = []
     for name in names:
         if not isinstance(name, str) or not name.strip():
-            raise AtlasgenError(f"--columns has an empty item; give a comma list of {', '.join(VIEWS)}")
-        if name.strip() not in VIEWS:
-            raise AtlasgenError(f"--columns: unknown view {name.strip()[:40]!r}; choose from {', '.join(VIEWS)}")
+            raise AtlasgenError(f"--columns has an empty item; give a comma list of {', '.join(COLUMNS)}")
+        if name.strip() not in COLUMNS:
+            raise AtlasgenError(f"--columns: unknown view {name.strip()[:40]!r}; choose from {', '.join(COLUMNS)}")
         columns.append(name.strip())
     return tuple(columns)
 
@@ -196,19 +183,19 @@ def make_figure(out: Path, specs: Sequence[str], target: Path, columns: str | Se
     for spec in parsed:
         name = _atlas_of(spec, names, atlas, out)
         if name not in manifests:
-            manifests[name] = _load(out, name)
+            manifests[name] = load_atlas(out, name)
         rows += _units(manifests[name], spec)
     for row, unit in rows:
         for view in columns:
-            _check_view(manifests[row.atlas], row, unit, view)
+            _check_view(row, unit, COLUMNS[view])
 
     images = _ImageReader(out)
-    cells = [[_cell_images(images, unit, view) for view in columns] for _, unit in rows]
+    cells = [[[images.read(path) for path in cell_images(COLUMNS[view], unit)] for view in columns] for _, unit in rows]
     several = len({row.atlas for row, _ in rows}) > 1
-    probes = {unit.activation_maps[0].probe for _, unit in rows} if "maps" in columns else set()
+    probes = {unit.activation_maps[0].probe for _, unit in rows if unit.activation_maps}
     headers = [_header(view, probes) for view in columns]
     labels = [_row_label(row, several) for row, _ in rows]
-    data, size, pixels = _draw(fmt, dpi, headers, labels, cells, columns)
+    data, size, pixels = _draw(fmt, dpi, headers, labels, cells, [COLUMNS[view].shows for view in columns])
     try:
         atomic_write(target, data)
     except OSError as exc:
@@ -239,8 +226,6 @@ def _check_target(target: Path) -> str:
 
 
 def _atlas_names(out: Path) -> list[str]:
-    from atlasgen.site.render import atlas_folders
-
     if not out.is_dir():
         raise AtlasgenError(f"--out {out} is not a folder of atlases; give the folder `atlasgen build --out` wrote")
     names = atlas_folders(out)
@@ -270,13 +255,6 @@ def _atlas_of(spec: Spec, names: list[str], default: str | None, out: Path) -> s
         f"SPEC {spec.text[:80]!r} names no atlas and --out {out} holds several ({_listed(names)}); "
         f"give --atlas NAME, or the page's path such as {names[0]}/{spec.layer[:40]}/{spec.first}/"
     )
-
-
-def _load(out: Path, name: str) -> Manifest:
-    manifest = load_manifest(out / name)
-    if manifest.name != name:
-        raise ManifestError(f"{out / name / MANIFEST} is the atlas {manifest.name!r}, not {name!r}; rebuild with atlasgen build")
-    return manifest
 
 
 def _units(manifest: Manifest, spec: Spec) -> list[tuple[Row, object]]:
@@ -314,32 +292,11 @@ def _ranges(indices: list[int]) -> str:
     return text + (",…" if len(spans) > 8 else "")
 
 
-def _check_view(manifest: Manifest, row: Row, unit, view: str) -> None:
-    where = f"{row.layer}/{row.filter} in the atlas {row.atlas}"
-    if view in IMAGE_OF_VIEW:
-        if IMAGE_OF_VIEW[view] in unit.images:
-            return
-        if view == "channel" and "maco_channel" in unit.images:
-            hint = "it was built with --method maco only; use the view maco, or build with --method lucid"
-        elif view == "maco":
-            hint = "build with --method lucid,maco, or leave maco out of --columns"
-        else:
-            hint = f"build with --method lucid, or leave {view} out of --columns"
-        raise AtlasgenError(f"the view {view} was not built for {where}; {hint}")
-    if view == "examples" and not unit.dataset_examples:
-        raise AtlasgenError(f"the view examples was not built for {where} (it has no dataset examples); "
-                            f"leave examples out of --columns")
-    if view == "maps" and not (unit.activation_maps and "heatmap" in unit.activation_maps[0].images):
-        raise AtlasgenError(f"the view maps was not built for {where} (it has no activation map); "
-                            f"leave maps out of --columns")
-
-
-def _cell_images(reader: "_ImageReader", unit, view: str) -> list:
-    if view in IMAGE_OF_VIEW:
-        return [reader.read(unit.images[IMAGE_OF_VIEW[view]])]
-    if view == "examples":
-        return [reader.read(example.image) for example in unit.dataset_examples[:EXAMPLES_IN_CELL]]
-    return [reader.read(unit.activation_maps[0].images["heatmap"])]
+def _check_view(row: Row, unit, view) -> None:
+    if not has_view(view, unit):
+        built = ", ".join(v.id for v in unit_views(unit) if v.column) or "none"
+        raise AtlasgenError(f"the view {view.id} was not built for {row.layer}/{row.filter} in the atlas {row.atlas} "
+                            f"(it has {built}); {view.hint}")
 
 
 class _ImageReader:
@@ -384,9 +341,10 @@ class _ImageReader:
 
 
 def _header(view: str, probes: set[str]) -> str:
-    if view == "maps" and len(probes) == 1:
-        return f"activation map\n({next(iter(probes))})"
-    return VIEWS[view]
+    header = COLUMNS[view].header
+    if COLUMNS[view].shows == "maps" and len(probes) == 1:
+        return f"{header}\n({next(iter(probes))})"
+    return header
 
 
 def _row_label(row: Row, several_atlases: bool) -> str:
@@ -399,13 +357,14 @@ def _text_width(text: str) -> float:
 
 
 def _draw(fmt: str, dpi: int, headers: list[str], labels: list[str], cells: list[list[list]],
-          columns: tuple[str, ...]) -> tuple[bytes, tuple[float, float], tuple[int, int]]:
-    """The panel as the bytes of a `fmt` file, its size in inches, and its size in pixels at `dpi`."""
+          shows: list[str]) -> tuple[bytes, tuple[float, float], tuple[int, int]]:
+    """The panel as the bytes of a `fmt` file, its size in inches, and its size in pixels at `dpi`;
+    `shows` says what each column's cells draw (a view's `shows`)."""
     import matplotlib
     from matplotlib.figure import Figure
 
     label_w = max(_text_width(label) for label in labels) + 2 * GAP
-    widths = [max(EXAMPLES_WIDTH if view == "examples" else CELL, _text_width(h) + GAP) for view, h in zip(columns, headers)]
+    widths = [max(EXAMPLES_WIDTH if view == "examples" else CELL, _text_width(h) + GAP) for view, h in zip(shows, headers)]
     rows = len(labels)
     header_h = max(HEADER, LINE_HEIGHT * max(h.count("\n") + 1 for h in headers) + GAP)
     row_h = max(CELL, LINE_HEIGHT * max(label.count("\n") + 1 for label in labels))
@@ -452,7 +411,7 @@ def _draw(fmt: str, dpi: int, headers: list[str], labels: list[str], cells: list
             top = MARGIN + header_h + r * (row_h + GAP)
             fig.text((MARGIN + label_w - GAP) / width, 1 - (top + row_h / 2) / height, label,
                      ha="right", va="center", multialignment="right")
-            for left, w, view, images in zip(lefts, widths, columns, row):
+            for left, w, view, images in zip(lefts, widths, shows, row):
                 if view == "examples":
                     slot = (w - SUBGAP * (EXAMPLES_IN_CELL - 1)) / EXAMPLES_IN_CELL
                     for k, image in enumerate(images):

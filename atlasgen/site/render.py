@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
@@ -23,9 +22,10 @@ import atlasgen
 from atlasgen.codec import RF_CROP_DISPLAY, VIRIDIS_STOPS, zoomed_size
 from atlasgen.site.figure import figure_command
 from atlasgen.fs import OwnedFiles
-from atlasgen.manifest import MANIFEST, Manifest, ManifestError, load_manifest
+from atlasgen.manifest import Manifest, to_json
+from atlasgen.site.atlases import load_atlases
+from atlasgen.site.views import LAYER_THUMB, layer_tabs, thumbnail, unit_views
 
-LAYER_THUMB = 96
 # Display widths in CSS px; static/atlas.css sets the same ones (the <img> width and height
 # attributes are the image's own pixels, for its aspect ratio, as HTML means them).
 #: A filter page's synthesised images, when they are small enough to enlarge.
@@ -72,6 +72,7 @@ def environment() -> Environment:
         lstrip_blocks=True,
     )
     env.globals["as_pixels"] = as_pixels
+    env.globals["thumbnail"] = thumbnail
     return env
 
 
@@ -98,38 +99,6 @@ COLOUR_SCALE = [(i / (len(VIRIDIS_STOPS) - 1), "#%02x%02x%02x" % tuple(int(c) fo
                 for i, rgb in enumerate(VIRIDIS_STOPS)]
 
 
-def atlas_folders(out: Path) -> list[str]:
-    """The atlases in an output folder: every subfolder (not a link) that holds a regular atlas.json."""
-    try:
-        with os.scandir(out) as entries:
-            names = sorted(e.name for e in entries if e.is_dir(follow_symlinks=False))
-    except FileNotFoundError:
-        raise ManifestError(f"{out} does not exist; run `atlasgen build --out {out}` first") from None
-    except OSError as exc:
-        raise ManifestError(f"{out} cannot be read ({exc.strerror}); check its permissions") from None
-    return [name for name in names if os.path.lexists(out / name / MANIFEST)]
-
-
-def load_atlases(out: Path) -> list[Manifest]:
-    """Every atlas in `out`, each checked against its schema and against its own folder."""
-    atlases = []
-    for name in atlas_folders(out):
-        atlas = load_manifest(out / name)
-        if atlas.name != name or any(not unit_page.startswith(f"{name}/") for unit_page in _paths(atlas)):
-            raise ManifestError(f"{out / name / MANIFEST} names pages outside its folder {name}/; rebuild with atlasgen build")
-        atlases.append(atlas)
-    if not atlases:
-        raise ManifestError(f"{out} holds no atlas (no <name>/{MANIFEST}); run `atlasgen build --out {out}` first")
-    return atlases
-
-
-def _paths(atlas: Manifest):
-    yield from (p.image for p in atlas.probes)
-    for layer in atlas.layers:
-        yield layer.path
-        yield from (unit.page for unit in layer.units)
-
-
 def render_site(out: Path, base_url: str | None = None, force: bool = False, focus: str | None = None) -> RenderResult:
     """Renders every page of every atlas in `out` (each <name>/atlas.json) and the root list of
     atlases. Without `force`, a folder that holds files atlasgen did not write is refused. The
@@ -154,7 +123,7 @@ def render_site(out: Path, base_url: str | None = None, force: bool = False, foc
         urls += _render_atlas(atlas, page, owned.write, base)
         owned.write(f"{atlas.name}/{SEARCH_INDEX}", search_index(atlas))
     first = next((a for a in atlases if a.layers and a.layers[0].units), None)
-    preview = base + whole_filter_image(first.layers[0].units[0]) if base and first else None
+    preview = base + thumbnail(first.layers[0].units[0]) if base and first else None
     page("atlases.html", "index.html", 0, atlas=None, atlases=atlases, og_image=preview)
     # GitHub Pages serves the root 404.html at any depth, so it links from the site's own root.
     page("404.html", "404.html", 0, atlas=None, base_href=urlparse(base).path if base else "/")
@@ -178,14 +147,14 @@ def _render_atlas(atlas: Manifest, page, write, base: str | None) -> list[str]:
     size = atlas.parameters.size
     home = f"{atlas.name}/"
     layers = atlas.layers
-    first = whole_filter_image(layers[0].units[0]) if layers and layers[0].units else None
+    first = thumbnail(layers[0].units[0]) if layers and layers[0].units else None
     page("index.html", home + "index.html", 1, atlas=atlas, strip=STRIP_THUMBS, thumb=STRIP_THUMB,
          og_image=base + first if base and first else None)
     figure = {"width": figure_width(size), "rf_crop": rf_crop_size, "colour_scale": COLOUR_SCALE, "map_width": MAP_WIDTH}
     for li, layer in enumerate(layers):
         prev_layer = layers[li - 1] if li > 0 else None
         next_layer = layers[li + 1] if li + 1 < len(layers) else None
-        views = layer_views(layer, atlas.probes, size)
+        views = layer_tabs(layer, atlas.probes, size)
         page("layer.html", layer.path + "index.html", 2, atlas=atlas, layer=layer, views=views,
              prev_layer=prev_layer, next_layer=next_layer)
         units = layer.units
@@ -195,11 +164,12 @@ def _render_atlas(atlas: Manifest, page, write, base: str | None) -> list[str]:
             write(unit.page + "unit.json", unit_document(atlas, layer, unit, citation))
             page(
                 "filter.html", unit.page + "index.html", 3, atlas=atlas,
-                layer=layer, unit=unit, maps=[(m, probes[m.probe]) for m in unit.activation_maps], size=size,
+                layer=layer, unit=unit, views=unit_views(unit), maps=[(m, probes[m.probe]) for m in unit.activation_maps],
+                size=size,
                 prev_unit=units[ui - 1] if ui > 0 else None, next_unit=units[ui + 1] if ui + 1 < len(units) else None,
                 prev_layer=prev_layer, next_layer=next_layer, permalink=permalink,
                 bibtex=citation, figure=figure, figure_command=figure_command(atlas.name, layer.name, unit.index),
-                og_image=base + whole_filter_image(unit) if base else None,
+                og_image=base + thumbnail(unit) if base else None,
             )
     if not base:
         return []
@@ -229,53 +199,13 @@ def search_index(atlas: Manifest) -> bytes:
     return (json.dumps(document, separators=(",", ":")) + "\n").encode()
 
 
-#: The layer page's grids of whole-filter images: (view id, tab label, output name), shown when every unit has it.
-IMAGE_VIEWS = (
-    ("channel", "Whole filter", "channel"),
-    ("maco", "Whole filter (MACO)", "maco_channel"),
-    ("neuron", "Centre neuron (receptive field)", "rf_crop"),
-)
-
-
-def whole_filter_image(unit) -> str:
-    """The unit's whole-filter image for thumbnails and previews: Lucid's, else MACO's."""
-    return unit.images["channel"] if "channel" in unit.images else unit.images["maco_channel"]
-
-
-def layer_views(layer, probes, size: int) -> list[dict]:
-    """The layer page's tabs: a grid per synthesised image the units have, then each unit's top dataset
-    example, then one per probe photo. A cell is (unit, image path, the dataset example it shows or None,
-    the image's natural (width, height) in pixels); `size` is the synthesised images' side."""
-    units = layer.units
-    views = [
-        {"id": view, "label": label, "height": LAYER_THUMB, "crops": False,
-         "cells": [(u, u.images[name], None, rf_crop_size(u.rf_box) if name == "rf_crop" else (size, size)) for u in units]}
-        for view, label, name in IMAGE_VIEWS if units and all(name in u.images for u in units)
-    ]
-    if units and all(u.dataset_examples for u in units):
-        views.append({"id": "examples", "label": "Top dataset example", "height": LAYER_THUMB, "crops": True,
-                      "cells": [(u, u.dataset_examples[0].image, u.dataset_examples[0], _box_size(u.dataset_examples[0].box))
-                                for u in units]})
-    return views + [
-        {"id": f"map-{i}", "label": f"Activation on {probe.name}",
-         "height": round(LAYER_THUMB * probe.height / probe.width), "crops": False,
-         "cells": [(u, u.activation_maps[i].images["overlay"], None, (probe.width, probe.height)) for u in units]}
-        for i, probe in enumerate(probes)
-    ]
-
-
-def _box_size(box) -> tuple[int, int]:
-    top, left, bottom, right = box
-    return right - left, bottom - top
-
-
 def unit_document(atlas: Manifest, layer, unit, citation: str) -> bytes:
     """unit.json beside a filter page: the filter's record from atlas.json, with what names it, for scripts."""
     document = {
         "atlas": atlas.name, "atlas_id": atlas.atlas_id, "model": atlas.model,
-        "weights": dataclasses.asdict(atlas.weights), "generator": dataclasses.asdict(atlas.generator),
-        "layer": {k: v for k, v in dataclasses.asdict(layer).items() if k != "units"},
-        "unit": dataclasses.asdict(unit), "bibtex": citation,
+        "weights": to_json(atlas.weights), "generator": to_json(atlas.generator),
+        "layer": {f.name: to_json(getattr(layer, f.name)) for f in dataclasses.fields(layer) if f.name != "units"},
+        "unit": to_json(unit), "bibtex": citation,
     }
     return (json.dumps(document, indent=1, allow_nan=False) + "\n").encode()
 

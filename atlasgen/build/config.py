@@ -1,0 +1,162 @@
+"""What a build is asked for: the presets and the build config, every value checked as given.
+
+An empty or zero value is an error, never the preset's; a value that is not given (None) takes the
+preset's. `BuildConfig.resolved()` is the one place both happen.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from atlasgen.build.dataset import DEFAULT_CHUNK, DEFAULT_EXAMPLES, DEFAULT_SHORT_SIDE, check_options
+from atlasgen.build.kinds import DEFAULT_METHODS, METHODS
+from atlasgen.errors import AtlasgenError
+from atlasgen.model.weights import VGG16_LAYERS
+from atlasgen.names import check_atlas_name
+from atlasgen.params import PRECISIONS, check_precision
+
+
+@dataclass(frozen=True)
+class Preset:
+    weights: str
+    layers: tuple[str, ...] | None  # None: every conv layer
+    filters: str | None  # None: every filter
+    size: int
+    steps: int
+
+
+PRESETS = {
+    # The README's offline main job: the first conv of every block, a few filters, minutes on a CPU.
+    "quick": Preset("hed-bsds500", tuple(name for name in VGG16_LAYERS if name.endswith("_conv1")), "0-3", 64, 64),
+    # Publication settings for a GPU: every filter of every conv layer.
+    "full": Preset("imagenet", None, None, 224, 512),
+}
+DEFAULT_PRESET = "full"
+
+#: More steps than this would need a history too large to keep, and years on a CPU.
+MAX_STEPS = 100_000
+#: Whole-number options: (option, config field, least value, greatest value or None).
+WHOLE_NUMBERS = (("--size", "size", 8, None), ("--steps", "steps", 1, MAX_STEPS),
+                 ("--batch-size", "batch_size", 1, None), ("--seed", "seed", 0, None))
+#: What the dataset options fall back to when not given.
+DATASET_DEFAULTS = {"dataset_size": DEFAULT_SHORT_SIDE, "examples": DEFAULT_EXAMPLES, "dataset_chunk": DEFAULT_CHUNK}
+
+
+@dataclass(frozen=True)
+class BuildConfig:
+    """Everything a build is asked for; `None` fields fall back to the preset's value, and every
+    other value is checked as given (an empty or zero value is an error, never the preset's)."""
+
+    preset: str = DEFAULT_PRESET
+    weights: str | None = None
+    layers: tuple[str, ...] | None = None
+    filters: str | None = None
+    size: int | None = None
+    steps: int | None = None
+    probes: tuple[Path, ...] = ()
+    store: Path = Path(".atlas-store")
+    out: Path = Path("site")
+    shard: tuple[int, int] = (1, 1)  # (K, N): this process does part K of N
+    batch_size: int | None = None
+    seed: int = 0
+    base_url: str | None = None
+    force: bool = False  # write into a non-empty --out that holds no atlas of ours
+    methods: tuple[str, ...] = DEFAULT_METHODS  # whole-filter synthesis methods: lucid, maco or both
+    # float32 or mixed (bfloat16 compute, float32 parameters); None: mixed where TensorFlow sees a
+    # GPU, float32 on the CPU. Part of every synthesis recipe.
+    precision: str | None = None
+    # Dataset examples: a folder of images (None: scikit-image's bundled photos), the shorter side
+    # they are resized to, examples per filter and images per chunk (None: the defaults).
+    dataset: Path | None = None
+    dataset_size: int | None = None
+    examples: int | None = None
+    dataset_chunk: int | None = None
+    # The atlas's folder, the first segment of its URLs; None: atlasgen.names.atlas_name's rule.
+    name: str | None = None
+    # For citations, stored in atlas.json: the atlas's own title (None: one made from the model and
+    # weights) and its authors.
+    title: str | None = None
+    authors: tuple[str, ...] = ()
+
+    def resolved(self) -> "BuildConfig":
+        """The config with every value checked and every value not given taken from the preset."""
+        if self.preset not in PRESETS:
+            raise AtlasgenError(f"unknown preset {self.preset!r}; use one of {', '.join(PRESETS)}")
+        for check in (_check_selection, _check_numbers, _check_methods, _check_texts, _check_dataset):
+            check(self)
+        preset = PRESETS[self.preset]
+        given = {name: getattr(self, name) for name in ("weights", "layers", "filters", "size", "steps")}
+        defaults = {name: getattr(preset, name) for name in given}
+        given.update({name: getattr(self, name) for name in DATASET_DEFAULTS})
+        defaults.update(DATASET_DEFAULTS)
+        return replace(
+            self,
+            **{name: value if value is not None else defaults[name] for name, value in given.items()},
+            methods=tuple(m for m in METHODS if m in self.methods),  # one order, each once
+            precision=self.precision or default_precision(),
+        )
+
+
+def _check_selection(config: BuildConfig) -> None:
+    if config.weights is not None and not config.weights.strip():
+        raise AtlasgenError("--weights is empty; give imagenet, hed-bsds500 or a weights file")
+    if config.layers is not None and (not config.layers or not all(name.strip() for name in config.layers)):
+        raise AtlasgenError("--layers has an empty name; give conv layer names such as block1_conv1,block3_conv1")
+    if config.filters is not None and not config.filters.strip():
+        raise AtlasgenError("--filters is empty; give indices and ranges such as 0-7,12, or all")
+
+
+def _check_numbers(config: BuildConfig) -> None:
+    for option, name, low, high in WHOLE_NUMBERS:
+        value = getattr(config, name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < low
+                                  or high is not None and value > high):
+            limit = f"from {low} to {high}" if high is not None else f"of at least {low}"
+            raise AtlasgenError(f"{option} {value!r} is out of range; give a whole number {limit}")
+
+
+def _check_methods(config: BuildConfig) -> None:
+    methods = config.methods
+    if isinstance(methods, str) or not methods or not all(m.strip() for m in methods):
+        raise AtlasgenError(f"--method is empty; give one or more of {', '.join(METHODS)}, e.g. lucid,maco")
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        raise AtlasgenError(f"--method {unknown[0]!r} is not a synthesis method; use one or more of {', '.join(METHODS)}")
+    if config.precision is not None:
+        if not isinstance(config.precision, str) or not config.precision.strip():
+            raise AtlasgenError(f"--precision is empty; give one of {', '.join(PRECISIONS)}")
+        check_precision(config.precision, "--precision")
+
+
+def _check_texts(config: BuildConfig) -> None:
+    if config.base_url is not None and not config.base_url.startswith(("https://", "http://")):
+        raise AtlasgenError(f"--base-url {config.base_url!r} is not an http(s) URL; give e.g. https://user.github.io/repo/")
+    if config.name is not None:
+        check_atlas_name(config.name)
+    for option, value in [("--title", config.title)] + [("--author", a) for a in config.authors]:
+        if value is not None and (not value.strip() or len(value) > 300 or any(ord(c) < 32 for c in value)):
+            raise AtlasgenError(f"{option} {value[:40]!r} must be plain text of 1 to 300 characters on one line")
+
+
+def _check_dataset(config: BuildConfig) -> None:
+    if config.dataset is not None and not str(config.dataset).strip():
+        raise AtlasgenError("--dataset is empty; give a folder of images")
+    check_options(*(getattr(config, name) if getattr(config, name) is not None else default
+                    for name, default in DATASET_DEFAULTS.items()))
+
+
+def default_precision() -> str:
+    """bfloat16 where it pays (a GPU's tensor cores), float32 where it does not."""
+    from atlasgen.synthesis.engine import synthesis_device  # asks TensorFlow, so only when needed
+
+    return "float32" if synthesis_device() == "CPU" else "mixed"
+
+
+def parse_shard(spec: str) -> tuple[int, int]:
+    """`--shard K/N` as (K, N)."""
+    match = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", spec or "")
+    if not match or not 1 <= int(match.group(1)) <= int(match.group(2)):
+        raise AtlasgenError(f"--shard {spec!r} is not K/N with 1 <= K <= N; use e.g. --shard 2/8")
+    return int(match.group(1)), int(match.group(2))

@@ -1,0 +1,83 @@
+"""The views of a filter, from the kinds registry's one table (`atlasgen.build.kinds.VIEWS`): which a
+unit has, the layer page's tabs and their cells, and the images a figure's cell draws.
+
+Every view shows one of four things: an image of the unit (`image`), the zoomed receptive-field crop
+(`rf-crop`, whose size follows the box), its dataset examples (`examples`) or its activation maps on
+the probe photos (`maps`, one tab per photo). A new image kind is a new row of the table and nothing here.
+"""
+
+from __future__ import annotations
+
+from atlasgen.build.kinds import VIEWS, View
+from atlasgen.codec import RF_CROP_DISPLAY, zoomed_size
+
+LAYER_THUMB = 96
+#: The dataset examples a figure's `examples` cell shows, side by side, highest first.
+EXAMPLES_IN_CELL = 3
+#: The views `atlasgen figure --columns` can draw, and those it draws when not asked.
+COLUMNS: dict[str, View] = {view.id: view for view in VIEWS.values() if view.column}
+DEFAULT_COLUMNS = tuple(view.id for view in COLUMNS.values() if view.default_column)
+
+
+def has_view(view: View, unit) -> bool:
+    """Whether the atlas built this view for the unit."""
+    if view.shows == "examples":
+        return bool(unit.dataset_examples)
+    if view.shows == "maps":
+        return bool(unit.activation_maps) and all("overlay" in m.images and "heatmap" in m.images
+                                                  for m in unit.activation_maps)
+    return view.image in unit.images
+
+
+def unit_views(unit) -> list[View]:
+    """The views the unit has, in the filter page's order."""
+    return [view for view in VIEWS.values() if has_view(view, unit)]
+
+
+def thumbnail(unit) -> str:
+    """The unit's first whole-image view (its whole-filter image, by the first method built): for
+    thumbnails and previews."""
+    return next(unit.images[v.image] for v in VIEWS.values() if v.shows == "image" and v.image in unit.images)
+
+
+def image_size(view: View, unit, size: int) -> tuple[int, int]:
+    """(width, height) in pixels of the image an image view shows; `size` is the synthesised images' side."""
+    return zoomed_size(unit.rf_box, RF_CROP_DISPLAY) if view.shows == "rf-crop" else (size, size)
+
+
+def layer_tabs(layer, probes, size: int) -> list[dict]:
+    """The layer page's tabs: one per view with a tab that every unit of the layer has (a map view: one
+    per probe photo). A cell is (unit, image path, the dataset example it shows or None, the image's
+    natural (width, height) in pixels)."""
+    units = layer.units
+    tabs = []
+    for view in VIEWS.values():
+        if not (view.tab and units and all(has_view(view, u) for u in units)):
+            continue
+        if view.shows == "maps":
+            tabs += [{"id": f"map-{i}", "label": f"{view.label} {probe.name}",
+                      "height": round(LAYER_THUMB * probe.height / probe.width), "crops": False,
+                      "cells": [(u, u.activation_maps[i].images["overlay"], None, (probe.width, probe.height)) for u in units]}
+                     for i, probe in enumerate(probes)]
+        elif view.shows == "examples":
+            tabs.append({"id": view.id, "label": view.label, "height": LAYER_THUMB, "crops": True,
+                         "cells": [(u, u.dataset_examples[0].image, u.dataset_examples[0], _box_size(u.dataset_examples[0].box))
+                                   for u in units]})
+        else:
+            tabs.append({"id": view.id, "label": view.label, "height": LAYER_THUMB, "crops": False,
+                         "cells": [(u, u.images[view.image], None, image_size(view, u, size)) for u in units]})
+    return tabs
+
+
+def cell_images(view: View, unit) -> list[str]:
+    """The paths of the images a figure's cell of this view draws, left to right."""
+    if view.shows == "examples":
+        return [example.image for example in unit.dataset_examples[:EXAMPLES_IN_CELL]]
+    if view.shows == "maps":
+        return [unit.activation_maps[0].images["heatmap"]]
+    return [unit.images[view.image]]
+
+
+def _box_size(box) -> tuple[int, int]:
+    top, left, bottom, right = box
+    return right - left, bottom - top
