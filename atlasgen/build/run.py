@@ -244,7 +244,7 @@ def dataset_skipped(prepared: Prepared, store: Store) -> list[tuple[str, str]] |
 def _engine(prepared: Prepared, layer: str, precision: str = "float32"):
     from atlasgen.synthesis import LayerEngine
 
-    return LayerEngine(prepared.loaded, layer, precision)
+    return LayerEngine(prepared.loaded, layer, precision, prepared.geometry)
 
 
 def build_status(config: BuildConfig) -> dict:

@@ -10,9 +10,10 @@ import numpy as np
 
 from atlasgen.model import geometry
 from atlasgen.errors import AtlasgenError, first_line
-from atlasgen.model.graph import conv_layers, scope_safe, spatial_ops
-from atlasgen.model.layers import BYTES_PER_ACTIVATION
+from atlasgen.model.graph import scope_safe
+from atlasgen.model.layers import BYTES_PER_ACTIVATION, ModelGeometry, model_geometry
 from atlasgen.model.weights import LoadedModel
+from atlasgen.params import check_precision
 from atlasgen.tf import keras, tf
 
 
@@ -23,18 +24,6 @@ from atlasgen.tf import keras, tf
 # 152 px); this counts about 0.77.
 BYTES_PER_BFLOAT16_ACTIVATION = 2 * 2 + 2 * 4
 DEFAULT_MAX_BATCH = 64
-
-#: What a LayerEngine computes in: float32 throughout, or "mixed": the trunk and the target layer's
-#: convolution in bfloat16 with float32 variables, the maps returned (and everything after them) in float32.
-PRECISIONS = ("float32", "mixed")
-
-
-def check_precision(precision, option: str = "precision") -> str:
-    """The precision if it is one of PRECISIONS; a one-line error naming them otherwise."""
-    if not isinstance(precision, str) or precision not in PRECISIONS:
-        raise AtlasgenError(f"{option} {precision!r} is not a precision; use one of {', '.join(PRECISIONS)}")
-    return precision
-
 
 def bfloat16_copy(model, name: str):
     """A copy of a functional `model` whose layers compute in bfloat16 (Keras's "mixed_bfloat16"
@@ -85,9 +74,12 @@ def model_input(convention, images):
 class LayerEngine:
     """What feeds one conv layer (the trunk), plus that layer's kernel for any chosen filters."""
 
-    def __init__(self, loaded: LoadedModel, layer_name: str, precision: str = "float32"):
+    def __init__(self, loaded: LoadedModel, layer_name: str, precision: str = "float32",
+                 geometry: ModelGeometry | None = None):
+        """`geometry`: the model's, when the caller has walked it already (a build walks it once)."""
         self.precision = check_precision(precision)
-        names = [c.name for c in conv_layers(loaded.model)]
+        self.geometry = geometry or model_geometry(loaded)
+        names = [c.name for c in self.geometry.convs]
         if layer_name not in names:
             raise AtlasgenError(
                 f"layer {layer_name!r} is not a convolutional layer of {loaded.architecture}; "
@@ -108,7 +100,6 @@ class LayerEngine:
         self.trunk = self.float32_trunk if self.precision == "float32" else bfloat16_copy(
             self.float32_trunk, f"{trunk_name}_bfloat16")
         self._real_names = {internal: real for real, internal in loaded.internal_names.items()}
-        self._ops = spatial_ops(loaded.model)
         # Compiled optimisation graphs of this layer, by the explicit cache key `optimise` is given.
         self.compiled: dict = {}
 
@@ -116,7 +107,7 @@ class LayerEngine:
 
     def field(self, size: geometry.Pair) -> geometry.Field:
         """The layer's receptive field on an image of `size`."""
-        return geometry.receptive_fields(self._ops, size)[self.name]
+        return self.geometry.fields(tuple(size))[self.name]
 
     def output_size(self, size: geometry.Pair) -> geometry.Pair:
         """The layer's map size on an image of `size`."""
@@ -196,7 +187,7 @@ class LayerEngine:
         """Activation bytes one image needs for a forward and backward pass up to this layer, in the
         engine's precision: in "mixed" the trunk's activations are bfloat16, the image and the
         layer's own maps float32."""
-        fields = geometry.receptive_fields(self._ops, size)
+        fields = self.geometry.fields(tuple(size))
         outer = 3 * size[0] * size[1]  # the image, float32 in either precision
         inner = 0
         for layer in self.float32_trunk.layers:
