@@ -16,7 +16,6 @@ from PIL import Image
 from atlasgen.build.run import build_status, run_build
 from atlasgen.build.config import BuildConfig
 from atlasgen.errors import AtlasgenError
-from atlasgen.build.kinds import KINDS
 from atlasgen.store import Store
 from support import TINY_ARGS, cli_env
 
@@ -44,7 +43,8 @@ def test_build_computes_every_kind_and_rebuilds_are_incremental(tmp_path, tiny_c
     assert first.complete and first.computed == first.planned == 15
     made = computed_by_kind(store, set())
     # Each kind once a filter (the probe photo once), and the built-in photos' 2 chunks.
-    assert made == {**{name: 1 if kind.scope == "probe" else 2 for name, kind in KINDS.items()}, "dataset-top": 2}
+    assert made == {"probe-photo": 1, "dataset-top": 2, "channel": 2, "channel-map": 2, "neuron": 2, "examples": 2,
+                    "map": 2, "map-view": 2}
     manifest = tmp_path / "site" / "vgg16-hed-bsds500" / "atlas.json"
     stamp = manifest.stat().st_mtime_ns
     assert run_build(tiny_config(), quiet).computed == 0
@@ -71,7 +71,8 @@ def test_status_counts_every_kind(built_atlas):
     # probe), the probe photo, and 2 chunks a layer (the 18 built-in photos); missing: filter 3 of
     # each layer, 2 x 6.
     assert report["planned"] == 53 and report["missing"] == 12
-    assert set(report["layers"]["block1_conv1"]) == {k for k, kind in KINDS.items() if kind.scope != "probe"} | {"dataset-top"}
+    assert list(report["layers"]["block1_conv1"]) == ["dataset-top", "channel", "channel-map", "neuron", "examples",
+                                                       "map", "map-view"]
     assert report["layers"]["block2_conv1"]["map-view"] == {"planned": 4, "missing": 1}
 
 

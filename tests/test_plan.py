@@ -6,7 +6,6 @@ from atlasgen.errors import AtlasgenError
 from atlasgen.build.artifacts import ALGORITHM_VERSION, Artifact, ProbeRef
 from atlasgen.build.config import BuildConfig, parse_shard
 from atlasgen.build.plan import in_shard, make_plan, parse_filters
-from atlasgen.build.kinds import KINDS
 from atlasgen.model.weights import VGG16_LAYERS
 
 PARAMS = {"size": 64, "steps": 10}
@@ -49,7 +48,7 @@ def test_plan_lists_every_artifact_with_distinct_keys():
     # dataset, so no examples), and the 2 probe photos
     assert len(plan.artifacts) == 23
     assert len({a.key for a in plan.artifacts}) == len(plan.artifacts)
-    assert {a.kind for a in plan.artifacts} == {name for name, kind in KINDS.items() if not kind.needs_dataset}
+    assert {a.kind for a in plan.artifacts} == {"probe-photo", "channel", "channel-map", "neuron", "map", "map-view"}
     assert all(a.recipe["algorithm"] == ALGORITHM_VERSION for a in plan.artifacts)
 
 
