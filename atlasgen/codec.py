@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import re
 import warnings
+from typing import Callable
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -20,6 +21,8 @@ PHOTO_QUALITY = 80
 MAX_IMAGE_BYTES = 64 << 20
 #: ...and this many pixels (e.g. 8000 x 5000), checked before the pixels are decoded.
 MAX_IMAGE_PIXELS = 40_000_000
+#: WebP's largest side, in pixels: what is published as WebP (e.g. a dataset photo) is at most this a side.
+WEBP_MAX_SIDE = 16383
 #: The receptive-field crop of a centre-neuron image: its longer side, in pixels.
 RF_CROP_DISPLAY = 224
 
@@ -46,10 +49,12 @@ class TooManyPixels(Undecodable):
         super().__init__(f"{size} pixels, over the cap of {cap:,}" if size else f"more than {cap:,} pixels")
 
 
-def decode_rgb(data: bytes, max_pixels: int = MAX_IMAGE_PIXELS, exif: bool = False) -> Image.Image:
+def decode_rgb(data: bytes, max_pixels: int = MAX_IMAGE_PIXELS, exif: bool = False,
+               check: Callable[[int, int], None] | None = None) -> Image.Image:
     """An image file's bytes as an RGB image (PIL's `convert("RGB")`; with `exif`, its EXIF orientation
-    applied first). The pixel cap is checked on the header, before any pixel is decoded; a
-    decompression bomb, a truncated or a corrupt file raises Undecodable, whatever the decoder says."""
+    applied first). The pixel cap, and `check(width, height)` if given (it raises Undecodable to
+    refuse), are checked on the header, before any pixel is decoded; a decompression bomb, a
+    truncated or a corrupt file raises Undecodable, whatever the decoder says."""
     try:
         with warnings.catch_warnings():
             # Pillow warns, then raises, on images of more pixels than its own limit: both are refusals here.
@@ -58,6 +63,8 @@ def decode_rgb(data: bytes, max_pixels: int = MAX_IMAGE_PIXELS, exif: bool = Fal
                 width, height = opened.size
                 if width * height > max_pixels:
                     raise TooManyPixels(f"{width}x{height}", max_pixels)
+                if check is not None:
+                    check(width, height)
                 return (ImageOps.exif_transpose(opened) if exif else opened).convert("RGB")
     except (Undecodable, MemoryError):
         raise
@@ -69,6 +76,19 @@ def decode_rgb(data: bytes, max_pixels: int = MAX_IMAGE_PIXELS, exif: bool = Fal
     except Exception as exc:  # a corrupt file can fail anywhere in a decoder
         first = str(exc).strip().splitlines()[0][:120] if str(exc).strip() else type(exc).__name__
         raise Undecodable(f"not an image Pillow can read ({re.sub(r' at 0x[0-9a-f]+', '', first)})") from None
+
+
+def header_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) as an image file's header says, without decoding a pixel; None when Pillow
+    cannot tell (the decoder then says why)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as opened:
+                width, height = opened.size
+                return int(width), int(height)
+    except Exception:  # not an image, or a header Pillow refuses: decode_rgb gives the reason
+        return None
 
 
 def webp(image: np.ndarray, quality: int = WEBP_QUALITY) -> bytes:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -378,3 +379,252 @@ def test_a_dataset_without_readable_images_is_one_line_and_keeps_the_store(tmp_p
     assert set(before) <= after
     again = cli(*args, good)
     assert again.returncode == 0 and ", 0 computed now" in again.stdout
+
+
+# --- shapes, names, changes and folders (issue 19) ------------------------------------------------
+
+STRIPS = {"strip10x1000.png": (10, 1000), "strip1x1000.png": (1, 1000), "strip1x100000.png": (1, 100_000)}
+
+
+def strip_folder(root: Path) -> Path:
+    """Two ordinary photos and three strips whose resized longer side is over WebP's 16383 px at 224."""
+    folder = make_folder(root, 2)
+    for name, (w, h) in STRIPS.items():
+        Image.new("RGB", (w, h), (90, 120, 150)).save(folder / name)
+    return folder
+
+
+def cli_args(tmp_path, folder, *extra):
+    return ["build", "--preset", "quick", "--layers", "block1_conv1", "--filters", "0-1", "--size", "24", "--steps", "1",
+            "--store", tmp_path / "store", "--out", tmp_path / "site", "--examples", "3", "--dataset", folder, *extra]
+
+
+def test_the_resized_size_is_capped_by_webp_and_memory(hed_model):
+    from atlasgen.model.layers import model_geometry
+
+    webp = dataset.SizeCap(224)
+    assert "over WebP's limit of 16383 px a side" in webp.refusal(10, 1000)
+    assert "224x224000" in webp.refusal(1, 1000) and webp.refusal(1, 100_000)
+    assert webp.refusal(1000, 10) and webp.refusal(224, 16383) is None and webp.refusal(300, 200) is None
+    geometry = model_geometry(hed_model)
+    need = geometry.activation_bytes("block1_conv1", (224, 448))
+    cap = dataset.SizeCap(224, geometry, "block1_conv1", need)
+    assert cap.refusal(200, 400) is None and cap.refusal(400, 200) is None  # 224 x 448 exactly fits
+    reason = cap.refusal(200, 420)  # 224 x 470
+    assert "block1_conv1" in reason and "--dataset-size" in reason and "--size " not in reason
+    # Refused from the header, before a pixel is decoded.
+    with pytest.raises(dataset.Unreadable, match="WebP"):
+        load_image(_strip_png(1, 100_000), 224)
+
+
+def _strip_png(width: int, height: int) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (width, height)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def test_capped_moves_images_to_refused_and_none_left_is_one_line(tmp_path):
+    folder = strip_folder(tmp_path / "d")
+    opened = open_dataset(folder, 224, 3, 2)
+    capped = opened.capped(dataset.SizeCap(224))
+    assert {source for source, _ in capped.refused} == set(STRIPS)
+    assert len(capped.images) == 2 and capped.chunks and capped.sha256 != opened.sha256
+    only = tmp_path / "strips"
+    only.mkdir()
+    Image.new("RGB", (1, 1000)).save(only / "s.png")
+    with pytest.raises(AtlasgenError, match="no image that fits after the resize") as error:
+        open_dataset(only, 224, 3, 2).capped(dataset.SizeCap(224))
+    assert "\n" not in str(error.value)
+
+
+def test_extreme_strips_are_skipped_with_reasons_and_a_rebuild_computes_nothing(tmp_path, cli):
+    folder = strip_folder(tmp_path / "photos")
+    first = cli(*cli_args(tmp_path, folder, "--dataset-size", "224"))
+    assert first.returncode == 0, first.stderr
+    assert "Traceback" not in first.stdout + first.stderr and "atlas complete" in first.stdout
+    atlas = json.loads((tmp_path / "site" / "vgg16-hed-bsds500" / "atlas.json").read_text())
+    skipped = {s["file"]: s["reason"] for s in atlas["dataset"]["skipped"]}
+    assert set(skipped) == set(STRIPS) and all("WebP" in reason for reason in skipped.values())
+    assert atlas["dataset"]["images"] == 2
+    again = cli(*cli_args(tmp_path, folder, "--dataset-size", "224"))
+    assert again.returncode == 0 and ", 0 computed now" in again.stdout
+
+
+def test_display_names_are_valid_text_and_never_alike():
+    assert dataset.display_name(b"bad\xff\xfe.png") == "bad\\xff\\xfe.png"
+    assert dataset.display_name("caf\u00e9/\u732b.png") == "caf\u00e9/\u732b.png"  # valid UTF-8 as it is
+    assert dataset.display_name(b"a\\b.png") == "a\\\\b.png"
+    assert dataset.display_name(b"bad\\xff.png") != dataset.display_name(b"bad\xff.png")
+    assert dataset.display_name(b"\xed\xb2\x80.png") == "\\xed\\xb2\\x80.png"  # an encoded surrogate is not UTF-8
+    assert dataset.display_name(os.fsdecode(b"x\xff.png")) == "x\\xff.png"
+    for raw in (b"bad\xff\xfe.png", b"\xed\xb2\x80.png", b"ok.png"):
+        dataset.display_name(raw).encode("utf-8")  # strict: no lone surrogate
+
+
+def test_names_sort_by_their_bytes(tmp_path):
+    folder = tmp_path / "d"
+    folder.mkdir()
+    for i, raw in enumerate([b"b.png", b"\xc3\xa9.png", b"a\xff.png", b"a.png"]):
+        photo(i).save(os.path.join(os.fsencode(folder), raw), format="PNG")
+    found = open_dataset(folder, 32, 3, 4)
+    assert [i.source for i in found.images] == ["a.png", "a\\xff.png", "b.png", "\u00e9.png"]
+    assert not found.refused
+
+
+def test_a_file_name_that_is_not_utf8_builds_renders_and_rebuilds(tmp_path, cli):
+    folder = make_folder(tmp_path / os.fsdecode(b"ph\xf6tos"), 2)  # the folder's own name is not UTF-8 either
+    raw = os.fsencode(folder)
+    photo(70).save(os.path.join(raw, b"bad\xff\xfe.png"), format="PNG")
+    os.mkdir(os.path.join(raw, b"sub\xe9"))
+    photo(71).save(os.path.join(raw, b"sub\xe9", b"p.png"), format="PNG")
+    with open(os.path.join(raw, b"broken\xff.jpg"), "wb") as handle:
+        handle.write(b"not a jpeg")
+    args = cli_args(tmp_path, folder, "--dataset-size", "32", "--examples", "4")
+    first = cli(*args)
+    assert first.returncode == 0 and "Traceback" not in first.stderr, first.stderr
+    site = tmp_path / "site"
+    text = (site / "vgg16-hed-bsds500" / "atlas.json").read_bytes().decode("utf-8")  # strict
+    assert "\\ud" not in text.lower()
+    atlas = json.loads(text)
+    assert [s["file"] for s in atlas["dataset"]["skipped"]] == ["broken\\xff.jpg"]
+    assert atlas["dataset"]["name"] == "ph\\xf6tos"
+    sources = {e["source"] for layer in atlas["layers"] for u in layer["units"] for e in u["dataset_examples"]}
+    assert {"bad\\xff\\xfe.png", "sub\\xe9/p.png"} <= sources
+    unit = atlas["layers"][0]["units"][0]
+    page = (site / unit["page"] / "index.html").read_text(encoding="utf-8")
+    assert "bad\\xff\\xfe.png" in page
+    unit_json = (site / unit["page"] / "unit.json").read_bytes().decode("utf-8")
+    assert "\\ud" not in unit_json.lower()
+    assert "bad\\\\xff\\\\xfe.png" in unit_json
+    assert cli("render", "--out", site).returncode == 0
+    again = cli(*args)
+    assert again.returncode == 0 and ", 0 computed now" in again.stdout, again.stderr
+
+
+@pytest.mark.parametrize("how", ["rewritten", "removed"])
+def test_an_image_that_changes_mid_scan_is_scanned_again_next_time(tmp_path, monkeypatch, cli, how):
+    from atlasgen.build.run import prepare
+    from atlasgen.store import Store
+
+    folder = make_folder(tmp_path / "photos", 5)
+    config = dataset_config(tmp_path, folder)
+    real_scan, touched = dataset.scan_chunk, {}
+
+    def scan_then_change(scanner, chunk, *args, **kwargs):
+        if not touched:  # the first chunk's first image changes after it was hashed, before it is read
+            path = chunk[0].path
+            touched.update(path=path, source=chunk[0].source, data=path.read_bytes())
+            if how == "removed":
+                path.unlink()
+            else:
+                photo(99, (44, 40)).save(path, format="PNG")
+        return real_scan(scanner, chunk, *args, **kwargs)
+
+    monkeypatch.setattr(dataset, "scan_chunk", scan_then_change)
+    notes = []
+    result = build(config, notes)
+    assert not result.complete
+    assert f"{touched['source']} " in notes[0] and "while the build ran; its chunk is not stored" in notes[0]
+    store = Store(config.store)
+    touched["path"].write_bytes(touched["data"])  # as it was when it was hashed
+    plan = prepare(config).plan
+    digest = hashlib.sha256(touched["data"]).hexdigest()
+    assert not any(store.has(a.key) for a in plan.chunks if digest in a.recipe["images"])
+    monkeypatch.setattr(dataset, "scan_chunk", real_scan)
+    again = build(config)
+    assert again.complete
+    atlas = json.loads((tmp_path / "site" / "vgg16-hed-bsds500" / "atlas.json").read_text())
+    assert atlas["dataset"]["skipped"] == [] and atlas["dataset"]["images"] == 5
+    verified = cli("verify", "--store", config.store)
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+
+
+@pytest.fixture(scope="module")
+def built_site(tmp_path_factory):
+    """A real site and store (one tiny build), for the cases below to copy."""
+    base = tmp_path_factory.mktemp("apart")
+    photos = make_folder(base / "photos", 2)
+    result = build(dataset_config(base, photos, layers=("block1_conv1",), filters="0", dataset_size=32))
+    assert result.complete
+    return base
+
+
+@pytest.mark.parametrize("case", ["dataset-in-out", "out-in-dataset", "dataset-in-store", "store-in-dataset",
+                                  "probe-in-out", "out-in-probe-folder", "probe-in-store"])
+def test_inputs_and_outputs_must_be_apart(tmp_path, built_site, cli, one_line_error, case):
+    import shutil
+
+    base = tmp_path / "w"
+    shutil.copytree(built_site, base, symlinks=True)
+    out, store, photos = base / "site", base / "store", base / "photos"
+    probe, option = None, "--dataset"
+    if case == "dataset-in-out":
+        photos = out / "vgg16-hed-bsds500"  # the site's own published photos
+    elif case == "out-in-dataset":
+        out = photos / "site"
+        shutil.move(base / "site", out)
+    elif case == "dataset-in-store":
+        photos = make_folder(store / "photos", 2)
+    elif case == "store-in-dataset":
+        store = photos / "store"
+        shutil.move(base / "store", store)
+    else:
+        option = "--probe"
+        probe = {"probe-in-out": out / "p.png", "out-in-probe-folder": base, "probe-in-store": store / "p.png"}[case]
+        photo(3, (64, 64)).save(probe if probe.suffix else base / "p.png")
+    before = {str(p): p.stat().st_mtime_ns for p in tmp_path.rglob("*")}
+    result = cli("build", "--preset", "quick", "--layers", "block1_conv1", "--filters", "0", "--size", "24",
+                 "--steps", "1", "--store", store, "--out", out, "--dataset", photos, "--dataset-size", "32",
+                 "--examples", "3", "--dataset-chunk", "2", *(["--probe", probe] if probe else []))
+    line = one_line_error(result, option, "overlap")
+    assert ("--out" in line) != ("--store" in line)
+    assert {str(p): p.stat().st_mtime_ns for p in tmp_path.rglob("*")} == before  # nothing computed or written
+
+
+class RecordingScanner:
+    """A stand-in for Scanner: one layer, one filter, and the batch sizes it was given."""
+
+    layers = ["x"]
+
+    def __init__(self):
+        self.batches = []
+
+    def peaks(self, images):
+        self.batches.append(images.shape)
+        n = images.shape[0]
+        return [(images.reshape(n, -1).max(axis=1, keepdims=True).astype(np.float32), np.zeros((n, 1, 2), np.int32))]
+
+
+def test_wide_images_go_in_smaller_batches_when_the_batch_is_fitted(tmp_path):
+    folder = tmp_path / "d"
+    folder.mkdir()
+    for i in range(4):
+        photo(i, (400, 40)).save(folder / f"wide{i}.png")
+    chunk = tuple(open_dataset(folder, 40, 3, 100).images)
+    fitted, given = RecordingScanner(), RecordingScanner()
+    tops, facts = dataset.scan_chunk(fitted, chunk, 40, 3, 4, fit_shapes=True)
+    dataset.scan_chunk(given, chunk, 40, 3, 4)
+    # 40 x 400 is 16,000 px, 2.5 times the (2 x 40)^2 a batch was sized for: batches of 4 * 6400 // 16000 = 1.
+    assert [b[0] for b in fitted.batches] == [1, 1, 1, 1] and [b[0] for b in given.batches] == [4]
+    assert facts == {"sizes": [[40, 400]] * 4, "skipped": []} and tops[0].image.shape == (1, 3)
+
+
+def test_memory_advice_on_the_dataset_path_names_the_dataset_options(tmp_path, monkeypatch):
+    from atlasgen.build.run import prepare
+    from atlasgen.synthesis import engine
+
+    folder = make_folder(tmp_path / "photos", 2)
+    monkeypatch.setattr(engine, "machine_available_bytes", lambda: 64 << 20)
+    with pytest.raises(AtlasgenError) as error:
+        prepare(dataset_config(tmp_path, folder, dataset_size=1024))
+    assert "--dataset-size 1024 needs about" in str(error.value) and str(error.value).endswith("use a smaller --dataset-size")
+    monkeypatch.undo()
+
+    def out_of_memory(self, images):
+        raise MemoryError()
+
+    monkeypatch.setattr(dataset.Scanner, "peaks", out_of_memory)
+    with pytest.raises(AtlasgenError) as error:
+        build(dataset_config(tmp_path, folder))
+    assert "out of memory" in str(error.value) and "--batch-size or --dataset-size" in str(error.value)
+    assert "--size" not in str(error.value).replace("--dataset-size", "")

@@ -224,8 +224,8 @@ def dataset_examples(job: Job) -> Results:
     layer = job.artifacts[0].layer
     missing = sum(entry is None for entry in entries)
     if missing:
-        job.log(f"{layer}: dataset examples wait for {missing} chunks that other shards scan; "
-                f"run atlasgen build without --shard once they are done")
+        job.log(f"{layer}: dataset examples wait for {missing} chunks not stored yet (another shard's, or one "
+                f"whose image changed during the scan); run atlasgen build again, without --shard, once they are done")
         return
     dataset = job.dataset
     index = dataset.index()
@@ -261,8 +261,9 @@ def dataset_examples(job: Job) -> Results:
 def dataset_chunks(job: Job) -> Results:
     """The dataset's missing chunks: one forward pass per image gives every planned layer's top k,
     each chunk's artifacts (one per layer) stored as soon as the chunk is done, so a kill loses at
-    most the chunk in flight."""
-    from atlasgen.build.dataset import Scanner, Top, scan_batch_size, scan_chunk
+    most the chunk in flight. A chunk with an image that changed since it was hashed is not stored:
+    the next build scans it again."""
+    from atlasgen.build.dataset import Changed, Scanner, Top, scan_batch_size, scan_chunk
 
     dataset = job.dataset
     by_digest = {image.digest: image for image in dataset.images}
@@ -275,7 +276,18 @@ def dataset_chunks(job: Job) -> Results:
     scanner = Scanner(job.loaded, job.layers)
     for artifacts in by_chunk.values():
         chunk = tuple(by_digest[digest] for digest in artifacts[0].recipe["images"])
-        tops, facts = scan_chunk(scanner, chunk, dataset.short_side, dataset.examples, batch)
+        try:
+            tops, facts = scan_chunk(scanner, chunk, dataset.short_side, dataset.examples, batch,
+                                     fit_shapes=not job.batch_size)
+        except Changed as exc:
+            job.log(f"dataset {dataset.name}: {exc} while the build ran; its chunk is not stored "
+                    f"(run atlasgen build again to scan it)")
+            continue
+        except Exception as error:
+            if not out_of_memory(error):
+                raise
+            raise AtlasgenError(f"dataset {dataset.name}: out of memory scanning images in batches of up to {batch} at "
+                                f"--dataset-size {dataset.short_side}; use a smaller --batch-size or --dataset-size") from None
         for artifact in artifacts:
             top = tops[job.layers.index(artifact.layer)] or Top.empty(job.geometry.filters(artifact.layer), dataset.examples)
             yield artifact, {"top": top.to_bytes()}, facts

@@ -21,14 +21,14 @@ import hashlib
 import io
 import os
 import stat
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Iterable, Iterator
 
 import numpy as np
 from PIL import Image
 
-from atlasgen.codec import MAX_IMAGE_BYTES, Undecodable, decode_rgb
+from atlasgen.codec import MAX_IMAGE_BYTES, WEBP_MAX_SIDE, Undecodable, decode_rgb, header_size
 from atlasgen.errors import AtlasgenError
 from atlasgen.fs import read_regular
 
@@ -70,11 +70,25 @@ class Unreadable(Exception):
     """An image file the scan skips; the message is the reason atlas.json lists."""
 
 
+class Changed(Exception):
+    """An image file that no longer reads as it was hashed (changed, moved or removed while the build
+    ran): a fact of the moment, not of its content, so the chunk it is in is not stored."""
+
+
+def display_name(name: str | bytes) -> str:
+    """A file name as atlas.json, the pages and the log show it: its bytes decoded as UTF-8, each byte
+    that is not valid UTF-8 written as \\xNN and a backslash as \\\\, so that every name the OS allows
+    shows as valid text and two names never show alike (`bad\\xff.png` is the byte 0xff)."""
+    raw = os.fsencode(name) if isinstance(name, str) else bytes(name)
+    return raw.replace(b"\\", b"\\\\").decode("utf-8", "backslashreplace")
+
+
 @dataclass(frozen=True)
 class SourceImage:
-    source: str  # the path relative to the dataset folder, '/' separators
-    path: Path
+    source: str  # the path relative to the dataset folder, '/' separators, as `display_name` shows it
+    path: Path  # the real path, to read it (any bytes the OS allows)
     digest: str  # sha256 of the file's bytes
+    size: tuple[int, int] | None = None  # (width, height) as its header says; None when Pillow cannot tell
 
 
 @dataclass(frozen=True)
@@ -103,6 +117,51 @@ class Dataset:
     def index(self) -> dict[str, int]:
         """Content digest -> position in `images`: an image's global id, which breaks ties between equal activations."""
         return {image.digest: i for i, image in enumerate(self.images)}
+
+    def capped(self, cap: "SizeCap") -> "Dataset":
+        """The dataset without the images that `cap` refuses by their header size (before a pixel is
+        decoded); they join `refused` with the reason. None left is an error."""
+        kept, refused = [], []
+        for image in self.images:
+            reason = cap.refusal(*image.size) if image.size else None
+            if reason:
+                refused.append((image.source, reason))
+            else:
+                kept.append(image)
+        if not refused:
+            return self
+        if not kept:
+            raise AtlasgenError(f"--dataset {display_name(str(self.root))} has no image that fits after the resize "
+                                f"({refused[0][0]}: {refused[0][1]}); give photos of ordinary shapes")
+        return replace(self, images=tuple(kept), refused=self.refused + tuple(refused))
+
+
+@dataclass(frozen=True)
+class SizeCap:
+    """What a dataset image may become once resized to `short_side`: at most WEBP_MAX_SIDE pixels a
+    side (its photo is published as WebP) and, given the model's geometry, at most `memory` bytes of
+    activations up to `layer` (the first planned layer: `ModelGeometry.activation_bytes`) for one image."""
+
+    short_side: int
+    geometry: object = None  # atlasgen.model.layers.ModelGeometry
+    layer: str | None = None
+    memory: int = 0
+
+    def refusal(self, width: int, height: int) -> str | None:
+        """Why an image of `width` x `height` pixels (as its header says) is not scanned; None if it fits."""
+        w, h = resized_size(width, height, self.short_side)
+        if max(w, h) > WEBP_MAX_SIDE:
+            return f"{width}x{height} px, resized to {w}x{h}: over WebP's limit of {WEBP_MAX_SIDE} px a side"
+        if self.geometry is None:
+            return None
+        square = self.geometry.activation_bytes(self.layer, self.short_side)
+        if square * w * h < self.memory * self.short_side ** 2 // 2:
+            return None  # far under the cap: the exact count (a geometry walk at this size) is not needed
+        need = self.geometry.activation_bytes(self.layer, (h, w))
+        if need <= self.memory:
+            return None
+        return (f"{width}x{height} px, resized to {w}x{h}: needs about {need / 2**30:.1f} GiB at {self.layer}, over "
+                f"the {self.memory / 2**30:.1f} GiB available; a smaller --dataset-size admits it")
 
 
 def chunk_images(images: Iterable[SourceImage], target: int) -> list[tuple[SourceImage, ...]]:
@@ -149,12 +208,12 @@ def open_dataset(folder: Path | None, short_side: int = DEFAULT_SHORT_SIDE, exam
             raise AtlasgenError(f"--dataset {folder} is a broken link; give a folder of images") from None
     if not stat.S_ISDIR(info.st_mode):
         raise AtlasgenError(f"--dataset {folder} is not a folder; give a folder of images")
-    found = sorted(_image_files(Path(folder)), key=lambda item: item[0])
+    found = sorted(_image_files(Path(folder)), key=lambda item: os.fsencode(item[0]))  # by bytes: any name sorts
     if not found:
         raise AtlasgenError(
             f"--dataset {folder} has no image files ({', '.join(sorted(EXTENSIONS))}, in any case); give a folder of photos"
         )
-    opened = _hashed(Path(folder).name or str(folder), Path(folder), found, short_side, examples, chunk)
+    opened = _hashed(display_name(Path(folder).name or str(folder)), Path(folder), found, short_side, examples, chunk)
     _check_one_readable(opened, folder)
     return opened
 
@@ -201,7 +260,8 @@ def _image_files(root: Path) -> Iterator[tuple[str, Path]]:
 def _hashed(name: str, root: Path, found: list[tuple[str, Path]], short_side: int, examples: int, chunk: int,
             builtin: bool = False) -> Dataset:
     images, refused, first = [], [], {}
-    for source, path in found:
+    for listed, path in found:
+        source = display_name(listed)
         try:
             data = read_file(path)
         except Unreadable as exc:
@@ -212,7 +272,7 @@ def _hashed(name: str, root: Path, found: list[tuple[str, Path]], short_side: in
             refused.append((source, f"the same bytes as {first[digest]}"))
             continue
         first[digest] = source
-        images.append(SourceImage(source, path, digest))
+        images.append(SourceImage(source, path, digest, header_size(data)))
     return Dataset(name, root, tuple(images), tuple(refused), short_side, examples, chunk, builtin)
 
 
@@ -231,18 +291,26 @@ def read_file(path: Path) -> bytes:
 
 def load_image(data: bytes, short_side: int) -> np.ndarray:
     """An image file's bytes as the scan sees them: uint8 (h, w, 3), by the convention above."""
+    def check(width: int, height: int) -> None:  # from the header, before a pixel is decoded
+        reason = SizeCap(short_side).refusal(width, height)
+        if reason:
+            raise Undecodable(reason)
+
     try:
-        image = decode_rgb(data, exif=True)
+        image = decode_rgb(data, exif=True, check=check)
     except Undecodable as exc:
         raise Unreadable(str(exc)) from None
     return np.asarray(resized(image, short_side))
 
 
-def resized(image: Image.Image, short_side: int) -> Image.Image:
-    width, height = image.size
+def resized_size(width: int, height: int, short_side: int) -> tuple[int, int]:
+    """(width, height) of an image once its shorter side is `short_side`: the convention's resize."""
     short = min(width, height)
-    size = (short_side, round(height * short_side / short)) if width == short else (round(width * short_side / short), short_side)
-    return image.resize(size, Image.BICUBIC)
+    return (short_side, round(height * short_side / short)) if width == short else (round(width * short_side / short), short_side)
+
+
+def resized(image: Image.Image, short_side: int) -> Image.Image:
+    return image.resize(resized_size(*image.size, short_side), Image.BICUBIC)
 
 
 # --- the scan -----------------------------------------------------------------------------
@@ -345,16 +413,23 @@ class Scanner:
         return out
 
 
-def scan_chunk(scanner: Scanner, chunk: tuple[SourceImage, ...], short_side: int, k: int, batch_size: int) -> tuple[list[Top], dict]:
+def scan_chunk(scanner: Scanner, chunk: tuple[SourceImage, ...], short_side: int, k: int, batch_size: int,
+               fit_shapes: bool = False) -> tuple[list[Top], dict]:
     """Each planned layer's top k of one chunk (chunk positions), and the chunk's facts: every
-    image's resized size, and the images skipped with their reasons."""
+    image's resized size, and the images skipped with their reasons (facts of their content only:
+    an image that no longer reads as it was hashed raises Changed, before any forward pass). With
+    `fit_shapes`, `batch_size` is for images of up to (2 short_side)^2 pixels, and larger ones go in
+    proportionally smaller batches."""
     loaded: dict[int, np.ndarray] = {}
     skipped, sizes = [], []
     for i, image in enumerate(chunk):
         try:
             data = read_file(image.path)
-            if hashlib.sha256(data).hexdigest() != image.digest:
-                raise Unreadable("it changed while the build ran")
+        except Unreadable as exc:
+            raise Changed(f"{image.source} can no longer be read ({exc})") from None
+        if hashlib.sha256(data).hexdigest() != image.digest:
+            raise Changed(f"{image.source} changed")
+        try:
             pixels = load_image(data, short_side)
         except Unreadable as exc:
             skipped.append([i, str(exc)])
@@ -366,9 +441,12 @@ def scan_chunk(scanner: Scanner, chunk: tuple[SourceImage, ...], short_side: int
     by_shape: dict[tuple, list[int]] = {}
     for i, pixels in loaded.items():
         by_shape.setdefault(pixels.shape, []).append(i)
-    for ids in by_shape.values():
-        for start in range(0, len(ids), batch_size):
-            part = ids[start:start + batch_size]
+    for shape, ids in by_shape.items():
+        size = batch_size
+        if fit_shapes:  # batch_size is for images of up to (2 short_side)^2 pixels
+            size = max(1, min(batch_size, batch_size * (2 * short_side) ** 2 // (shape[0] * shape[1])))
+        for start in range(0, len(ids), size):
+            part = ids[start:start + size]
             for layer_index, (values, positions) in enumerate(scanner.peaks(np.stack([loaded[i] for i in part]))):
                 per_layer[layer_index].append((np.array(part), values, positions))
     tops = []

@@ -18,7 +18,7 @@ from pathlib import Path
 from atlasgen.build.artifacts import DatasetRef, Plan, ProbeRef
 from atlasgen.build.compute import Job
 from atlasgen.build.config import BuildConfig
-from atlasgen.build.dataset import open_dataset, skipped_files
+from atlasgen.build.dataset import SizeCap, open_dataset, skipped_files
 from atlasgen.build.export import export_atlas
 from atlasgen.build.kinds import kinds_for
 from atlasgen.build.plan import in_shard, make_plan, parse_filters
@@ -76,6 +76,7 @@ def prepare(config: BuildConfig) -> Prepared:
     chosen = _chosen_layers(loaded, geometry, config)
     params = SynthesisParams(size=config.size, steps=config.steps, seed=config.seed, precision=config.precision)
     _check_sizes(geometry, [info.name for info in chosen], probes, config, params)
+    dataset = dataset.capped(_size_cap(geometry, chosen[0].name, dataset.short_side))
     method_params = _method_params(config.methods, params)
     plan = make_plan(
         loaded.architecture, loaded.fingerprint,
@@ -131,8 +132,15 @@ def _check_memory(geometry: ModelGeometry, layers: list[str], side: int, option:
     if need > have:
         raise AtlasgenError(
             f"{option} needs about {need / 2**30:.1f} GiB for one image (up to {layers[-1]}), and this machine has "
-            f"{have / 2**30:.1f} GiB available; use a smaller --size"
+            f"{have / 2**30:.1f} GiB available; use a smaller {option.split()[0]}"
         )
+
+
+def _size_cap(geometry: ModelGeometry, layer: str, side: int) -> SizeCap:
+    """What one dataset image may become after the resize: WebP's side, and the memory the scan's device has now."""
+    from atlasgen.synthesis.engine import machine_available_bytes, memory_budget
+
+    return SizeCap(side, geometry, layer, min(machine_available_bytes(), memory_budget().free))
 
 
 def _check_folders(config: BuildConfig) -> None:
@@ -142,6 +150,14 @@ def _check_folders(config: BuildConfig) -> None:
         raise AtlasgenError(
             f"--store {config.store} and --out {config.out} overlap; keep the store outside the site and the site outside the store"
         )
+    # Inputs apart from outputs: a build that read its own output would never settle.
+    inputs = [("--dataset", config.dataset)] if config.dataset is not None else []
+    for option, given in inputs + [("--probe", probe) for probe in config.probes]:
+        for other, folder in (("--out", config.out), ("--store", config.store)):
+            path, where = Path(given).resolve(), folder.resolve()
+            if path == where or path.is_relative_to(where) or where.is_relative_to(path):
+                raise AtlasgenError(f"{option} {given} and {other} {folder} overlap; keep what a build reads "
+                                    f"outside what it writes, and what it writes outside what it reads")
     claim_folder(config.out, config.force)
     if not usable_store(config.store):
         raise AtlasgenError(
