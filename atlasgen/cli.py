@@ -37,8 +37,14 @@ def _text(ctx, param, value):
 
 
 def _url(ctx, param, value):
-    if value is not None and not value.startswith(("https://", "http://")):
-        raise click.BadParameter(f"{value!r} is not an http(s) URL; give e.g. https://user.github.io/repo/", ctx, param)
+    """--base-url, checked as the site checks it (atlasgen.site.render.base_url_problem)."""
+    if value is None:
+        return None
+    from atlasgen.site.render import base_url_problem
+
+    problem = base_url_problem(value)
+    if problem:
+        raise click.BadParameter(f"{value[:80]!r} {problem}; give e.g. https://user.github.io/repo/", ctx, param)
     return value
 
 

@@ -1,7 +1,11 @@
 """atlas.json as typed records: what the export writes and the only thing the site reads.
 
 `Manifest.from_json` checks a document against these records, field by field, so a damaged or
-hostile manifest stops with one line that names the bad field instead of failing somewhere later.
+hostile manifest stops with one line that names the bad field instead of failing somewhere later:
+each field's type; the range of its whole numbers and the length of its lists (`bounded`, declared
+on the field); and what a record's fields must say together (its `problems`: boxes inside their
+images, indices inside their layer, one activation map per probe photo, ...). The site renders any
+manifest that passes, so every value a page does arithmetic on or looks up is checked here.
 """
 
 from __future__ import annotations
@@ -29,6 +33,29 @@ class ManifestError(AtlasgenError):
     """atlas.json is missing, unreadable or does not match its schema."""
 
 
+#: The most a bounded whole number may be: far beyond any real image, index or count, and small enough
+#: that the site's arithmetic on it stays exact in floating point.
+MAX_WHOLE = 2**31 - 1
+#: A unit's whole-filter image, by either method: what every page shows as the unit's picture
+#: (site.views.thumbnail); every unit has one, whichever methods built it.
+WHOLE_FILTER_IMAGES = ("channel", "maco_channel")
+
+
+def bounded(least: int = 0, items: int | None = None, most: int = MAX_WHOLE, **kwargs):
+    """A record field of whole numbers (an integer, or a list of them) from `least` to `most`, which
+    is a list of `items` items when it is a list; `_decode` checks both. `kwargs` go to `field`."""
+    return field(metadata={"least": least, "most": most, "items": items}, **kwargs)
+
+
+def box_problem(box: list[int], height: int, width: int, image: str) -> str | None:
+    """None when `box` [top, left, bottom, right] (bottom and right excluded) holds at least one pixel
+    of an image `height` × `width` and no pixel outside it; else what it should be, for the error."""
+    top, left, bottom, right = box
+    if top < bottom <= height and left < right <= width:
+        return None
+    return f"[top, left, bottom, right] with top < bottom <= {height} and left < right <= {width} ({image})"
+
+
 @dataclass(frozen=True)
 class Generator:
     name: str
@@ -49,8 +76,8 @@ class ProbeRecord:
     name: str
     sha256: str
     image: str
-    width: int
-    height: int
+    width: int = bounded(1)
+    height: int = bounded(1)
 
 
 @dataclass(frozen=True)
@@ -58,8 +85,8 @@ class SynthesisMetrics:
     objective: float  # pre-ReLU objective on the final image
     mean_activation: float  # post-ReLU spatial mean on the final image
     activation_vs_best_probe: float | None  # that mean over the best probe photo's; None if all are silent
-    steps: int
-    changed_pixels_outside_box: int | None = None  # centre-neuron images only: 0
+    steps: int = bounded(0)
+    changed_pixels_outside_box: int | None = bounded(0, default=None)  # centre-neuron images only: 0
 
 
 @dataclass(frozen=True)
@@ -74,6 +101,11 @@ class Metrics:
     # Each synthesised image's numbers under its view's name ("channel", "neuron", "maco", ...), written
     # beside the fields above as metrics.<name>; an image the atlas did not build has none.
     images: dict[str, SynthesisMetrics] = field(default_factory=dict, metadata={"flatten": True})
+
+    def problems(self):
+        if self.neuron_vs_best_example is not None and "neuron" not in self.images:
+            yield ("neuron_vs_best_example", "null: there are no centre-neuron numbers (metrics.neuron)",
+                   self.neuron_vs_best_example)
 
 
 @dataclass(frozen=True)
@@ -91,11 +123,17 @@ class ExampleRecord:
 
     source: str  # the image's path relative to the dataset folder, '/' separators
     activation: float  # the unit's pre-ReLU value
-    unit: list[int]  # [y, x] in the layer's map of the resized image
-    box: list[int]  # the unit's receptive field, clipped to the resized image: [top, left, bottom, right]
+    unit: list[int] = bounded(0, items=2)  # [y, x] in the layer's map of the resized image
+    # The unit's receptive field, clipped to the resized image: [top, left, bottom, right].
+    box: list[int] = bounded(0, items=4)
     image: str  # the crop of the box
     photo: str  # the resized image the box is in
-    photo_size: list[int]  # [height, width] of that image
+    photo_size: list[int] = bounded(1, items=2)  # [height, width] of that image
+
+    def problems(self):
+        problem = box_problem(self.box, *self.photo_size, "its photo, photo_size")
+        if problem:
+            yield "box", problem, self.box
 
 
 @dataclass(frozen=True)
@@ -107,37 +145,60 @@ class SkippedFile:
 @dataclass(frozen=True)
 class DatasetRecord:
     name: str
-    images: int  # distinct images scanned (skipped files not counted)
-    short_side: int  # each image's shorter side was resized to this
+    images: int = bounded(0)  # distinct images scanned (skipped files not counted)
+    short_side: int = bounded(1)  # each image's shorter side was resized to this
     sha256: str  # a hash of every scanned image's content and path, and the size
     skipped: list[SkippedFile]
     convention: dict[str, str]  # how an image becomes the model's input, and what an example is
-    examples: int  # asked for per filter
+    examples: int = bounded(0)  # asked for per filter
     builtin: bool  # scikit-image's bundled photos (no --dataset was given)
 
 
 @dataclass(frozen=True)
 class UnitRecord:
-    index: int
+    index: int = bounded(0)  # below the layer's filters, once in the layer
     page: str  # the filter's permanent folder
-    images: dict[str, str]  # output name (e.g. "channel", "neuron", "rf_crop", "maco_channel") -> path
-    rf_box: list[int]  # [top, left, bottom, right] of the centre unit's field, bottom and right excluded
+    # Output name (e.g. "channel", "neuron", "rf_crop", "maco_channel") -> path; at least one of the
+    # WHOLE_FILTER_IMAGES. The pages show the views whose images a unit has (site.views).
+    images: dict[str, str]
+    # [top, left, bottom, right] of the centre unit's field, bottom and right excluded, inside the
+    # synthesised image (parameters.size).
+    rf_box: list[int] = bounded(0, items=4)
+    # One per probe photo, in the order of the manifest's probes; none where the maps were not built.
     activation_maps: list[MapRecord]
     metrics: Metrics
     dataset_examples: list[ExampleRecord] = field(default_factory=list)  # highest activation first
+
+    def problems(self):
+        if not any(name in self.images for name in WHOLE_FILTER_IMAGES):
+            yield ("images", f"an object whose keys include a whole-filter image ({' or '.join(WHOLE_FILTER_IMAGES)})",
+                   sorted(self.images))
 
 
 @dataclass(frozen=True)
 class LayerRecord:
     name: str
     path: str
-    filters: int  # in the layer, not only those built
-    r: int | list[int]
-    S: int | list[int]
-    P: int | list[int]
-    output_size: int | list[int]
-    centre_unit: list[int]
+    filters: int = bounded(1)  # in the layer, not only those built
+    # An int where height and width agree, else [height, width].
+    r: int | list[int] = bounded(1, items=2)
+    S: int | list[int] = bounded(1, items=2)
+    P: int | list[int] = bounded(0, items=2)
+    output_size: int | list[int] = bounded(1, items=2)
+    centre_unit: list[int] = bounded(0, items=2)  # [y, x] inside output_size
     units: list[UnitRecord]
+
+    def problems(self):
+        height, width = pair(self.output_size)
+        if not (self.centre_unit[0] < height and self.centre_unit[1] < width):
+            yield "centre_unit", f"[y, x] inside the {height} × {width} output_size", self.centre_unit
+        seen = set()
+        for i, unit in enumerate(self.units):
+            if unit.index >= self.filters:
+                yield f"units[{i}].index", f"below the layer's {self.filters} filters", unit.index
+            if unit.index in seen:
+                yield f"units[{i}].index", "a filter no other unit of the layer has", unit.index
+            seen.add(unit.index)
 
 
 @dataclass(frozen=True)
@@ -145,7 +206,7 @@ class Manifest:
     schema: int
     generator: Generator
     model: str
-    model_filters: int  # every filter of every conv layer of the model
+    model_filters: int = bounded(0)  # every filter of every conv layer of the model
     weights: Weights
     input_convention: str
     preset: str
@@ -185,6 +246,28 @@ class Manifest:
     @property
     def units(self) -> int:
         return sum(len(layer.units) for layer in self.layers)
+
+    def problems(self):
+        size = self.parameters.size
+        if isinstance(size, bool) or not isinstance(size, int) or not 1 <= size <= MAX_WHOLE:
+            yield "parameters.size", f"a whole number from 1 to {MAX_WHOLE}", size
+            return
+        probes = [p.name for p in self.probes]
+        yield from _repeated({f"probes[{i}].name": name for i, name in enumerate(probes)}, "a name no other probe photo has")
+        yield from _repeated({f"layers[{i}].name": layer.name for i, layer in enumerate(self.layers)},
+                             "a name no other layer has")
+        folders = {"name": f"{self.name}/"} | {f"layers[{i}].path": layer.path for i, layer in enumerate(self.layers)}
+        for li, layer in enumerate(self.layers):
+            folders |= {f"layers[{li}].units[{ui}].page": unit.page for ui, unit in enumerate(layer.units)}
+        yield from _repeated(folders, "a folder no other page of the atlas has")
+        in_order = f"empty, or one map per probe photo in the order of probes ({', '.join(probes)[:60] or 'none'})"
+        for li, layer in enumerate(self.layers):
+            for ui, unit in enumerate(layer.units):
+                problem = box_problem(unit.rf_box, size, size, "the synthesised image, parameters.size")
+                if problem:
+                    yield f"layers[{li}].units[{ui}].rf_box", problem, unit.rf_box
+                if unit.activation_maps and [m.probe for m in unit.activation_maps] != probes:
+                    yield f"layers[{li}].units[{ui}].activation_maps", in_order, [m.probe for m in unit.activation_maps]
 
 
 def load_manifest(out: Path) -> Manifest:
@@ -297,6 +380,33 @@ def _check_paths(manifest: "Manifest") -> None:
                 _site_path(example.photo, f"{where}.dataset_examples[{ei}].photo", folder=False)
 
 
+def pair(value: int | list[int]) -> tuple[int, int]:
+    """(height, width) of a layer's size field: an int where they agree, else [height, width]."""
+    return (value, value) if isinstance(value, int) else (value[0], value[1])
+
+
+def _repeated(values: dict[str, object], expected: str):
+    """(field, expected, value) of the first of `values` (by the field that holds it) seen before."""
+    seen = set()
+    for where, value in values.items():
+        if value in seen:
+            yield where, expected, value
+            return
+        seen.add(value)
+
+
+def _check_bounds(f, value, where: str) -> None:
+    """A `bounded` field's value: every whole number in range, a list of the right length."""
+    least, most, items = f.metadata["least"], f.metadata["most"], f.metadata["items"]
+    numbers = value if isinstance(value, list) else [value]
+    if isinstance(value, list) and items is not None and len(value) != items:
+        raise _bad(where, f"a list of {items} whole numbers", value)
+    for i, number in enumerate(numbers):
+        if number is not None and not least <= number <= most:
+            place = f"{where}[{i}]" if isinstance(value, list) else where
+            raise _bad(place, f"a whole number from {least} to {most}", number)
+
+
 def _decode(kind, value, where: str):
     origin = typing.get_origin(kind)
     if dataclasses.is_dataclass(kind):
@@ -315,7 +425,12 @@ def _decode(kind, value, where: str):
                     continue
                 raise ManifestError(f"{where}.{f.name} is missing; rebuild with atlasgen build")
             values[f.name] = _decode(hints[f.name], value[f.name], f"{where}.{f.name}")
-        return kind(**values)
+            if "least" in f.metadata:
+                _check_bounds(f, values[f.name], f"{where}.{f.name}")
+        record = kind(**values)
+        for path, expected, shown in getattr(record, "problems", tuple)():
+            raise _bad(f"{where}.{path}", expected, shown)
+        return record
     if origin in (typing.Union, types.UnionType):
         options = typing.get_args(kind)
         records = [o for o in options if dataclasses.is_dataclass(o)]
@@ -365,8 +480,18 @@ def _decode(kind, value, where: str):
     if kind in (str, bool):
         if not isinstance(value, kind):
             raise _bad(where, _name(kind), value)
+        if kind is str and not _encodable(value):
+            raise _bad(where, "text (not a lone UTF-16 surrogate)", value.encode("utf-8", "backslashreplace").decode())
         return value
     raise TypeError(f"no decoder for {kind}")
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 @functools.cache
@@ -386,7 +511,10 @@ def _name(kind) -> str:
 
 
 def _bad(where: str, expected: str, value) -> ManifestError:
-    if isinstance(value, (dict, list)):
+    if isinstance(value, list) and len(value) <= 8 and all(isinstance(v, (int, str)) for v in value):
+        text = json.dumps([v if not isinstance(v, int) or abs(v) < 10**15 else "huge" for v in value])
+        shown = text if len(text) <= 80 else "list"
+    elif isinstance(value, (dict, list)):
         shown = type(value).__name__
     elif isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10**15:
         shown = "a huge integer"

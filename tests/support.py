@@ -133,6 +133,8 @@ def synthetic_manifest(layers=None, probes=("astronaut",), size=224, model="vgg1
     from atlasgen.model.weights import VGG16_CONVS, vgg16_ops
 
     fields = receptive_fields(vgg16_ops(), (size, size))
+    half = min(12, size // 2)  # a 24 px field in the middle ([100, 100, 124, 124] at 224 px), inside any size
+    rf_box = [size // 2 - half, size // 2 - half, size // 2 + half, size // 2 + half]
     layers = layers or [(f"block{b}_conv{i}", filters) for b, i, filters in VGG16_CONVS]
 
     def unit(layer: str, index: int) -> UnitRecord:
@@ -141,7 +143,7 @@ def synthetic_manifest(layers=None, probes=("astronaut",), size=224, model="vgg1
                           1.5, 0.25, 2.0) for p in probes]
         stats = SynthesisMetrics(3.0, 2.0, 8.0, 512)
         images = {"channel": folder + "channel.webp", "neuron": folder + "neuron.webp", "rf_crop": folder + "rf-crop.webp"}
-        return UnitRecord(index, folder, images, [100, 100, 124, 124], maps,
+        return UnitRecord(index, folder, images, rf_box, maps,
                           Metrics(0.25, images={"channel": stats, "neuron": SynthesisMetrics(3.0, 2.0, 8.0, 512, 0)}))
 
     def layer_record(name: str, count: int) -> LayerRecord:

@@ -251,3 +251,123 @@ def test_hostile_values_give_one_line_naming_the_field():
 
 def test_the_schema_version_is_checked_first():
     assert error_of({"schema": 1, "model": "vgg16"}).startswith("atlas.json has schema 1, this atlasgen reads 3")
+
+
+# --- ranges and shapes: what render relies on (issue 19, item 7) -----------------------------------
+
+U = ["layers", 0, "units", 0]
+
+
+def with_example(doc: dict, **changes) -> dict:
+    example = {"source": "a.jpg", "activation": 1.0, "unit": [3, 4], "box": [10, 20, 40, 60], "image": "vgg16/e/0.webp",
+               "photo": "vgg16/d/0.webp", "photo_size": [224, 300], **changes}
+    doc["layers"][0]["units"][0]["dataset_examples"] = [example]
+    return doc
+
+
+def append_unit(doc: dict, **changes) -> dict:
+    unit = json.loads(json.dumps(doc["layers"][0]["units"][0]))
+    unit.update({"page": "vgg16/block1_conv1/1/", **changes})
+    doc["layers"][0]["units"].append(unit)
+    return doc
+
+
+@pytest.mark.parametrize("change,fragments", [
+    (mutate(U + ["rf_box"], [0, 0, 0, 0]), ["units[0].rf_box should be [top, left, bottom, right] with top < bottom <= 64",
+                                            "parameters.size", "not [0, 0, 0, 0]"]),
+    (mutate(U + ["rf_box"], [0, 0, 3]), ["units[0].rf_box should be a list of 4 whole numbers, not [0, 0, 3]"]),
+    (mutate(U + ["rf_box"], [0, 0, 3, 3, 3]), ["units[0].rf_box should be a list of 4"]),
+    (mutate(U + ["rf_box"], [-1, 0, 3, 3]), ["units[0].rf_box[0] should be a whole number from 0 to"]),
+    (mutate(U + ["rf_box"], [5, 5, 3, 9]), ["units[0].rf_box should be [top, left, bottom, right]"]),
+    (mutate(U + ["rf_box"], [0, 0, 65, 9]), ["units[0].rf_box should be", "bottom <= 64"]),
+    (mutate(U + ["index"], -1), ["units[0].index should be a whole number from 0", "not -1"]),
+    (mutate(U + ["index"], 64), ["units[0].index should be below the layer's 64 filters, not 64"]),
+    (lambda doc: append_unit(doc, index=0), ["layers[0].units[1].index should be a filter no other unit", "not 0"]),
+    (mutate(U + ["images"], {}), ["units[0].images should be an object whose keys include a whole-filter image", "not []"]),
+    (mutate(U + ["images"], {"neuron": "vgg16/n.webp"}), ["units[0].images", "channel or maco_channel", 'not ["neuron"]']),
+    (lambda doc: doc["layers"][0]["units"][0]["activation_maps"].pop() and doc,
+     ["units[0].activation_maps should be empty, or one map per probe photo", "(astronaut, cat)", 'not ["astronaut"]']),
+    (lambda doc: doc["layers"][0]["units"][0]["activation_maps"].reverse() or doc,
+     ["units[0].activation_maps", 'not ["cat", "astronaut"]']),
+    (mutate(U + ["activation_maps", 1, "probe"], "dog"), ["units[0].activation_maps", 'not ["astronaut", "dog"]']),
+    (mutate(["probes", 1, "name"], "astronaut"), ["atlas.json.probes[1].name should be a name no other probe photo has"]),
+    (mutate(["probes", 0, "width"], 0), ["atlas.json.probes[0].width should be a whole number from 1", "not 0"]),
+    (mutate(["probes", 0, "height"], 10 ** 400), ["atlas.json.probes[0].height", "not a huge integer"]),
+    (mutate(["layers", 0, "filters"], 0), ["atlas.json.layers[0].filters should be a whole number from 1"]),
+    (mutate(["layers", 1, "r"], [10]), ["atlas.json.layers[1].r should be a list of 2 whole numbers, not [10]"]),
+    (mutate(["layers", 1, "S"], 0), ["atlas.json.layers[1].S should be a whole number from 1"]),
+    (mutate(["layers", 1, "P"], [4, -4]), ["atlas.json.layers[1].P[1] should be a whole number from 0"]),
+    (mutate(["layers", 1, "output_size"], [112, 0]), ["atlas.json.layers[1].output_size[1]"]),
+    (mutate(["layers", 0, "centre_unit"], []), ["atlas.json.layers[0].centre_unit should be a list of 2"]),
+    (mutate(["layers", 1, "centre_unit"], [56, 112]), ["atlas.json.layers[1].centre_unit should be [y, x] inside the "
+                                                       "112 × 112 output_size, not [56, 112]"]),
+    (mutate(["layers", 1, "name"], "block1_conv1"), ["atlas.json.layers[1].name should be a name no other layer has"]),
+    (mutate(["layers", 1, "path"], "vgg16/block1_conv1/"), ["atlas.json.layers[1].path should be a folder no other page"]),
+    (mutate(U + ["page"], "vgg16/block1_conv1/"), ["atlas.json.layers[0].units[0].page should be a folder no other page"]),
+    (lambda doc: append_unit(doc, index=1, page="vgg16/block1_conv1/0/"), ["layers[0].units[1].page should be a folder"]),
+    (mutate(["parameters", "size"], 0), ["atlas.json.parameters.size should be a whole number from 1"]),
+    (lambda doc: mutate(U + ["metrics", "neuron"], delete=True)(mutate(U + ["metrics", "neuron_vs_best_example"], 2.0)(doc)),
+     ["units[0].metrics.neuron_vs_best_example should be null: there are no centre-neuron numbers"]),
+    (mutate(U + ["metrics", "neuron", "changed_pixels_outside_box"], -1), ["metrics.neuron.changed_pixels_outside_box"]),
+    (lambda doc: with_example(doc, box=[10, 20, 40]), ["dataset_examples[0].box should be a list of 4 whole numbers"]),
+    (lambda doc: with_example(doc, box=[10, 20, 225, 60]), ["dataset_examples[0].box should be [top, left, bottom, right]",
+                                                            "bottom <= 224 and left < right <= 300", "photo_size"]),
+    (lambda doc: with_example(doc, box=[10, 60, 40, 60]), ["dataset_examples[0].box should be"]),
+    (lambda doc: with_example(doc, photo_size=[]), ["dataset_examples[0].photo_size should be a list of 2"]),
+    (lambda doc: with_example(doc, photo_size=[224, 0]), ["dataset_examples[0].photo_size[1] should be a whole number"]),
+    (lambda doc: with_example(doc, unit=[]), ["dataset_examples[0].unit should be a list of 2"]),
+    (lambda doc: with_example(doc, unit=[-1, 0]), ["dataset_examples[0].unit[0] should be a whole number from 0"]),
+    (mutate(["title"], "\ud800"), ['atlas.json.title should be text (not a lone UTF-16 surrogate), not "\\\\ud800"']),
+])
+def test_a_value_out_of_range_or_shape_is_named(change, fragments):
+    message = error_of(change(document()))
+    assert message.endswith("; rebuild with atlasgen build"), message
+    for fragment in fragments:
+        assert fragment in message, (fragment, message)
+
+
+@pytest.mark.parametrize("change", [
+    mutate(U + ["rf_box"], [0, 0, 64, 64]),  # the whole image
+    mutate(U + ["images"], {"maco_channel": "vgg16/m.webp"}),  # MACO only
+    mutate(U + ["activation_maps"], []),  # no maps built: the page has no maps view
+    mutate(["layers", 0, "P"], 0),
+    mutate(["layers", 1, "centre_unit"], [0, 111]),
+    lambda doc: with_example(doc, box=[0, 0, 224, 300], unit=[0, 0], photo_size=[224, 300]),
+    lambda doc: append_unit(doc, index=63),
+    lambda doc: {**doc, "probes": [], "layers": [{**doc["layers"][0], "units": [
+        {**doc["layers"][0]["units"][0], "activation_maps": []}]}]},  # no probe photos, no maps
+])
+def test_values_at_the_edges_of_their_ranges_pass(change):
+    m = Manifest.from_json(change(document()))
+    assert Manifest.from_json(json.loads(m.to_bytes())) == m
+
+
+def test_every_whole_number_of_a_record_is_bounded_where_it_is_declared():
+    import dataclasses
+    import typing
+
+    from atlasgen import manifest
+
+    unbounded = []
+    for name in dir(manifest):
+        record = getattr(manifest, name)
+        if not (isinstance(record, type) and dataclasses.is_dataclass(record) and record.__module__ == manifest.__name__):
+            continue
+        hints = typing.get_type_hints(record)
+        for f in dataclasses.fields(record):
+            if "int" in str(hints[f.name]) and "least" not in f.metadata:
+                unbounded.append(f"{name}.{f.name}")
+    assert unbounded == ["Generator.algorithm", "Manifest.schema"]  # checked against the version, not a range
+
+
+def test_the_whole_filter_images_are_each_methods_first_image():
+    from atlasgen.build.kinds import ALL_KINDS, METHODS
+    from atlasgen.manifest import WHOLE_FILTER_IMAGES
+    from atlasgen.site.views import thumbnail
+
+    firsts = [next(v.image for k in ALL_KINDS.values() if k.method == m for v in k.views if v.shows == "image")
+              for m in METHODS]
+    assert sorted(firsts) == sorted(WHOLE_FILTER_IMAGES)
+    for image in WHOLE_FILTER_IMAGES:  # a unit with only one of them has a thumbnail
+        unit = Manifest.from_json(mutate(U + ["images"], {image: f"vgg16/{image}.webp"})(document())).layers[0].units[0]
+        assert thumbnail(unit) == f"vgg16/{image}.webp"

@@ -7,6 +7,7 @@ preset's. `BuildConfig.resolved()` is the one place both happen.
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -131,13 +132,17 @@ def _check_methods(config: BuildConfig) -> None:
 
 
 def _check_texts(config: BuildConfig) -> None:
-    if config.base_url is not None and not config.base_url.startswith(("https://", "http://")):
-        raise AtlasgenError(f"--base-url {config.base_url!r} is not an http(s) URL; give e.g. https://user.github.io/repo/")
+    if config.base_url is not None:
+        from atlasgen.site.render import check_base_url  # the rule the site applies
+
+        check_base_url(config.base_url)
     if config.name is not None:
         check_atlas_name(config.name)
     for option, value in [("--title", config.title)] + [("--author", a) for a in config.authors]:
-        if value is not None and (not value.strip() or len(value) > 300 or any(ord(c) < 32 for c in value)):
-            raise AtlasgenError(f"{option} {value[:40]!r} must be plain text of 1 to 300 characters on one line")
+        # A control character, a line break or an undecodable byte (a lone surrogate) is not plain text.
+        if value is not None and (not isinstance(value, str) or not value.strip() or len(value) > 300
+                                  or any(unicodedata.category(c) in ("Cc", "Cs", "Zl", "Zp") for c in value)):
+            raise AtlasgenError(f"{option} {str(value)[:40]!r} must be plain text of 1 to 300 characters on one line")
 
 
 def _check_dataset(config: BuildConfig) -> None:

@@ -12,14 +12,17 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlparse
+from urllib.parse import quote, urlparse, urlsplit
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
 import atlasgen
 from atlasgen.codec import RF_CROP_DISPLAY, VIRIDIS_STOPS, zoomed_size
+from atlasgen.errors import AtlasgenError
 from atlasgen.site.figure import figure_command
 from atlasgen.fs import OwnedFiles
 from atlasgen.manifest import Manifest, to_json
@@ -37,7 +40,18 @@ STRIP_THUMB = 64
 #: Where the search box finds an atlas's layers and filters: <name>/search.json.
 SEARCH_INDEX = "search.json"
 STRIP_THUMBS = 16
-BIBTEX_SPECIAL = {c: "\\" + c for c in "{}%$&#_"}
+#: How a character of a value is written in BibTeX. A brace or backslash is never written `\{`, `\}`
+#: or `\\`: BibTeX, pybtex and biber (btparse) count every brace, escaped or not, so `{O\}Brien}` ends
+#: the field at the `}` and the rest is syntax. A command with an empty group (`\textbraceright{}`)
+#: keeps every brace of the entry paired, whatever the value.
+BIBTEX_ESCAPES = {"{": r"\textbraceleft{}", "}": r"\textbraceright{}", "\\": r"\textbackslash{}",
+                  "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", **{c: "\\" + c for c in "%$&#_"}}
+#: Characters written as a space in BibTeX: control characters, line breaks, other spaces.
+BIBTEX_BLANKS = frozenset({"Cc", "Cs", "Zl", "Zp", "Zs"})
+#: What a --base-url may not hold: none of these is allowed in a URL (RFC 3986), and each is syntax to
+#: HTML, XML, BibTeX or LaTeX. Whitespace and control characters are refused too.
+URL_FORBIDDEN = frozenset('"<>\\^`{|}')
+MAX_URL = 2000
 STAGE = "site"
 
 
@@ -103,6 +117,8 @@ def render_site(out: Path, base_url: str | None = None, force: bool = False, foc
     """Renders every page of every atlas in `out` (each <name>/atlas.json) and the root list of
     atlases. Without `force`, a folder that holds files atlasgen did not write is refused. The
     result's sizes are those of the atlas `focus` (the first, if None)."""
+    if base_url is not None:
+        check_base_url(base_url)  # before anything is read or written
     atlases = load_atlases(out)
     env = environment()
     owned = OwnedFiles(out, STAGE, force, expected=frozenset(a.name for a in atlases))
@@ -213,22 +229,82 @@ def unit_document(atlas: Manifest, layer, unit, citation: str) -> bytes:
 def bibtex(atlas: Manifest, layer: str, index: int, url: str) -> str:
     """A filter's BibTeX entry: a key stable across rebuilds and unique in the site (atlas, layer,
     filter), the atlas's authors and title, the year and day it was built, and in the note the
-    atlas_id, atlasgen's version and the weights, so that it says which images it points at."""
-    def tex(text: str) -> str:
-        return "".join(BIBTEX_SPECIAL.get(c, c) for c in str(text))
+    atlas_id, atlasgen's version and the weights, so that it says which images it points at.
 
+    Every value goes through `tex` (or `bibtex_url`), so the entry parses whatever the manifest holds:
+    no value can close its field, add a field or leave a brace unpaired."""
     key = "".join(c if c.isascii() and (c.isalnum() or c in "-_") else "-" for c in f"atlasgen-{atlas.name}-{layer}-{index}")
-    authors = " and ".join(f"{{{tex(a)}}}" if " and " in a else tex(a) for a in atlas.authors) or "{atlasgen}"
-    year = atlas.built[:4]
+    authors = " and ".join(bibtex_name(a) for a in atlas.authors) or "{atlasgen}"
+    link = bibtex_url(url)
+    cited = link.replace("%", "\\%")  # inside \url{} in a field, LaTeX would read % as a comment
     return (
         f"@misc{{{key},\n"
         f"  author = {{{authors}}},\n"
-        f"  title = {{{{{tex(atlas.title)}}}: {tex(layer)}, filter {index}}},\n"
-        f"  year = {{{year}}},\n"
-        f"  howpublished = {{\\url{{{url}}}}},\n"
-        f"  url = {{{url}}},\n"
-        f"  urldate = {{{atlas.built}}},\n"
-        f"  note = {{Atlas {atlas.atlas_id}, made with atlasgen {tex(atlas.generator.version)}; weights: "
-        f"{tex(atlas.weights.label)}, sha256:{atlas.weights.fingerprint[:16]}}}\n"
+        f"  title = {{{{{tex(atlas.title)}}}: {tex(layer)}, filter {int(index)}}},\n"
+        f"  year = {{{tex(atlas.built[:4])}}},\n"
+        f"  howpublished = {{\\url{{{cited}}}}},\n"
+        f"  url = {{{link}}},\n"
+        f"  urldate = {{{tex(atlas.built)}}},\n"
+        f"  note = {{Atlas {tex(atlas.atlas_id)}, made with atlasgen {tex(atlas.generator.version)}; weights: "
+        f"{tex(atlas.weights.label)}, sha256:{tex(atlas.weights.fingerprint[:16])}}}\n"
         f"}}"
     )
+
+
+def tex(text) -> str:
+    """`text` as the contents of a BibTeX field: LaTeX's special characters escaped (BIBTEX_ESCAPES),
+    every brace paired, and a control character, line break or other space written as a space."""
+    return "".join(BIBTEX_ESCAPES.get(c) or (" " if unicodedata.category(c) in BIBTEX_BLANKS else c) for c in str(text))
+
+
+def bibtex_name(author: str) -> str:
+    """One author in a BibTeX author list: braced whole (a name BibTeX neither splits nor reorders)
+    where BibTeX would read several names ('and' as a word), too many commas, a leading comma or
+    nothing; else as it is, for BibTeX to parse ("First Last" or "Last, First")."""
+    name = " ".join(tex(author).split())
+    if not name or name.count(",") > 1 or re.search(r"(?i)(^|\s)and(\s|$)", name) or name.startswith(","):
+        return f"{{{name}}}"
+    return name
+
+
+def bibtex_url(url: str) -> str:
+    """A URL as a BibTeX url field holds it: as it is, but every character a URL may not hold and
+    BibTeX or LaTeX reads as syntax (URL_FORBIDDEN, whitespace, control characters) percent-encoded.
+    A checked --base-url has none; this keeps the entry whole for any other caller."""
+    return "".join(quote(c, safe="", errors="replace") if c in URL_FORBIDDEN or not c.isprintable() or c.isspace()
+                   else c for c in str(url))
+
+
+def base_url_problem(url) -> str | None:
+    """What is wrong with `url` as the site's public URL (--base-url), or None. It must be an http(s)
+    URL with a host, no query or fragment (pages' paths follow it), a % only as a %XX escape, at most
+    MAX_URL characters, and none of URL_FORBIDDEN, whitespace or control characters: then it goes
+    into HTML, the sitemap's XML and BibTeX as it is ('&', "'" and non-ASCII letters may be in it)."""
+    if not isinstance(url, str) or not url.lower().startswith(("https://", "http://")):
+        return "is not an http(s) URL"
+    if len(url) > MAX_URL:
+        return f"is longer than {MAX_URL} characters"
+    bad = next((c for c in url if c in URL_FORBIDDEN or not c.isprintable() or c.isspace()), None)
+    if bad is not None:
+        return f"holds {ascii(bad)}, which a URL may not hold" + (" (write a space as %20)" if bad == " " else "")
+    if re.search(r"%(?![0-9A-Fa-f]{2})", url):
+        return "holds a % that is not a %XX escape"
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - a port that is not a number raises here
+    except ValueError:
+        return "has a host or port that is not valid"
+    if not parts.hostname:
+        return "has no host"
+    if "?" in url or "#" in url:
+        return "has a query (?) or fragment (#), which the pages' paths cannot follow"
+    return None
+
+
+def check_base_url(url) -> str:
+    """`url` if it is a usable --base-url (`base_url_problem`); else one line that says why and what to give."""
+    problem = base_url_problem(url)
+    if problem:
+        shown = repr(url[:80]) if isinstance(url, str) else type(url).__name__
+        raise AtlasgenError(f"--base-url {shown} {problem}; give the site's public URL, e.g. https://user.github.io/repo/")
+    return url
