@@ -11,7 +11,7 @@ from PIL import Image
 from atlasgen.build.run import prepare, run_build
 from atlasgen.errors import AtlasgenError
 from atlasgen.build.export import export_atlas
-from atlasgen.fs import OWNED_RECORD
+from atlasgen.fs import LOCK_FILE, OWNED_RECORD
 from atlasgen.manifest import load_manifest
 from atlasgen.store import Store
 
@@ -89,7 +89,7 @@ def test_stale_outputs_are_pruned_and_a_users_files_never_touched(tmp_path, tiny
     assert "notes.md" not in export + record["site"]
     assert "vgg16-hed-bsds500/block1_conv1/0/index.html" in record["site"] and "vgg16-hed-bsds500/atlas.json" in export
     on_disk = {p.relative_to(site).as_posix() for p in site.rglob("*") if p.is_file()}
-    assert on_disk == set(export) | set(record["site"]) | {"notes.md", "vgg16-hed-bsds500/mine.webp", OWNED_RECORD}
+    assert on_disk == set(export) | set(record["site"]) | {"notes.md", "vgg16-hed-bsds500/mine.webp", OWNED_RECORD, LOCK_FILE}
 
 
 def test_a_first_build_into_a_users_folder_needs_force(tmp_path, tiny_config, quiet):

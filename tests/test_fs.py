@@ -1,4 +1,5 @@
-"""atlasgen.fs: atomic writes, writes only on change, early writability checks, and owned-file pruning."""
+"""atlasgen.fs: atomic writes, writes only on change, early writability checks, owned-file pruning,
+the intent log that survives a kill, and the output folder's lock."""
 
 from __future__ import annotations
 
@@ -11,7 +12,10 @@ import pytest
 
 from atlasgen import fs
 from atlasgen.errors import AtlasgenError
-from atlasgen.fs import OWNED_RECORD, OwnedFiles, atomic_write, check_writable, read_owned, write_if_changed
+from atlasgen.fs import (
+    INTENT_LOG, LOCK_FILE, OWNED_RECORD, OutputFolder, atomic_write, check_writable, output_folder, read_owned,
+    write_if_changed,
+)
 
 
 def temp_files(folder):
@@ -149,10 +153,16 @@ def test_check_writable_under_a_regular_file_names_the_option(tmp_path):
 
 
 def run(root, stage, files: dict[str, bytes], finish=True, force=False):
-    owned = OwnedFiles(root, stage, force)
-    for relative, data in files.items():
-        owned.write(relative, data)
-    return owned.finish() if finish else None
+    """One writer of `root`: writes `files` as `stage`, then finishes (prunes and saves the record), or,
+    with `finish=False`, stops after writing them, as a writer killed before its prune."""
+    with output_folder(root, force) as folder:
+        owned = folder.stage(stage)
+        for relative, data in files.items():
+            owned.write(relative, data)
+        if not finish:
+            owned.flush()
+            return None
+        return folder.finish()
 
 
 def test_a_second_run_removes_what_it_no_longer_writes_and_empty_folders(tmp_path):
@@ -269,7 +279,7 @@ def test_a_run_that_does_not_finish_prunes_nothing_and_keeps_the_record(tmp_path
 
 def test_a_stage_cannot_write_outside_its_root(tmp_path):
     root = tmp_path / "site"
-    owned = OwnedFiles(root, "export")
+    owned = OutputFolder(root).stage("export")
     for bad in ("../escaped.txt", "a/../../escaped.txt", str(tmp_path / "abs.txt")):
         with pytest.raises(AtlasgenError, match="outside"):
             owned.write(bad, b"x")
@@ -281,7 +291,8 @@ def test_a_non_empty_folder_without_our_record_is_refused_unless_forced(tmp_path
     root.mkdir()
     (root / "index.html").write_text("the user's own page")
     with pytest.raises(AtlasgenError, match="not empty and holds no atlas made by atlasgen.*--force"):
-        OwnedFiles(root, "site")
+        run(root, "site", {})
+    assert sorted(p.name for p in root.iterdir()) == ["index.html"], "refused before a lock file was made"
     # Once the folder holds our record, a file of the user's in the way of ours is still refused.
     run(root, "site", {"other.txt": b"x"}, force=True)
     with pytest.raises(AtlasgenError, match="in the way and was not written by atlasgen"):
@@ -315,4 +326,151 @@ def test_a_folder_marked_for_our_output_may_be_claimed(tmp_path):
     other.mkdir()
     (other / "README.md").write_text("# my project\\n")
     with pytest.raises(AtlasgenError, match="holds no atlas made by atlasgen"):
-        OwnedFiles(other, "site")
+        OutputFolder(other)
+
+
+# --- the intent log: a writer killed at any moment leaves nothing of ours unrecorded -------------
+
+
+def intents(root):
+    return [json.loads(line) for line in (root / INTENT_LOG).read_text().splitlines()]
+
+
+def test_every_new_file_is_in_the_intent_log_before_it_is_written(tmp_path, monkeypatch):
+    root = tmp_path / "site"
+    run(root, "export", {"old.txt": b"o"})
+    seen = []
+    real = fs.write_if_changed
+
+    def checked(path, data, owner="--out"):
+        relative = path.relative_to(root).as_posix()
+        logged = [p for _, p in intents(root)] if (root / INTENT_LOG).exists() else []
+        seen.append(relative)
+        assert relative == "old.txt" or relative in logged, (relative, logged)
+        return real(path, data, owner)
+
+    monkeypatch.setattr(fs, "write_if_changed", checked)
+    files = {f"n/{i}.txt": b"%d" % i for i in range(150)}  # three batches
+    run(root, "export", {"old.txt": b"o2", **files}, finish=False)
+    assert seen == ["old.txt", *files]  # in the order they were given
+    # Only the new ones are logged (the record already holds old.txt), each once, with its stage.
+    assert intents(root) == [["export", p] for p in files]
+
+
+def test_a_first_run_killed_before_its_record_is_resumed_without_force(tmp_path):
+    root = tmp_path / "site"
+    run(root, "export", {"a.txt": b"a", "gone.txt": b"g", "deep/b.txt": b"b"}, finish=False)
+    assert not (root / OWNED_RECORD).exists() and (root / INTENT_LOG).exists()
+    (root / "mine.txt").write_text("the user's, written after the kill")
+    # Not "holds no atlas made by atlasgen", not "in the way": the killed run's files are ours.
+    assert run(root, "export", {"a.txt": b"a2", "deep/b.txt": b"b"}) == ["gone.txt"]
+    assert read_owned(root) == {"export": ["a.txt", "deep/b.txt"]}
+    assert not (root / INTENT_LOG).exists(), "folded into the record"
+    assert (root / "mine.txt").read_text() == "the user's, written after the kill"
+
+
+def test_a_killed_rerun_of_a_bigger_atlas_resumes_and_prunes_what_it_no_longer_writes(tmp_path):
+    root = tmp_path / "site"
+    run(root, "export", {f"{i}/c.webp": b"c" for i in range(4)})
+    run(root, "export", {f"{i}/c.webp": b"c" for i in range(8)}, finish=False)  # killed after its writes
+    (root / "notes.txt").write_text("mine")
+    with pytest.raises(AtlasgenError, match="notes.txt is in the way"):
+        run(root, "export", {"notes.txt": b"ours"})  # a user's file still stops it
+    assert run(root, "export", {f"{i}/c.webp": b"c" for i in range(2)}) == [f"{i}/c.webp" for i in range(2, 8)]
+    assert read_owned(root) == {"export": ["0/c.webp", "1/c.webp"]}
+    assert (root / "notes.txt").read_text() == "mine"
+
+
+@pytest.mark.parametrize("tail", [b'["export", "half', b"\xff\xfe", b'{"not": "a line of ours"}', b'["export", 3]'])
+def test_a_torn_or_foreign_intent_line_is_skipped(tmp_path, tail):
+    root = tmp_path / "site"
+    run(root, "export", {"a.txt": b"a"}, finish=False)
+    with open(root / INTENT_LOG, "ab") as log:
+        log.write(tail)
+    assert run(root, "export", {}) == ["a.txt"]
+    assert read_owned(root) == {"export": []}
+
+
+def test_a_file_a_killed_run_meant_to_write_and_never_did_is_not_taken_for_ours(tmp_path):
+    root = tmp_path / "site"
+    run(root, "export", {"a.txt": b"a"})
+    with open(root / INTENT_LOG, "a") as log:  # killed after logging never.txt, before writing it
+        log.write(json.dumps(["export", "never.txt"]) + "\n")
+    assert run(root, "export", {"a.txt": b"a"}) == []
+    assert read_owned(root) == {"export": ["a.txt"]}
+    (root / "never.txt").write_text("the user's, made later")
+    with pytest.raises(AtlasgenError, match="never.txt is in the way"):
+        run(root, "export", {"never.txt": b"ours"})
+
+
+def test_stale_pages_are_pruned_before_the_images_they_show(tmp_path):
+    root = tmp_path / "site"
+    with output_folder(root) as folder:
+        folder.stage("export").write("img/1.webp", b"i")
+        folder.stage("site").write("page/1.html", b"<img src=../img/1.webp>")
+        folder.finish()
+    with output_folder(root) as folder:
+        export, site = folder.stage("export"), folder.stage("site")
+        assert folder.finish() == ["page/1.html", "img/1.webp"]
+    assert read_owned(root) == {"export": [], "site": []}
+
+
+def test_a_run_that_writes_nothing_new_logs_no_intent_and_rewrites_nothing(tmp_path, monkeypatch):
+    root = tmp_path / "site"
+    files = {f"{i}.txt": b"x" for i in range(100)}
+    run(root, "export", files)
+    monkeypatch.setattr(fs.IntentLog, "add", lambda *a: pytest.fail("a rebuild of the same files logged an intent"))
+    writes = []
+    real = fs.atomic_write
+    monkeypatch.setattr(fs, "atomic_write", lambda path, data: writes.append(path) or real(path, data))
+    assert run(root, "export", files) == []
+    assert writes == [] and not (root / INTENT_LOG).exists()
+
+
+# --- the output folder's lock ---------------------------------------------------------------------
+
+
+def test_writers_of_one_folder_take_turns_and_keep_each_others_record(tmp_path):
+    import threading
+
+    root = tmp_path / "site"
+    run(root, "export:a", {"a/1.txt": b"1"})
+    said, entered = [], threading.Event()
+
+    def second():
+        with output_folder(root, log=said.append) as folder:
+            entered.set()
+            folder.stage("export:b").write("b/1.txt", b"1")
+            folder.finish()
+
+    with output_folder(root) as folder:
+        folder.stage("export:a").write("a/2.txt", b"2")
+        thread = threading.Thread(target=second)
+        thread.start()
+        assert not entered.wait(1.0), "the second writer went in while the first held the folder"
+        folder.finish()
+    thread.join(30)
+    assert entered.is_set() and said == [f"waiting for another atlasgen that writes into {root}"]
+    assert read_owned(root) == {"export:a": ["a/2.txt"], "export:b": ["b/1.txt"]}
+    assert (root / LOCK_FILE).is_file()
+
+
+@pytest.mark.parametrize("name", [LOCK_FILE, INTENT_LOG])
+def test_a_symlink_in_place_of_the_lock_or_the_intent_log_is_refused_not_followed(tmp_path, name):
+    root = tmp_path / "site"
+    run(root, "export", {"a.txt": b"a"})
+    victim = tmp_path / "victim"
+    victim.write_text("keep me")
+    (root / name).unlink(missing_ok=True)
+    (root / name).symlink_to(victim)
+    with pytest.raises(AtlasgenError, match=f"{name} is a symlink; remove it") as caught:
+        run(root, "export", {"a.txt": b"a", "new.txt": b"n"})
+    assert "\n" not in str(caught.value)
+    assert victim.read_text() == "keep me" and (root / name).is_symlink()
+
+
+def test_a_folder_with_only_our_lock_file_counts_as_empty(tmp_path):
+    root = tmp_path / "site"
+    root.mkdir()
+    (root / LOCK_FILE).touch()  # a writer that took the lock and was killed before it wrote
+    assert run(root, "site", {"index.html": b"ours"}) == []

@@ -3,8 +3,9 @@
 It computes nothing: every image is a blob the build stored, and every number is a fact stored
 beside it. Each kind's declaration (`atlasgen.build.kinds`) says which files its blobs become and
 what it adds to the record of its probe, unit or map; this module names no kind. Files are written
-atomically and only when their bytes change, and files that an earlier export wrote and this plan no
-longer has are removed (only those).
+atomically and only when their bytes change, images before the atlas.json that names them, and files
+that an earlier export wrote and this plan no longer has are removed (only those) once the pages that
+showed them are rendered again.
 """
 
 from __future__ import annotations
@@ -13,19 +14,20 @@ import datetime
 import hashlib
 import json
 from pathlib import Path
+from typing import Callable
 
 from atlasgen import __version__
 from atlasgen.build.artifacts import ALGORITHM_VERSION, Artifact
 from atlasgen.build.dataset import CONVENTION, skipped_files
 from atlasgen.build.kinds import ALL_KINDS, MAP_NORMALISATION, Kind
 from atlasgen.errors import AtlasgenError
-from atlasgen.fs import OwnedFiles
+from atlasgen.fs import OutputFolder, OwnedFiles, output_folder, progress_lines
 from atlasgen.manifest import (
     MANIFEST, SCHEMA_VERSION, DatasetRecord, Generator, Manifest, ManifestError, SkippedFile, Weights, derive_metrics,
     image_metrics, load_manifest, to_json,
 )
 from atlasgen.model.geometry import square
-from atlasgen.names import layer_folder, safe_name, unit_folder
+from atlasgen.names import atlas_name, layer_folder, safe_name, unit_folder
 from atlasgen.store import Store
 
 STAGE = "export"
@@ -83,12 +85,20 @@ class Publisher:
         return part
 
 
-def export_atlas(prepared, store: Store) -> Path:
-    """Writes every output of the plan and the manifest into the output folder; returns the manifest's path."""
+def export_atlas(prepared, store: Store, folder: OutputFolder | None = None, log: Callable[[str], None] | None = None) -> Path:
+    """Writes every output of the plan, then the manifest, into the output folder (`folder`, whose
+    lock the caller holds; without it, this takes the lock and prunes when done); returns the
+    manifest's path. `log` gets a few progress lines ("export: N/M filters")."""
     out, plan, name = prepared.config.out, prepared.plan, prepared.name
+    if folder is None:
+        with output_folder(out, prepared.config.force, log=log) as folder:
+            manifest = export_atlas(prepared, store, folder, log)
+            folder.finish()
+            return manifest
+    previous = check_name(out, name, plan.model, prepared.loaded.fingerprint)  # again: another build may have written it
     # One stage per atlas, so atlases side by side in one folder never prune each other's files;
     # the single-atlas layout's "export" stage is taken over (and its files pruned) by the atlas it was.
-    owned = OwnedFiles(out, f"{STAGE}:{name}", prepared.config.force, adopt=(STAGE,))
+    owned = folder.stage(f"{STAGE}:{name}", adopt=(STAGE,))
     sources = {image.digest: image.source for image in prepared.dataset.images} if prepared.dataset else {}
     publisher = Publisher(out, name, store, owned, sources)
     probes = []
@@ -98,6 +108,7 @@ def export_atlas(prepared, store: Store) -> Path:
             _merge(record, publisher.part(artifact))
         probes.append(record)
     infos = {info.name: info for info in prepared.layers}
+    tick = progress_lines(log, "export", sum(len(layer.filters) for layer in plan.layers), "filters")
     layers = []
     for layer in plan.layers:
         info = infos[layer.name]
@@ -105,7 +116,7 @@ def export_atlas(prepared, store: Store) -> Path:
             "name": layer.name, "path": layer_folder(name, layer.name), "filters": info.filters,
             "r": square(info.field.r), "S": square(info.field.S), "P": square(info.field.P),
             "output_size": square(info.field.size), "centre_unit": list(info.centre_unit),
-            "units": [_unit(publisher, layer, f, prepared.probes) for f in layer.filters],
+            "units": [tick(_unit(publisher, layer, f, prepared.probes)) for f in layer.filters],
         })
     ident = atlas_id(prepared)
     loaded = prepared.loaded
@@ -120,11 +131,31 @@ def export_atlas(prepared, store: Store) -> Path:
         "method_parameters": {method: p.recipe() for method, p in prepared.method_params.items()},
         "dataset": _dataset_record(prepared, store), "name": name, "atlas_id": ident,
         "title": prepared.config.title or default_title(plan.model, loaded.source.label),
-        "authors": list(prepared.config.authors), "built": _built_date(out / name, ident),
+        "authors": list(prepared.config.authors), "built": _built_date(previous, ident),
     }))
+    # The images are on disk before the manifest that names them; pages follow (render), and stale
+    # files are pruned only after them (OutputFolder.finish), so the site stays whole while it changes.
     owned.write(f"{name}/{MANIFEST}", manifest.to_bytes())
-    owned.finish()
+    owned.flush()
     return out / name / MANIFEST
+
+
+def check_name(out: Path, name: str, model: str, fingerprint: str) -> Manifest | None:
+    """The atlas already in `out/name` (None if there is none, or its atlas.json cannot be read); an
+    error if it is an atlas of another model or other weights: one name is one atlas, and its
+    published URLs must not start showing other images."""
+    try:
+        previous = load_manifest(out / name)
+    except ManifestError:
+        return None
+    if previous.model == model and previous.weights.fingerprint == fingerprint:
+        return previous
+    other = atlas_name(model, "file", fingerprint)  # the name a weights file gets: model and fingerprint
+    raise AtlasgenError(
+        f"--out {out} already holds the atlas {name!r} of other weights ({previous.model}, {previous.weights.label}, "
+        f"sha256:{previous.weights.fingerprint[:12]}) and this build would replace it; give this one its own "
+        f"name with --name (e.g. --name {other if other != name else other + '-2'})"
+    )
 
 
 def _unit(publisher: Publisher, layer, f: int, probes: list) -> dict:
@@ -176,12 +207,8 @@ def default_title(model: str, weights_label: str) -> str:
     return f"Feature-visualisation atlas of {model.upper()} ({weights_label})"
 
 
-def _built_date(folder: Path, ident: str) -> str:
+def _built_date(previous: Manifest | None, ident: str) -> str:
     """The day this atlas_id was first exported (kept from the atlas.json already there), else today (UTC)."""
-    try:
-        previous = load_manifest(folder)
-    except ManifestError:
-        previous = None
     if previous is not None and previous.atlas_id == ident and previous.built:
         return previous.built
     return datetime.datetime.now(datetime.timezone.utc).date().isoformat()

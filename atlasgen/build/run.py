@@ -19,11 +19,11 @@ from atlasgen.build.artifacts import DatasetRef, Plan, ProbeRef
 from atlasgen.build.compute import Job
 from atlasgen.build.config import BuildConfig
 from atlasgen.build.dataset import SizeCap, open_dataset, skipped_files
-from atlasgen.build.export import export_atlas
+from atlasgen.build.export import check_name, export_atlas
 from atlasgen.build.kinds import kinds_for
 from atlasgen.build.plan import in_shard, make_plan, parse_filters
 from atlasgen.errors import AtlasgenError
-from atlasgen.fs import check_writable, claim_folder
+from atlasgen.fs import check_writable, claim_folder, output_folder
 from atlasgen.model.layers import LayerInfo, ModelGeometry, check_input_sizes, model_geometry
 from atlasgen.names import atlas_name
 from atlasgen.params import SynthesisParams
@@ -178,6 +178,8 @@ def run_build(config: BuildConfig, progress: Progress | None = None) -> BuildRes
     config = config.resolved()
     _check_folders(config)
     prepared = prepare(config)  # every bad input fails here, before a folder is made
+    # One name, one atlas: never compute an atlas that would replace another one's pages.
+    check_name(config.out, prepared.name, prepared.plan.model, prepared.loaded.fingerprint)
     check_writable(config.store, "--store")
     check_writable(config.out, "--out")
     plan = prepared.plan
@@ -203,8 +205,11 @@ def run_build(config: BuildConfig, progress: Progress | None = None) -> BuildRes
         if complete:
             from atlasgen.site.render import render_site
 
-            manifest = export_atlas(prepared, store)
-            rendered = render_site(config.out, config.base_url, config.force, focus=prepared.name)
+            # Writers of one --out take turns only here: images, atlas.json, pages, then the prune.
+            with output_folder(config.out, config.force, log=progress.note) as folder:
+                manifest = export_atlas(prepared, store, folder, progress.note)
+                rendered = render_site(config.out, config.base_url, config.force, focus=prepared.name, folder=folder,
+                                       log=progress.note)
     return BuildResult(len(plan.artifacts), len(mine), len(todo), complete, manifest, time.perf_counter() - start, rendered)
 
 

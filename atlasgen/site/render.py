@@ -10,12 +10,14 @@ Graph URLs and the sitemap.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import re
 import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 from urllib.parse import quote, urlparse, urlsplit
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
@@ -24,9 +26,9 @@ import atlasgen
 from atlasgen.codec import RF_CROP_DISPLAY, VIRIDIS_STOPS, zoomed_size
 from atlasgen.errors import AtlasgenError
 from atlasgen.site.figure import figure_command
-from atlasgen.fs import OwnedFiles
-from atlasgen.manifest import Manifest, to_json
-from atlasgen.site.atlases import load_atlases
+from atlasgen.fs import OutputFolder, output_folder, progress_lines
+from atlasgen.manifest import MANIFEST, Manifest, to_json
+from atlasgen.site.atlases import atlas_folders, load_atlases
 from atlasgen.site.views import LAYER_THUMB, layer_tabs, thumbnail, unit_views
 
 # Display widths in CSS px; static/atlas.css sets the same ones (the <img> width and height
@@ -113,15 +115,29 @@ COLOUR_SCALE = [(i / (len(VIRIDIS_STOPS) - 1), "#%02x%02x%02x" % tuple(int(c) fo
                 for i, rgb in enumerate(VIRIDIS_STOPS)]
 
 
-def render_site(out: Path, base_url: str | None = None, force: bool = False, focus: str | None = None) -> RenderResult:
+def render_site(out: Path, base_url: str | None = None, force: bool = False, focus: str | None = None,
+                folder: OutputFolder | None = None, log: Callable[[str], None] | None = None,
+                atlases: list[Manifest] | None = None) -> RenderResult:
     """Renders every page of every atlas in `out` (each <name>/atlas.json) and the root list of
-    atlases. Without `force`, a folder that holds files atlasgen did not write is refused. The
-    result's sizes are those of the atlas `focus` (the first, if None)."""
+    atlases, then prunes stale files. Without `force`, a folder that holds files atlasgen did not
+    write is refused. `folder` is the writer of `out` whose lock the caller holds (a build's, after
+    its export: the pages join its stages, and every stage's stale files go once they are written);
+    without it, this takes the lock. `atlases`: those of `out`, as read under that lock. `log` gets
+    a few progress lines ("render: N/M pages"). The result's sizes are those of the atlas `focus`
+    (the first, if None)."""
     if base_url is not None:
         check_base_url(base_url)  # before anything is read or written
-    atlases = load_atlases(out)
+    if folder is None:
+        stamps = _manifest_stamps(out)
+        atlases = load_atlases(out)  # bad input fails here, before a lock file is made in --out
+        with output_folder(out, force, expected=frozenset(a.name for a in atlases), log=log) as folder:
+            # Read again only if another writer replaced an atlas.json meanwhile.
+            unchanged = _manifest_stamps(out) == stamps
+            return render_site(out, base_url, force, focus, folder, log, atlases if unchanged else None)
+    atlases = atlases if atlases is not None else load_atlases(out)
     env = environment()
-    owned = OwnedFiles(out, STAGE, force, expected=frozenset(a.name for a in atlases))
+    owned = folder.stage(STAGE)
+    tick = progress_lines(log, "render", 2 + sum(1 + len(a.layers) + a.units for a in atlases), "pages")
     base = base_url.rstrip("/") + "/" if base_url else None
     for source in sorted((templates_dir() / "static").iterdir()):
         owned.write(f"static/{source.name}", source.read_bytes())
@@ -133,6 +149,7 @@ def render_site(out: Path, base_url: str | None = None, force: bool = False, foc
         if base and "canonical" not in context:
             values["canonical"] = base + path.removesuffix("index.html")
         owned.write(path, env.get_template(template).render(**values).encode())
+        tick()
 
     urls = []
     for atlas in atlases:
@@ -146,15 +163,25 @@ def render_site(out: Path, base_url: str | None = None, force: bool = False, foc
     if base:
         owned.write("sitemap.xml", env.get_template("sitemap.xml").render(urls=[base] + urls).encode())
     owned.write(".nojekyll", b"")
-    owned.finish()
+    folder.finish()
     chosen = next((a for a in atlases if a.name == focus), atlases[0])
-    folder = out / chosen.name
+    home = out / chosen.name
     shared = sum(p.stat().st_size for p in out.iterdir() if p.is_file() and not p.is_symlink())
     shared += sum(p.stat().st_size for p in (out / "static").rglob("*") if p.is_file() and not p.is_symlink())
-    total = shared + sum(p.stat().st_size for p in folder.rglob("*") if p.is_file() and not p.is_symlink())
+    total = shared + sum(p.stat().st_size for p in home.rglob("*") if p.is_file() and not p.is_symlink())
     per_filter = total / chosen.units if chosen.units else 0.0
     pages = 2 + sum(1 + len(a.layers) + a.units for a in atlases)
     return RenderResult(pages, chosen.units, total, per_filter, chosen.model, chosen.model_filters)
+
+
+def _manifest_stamps(out: Path) -> dict[str, tuple[int, int, int]]:
+    """Each atlas.json's inode, size and mtime: a writer that replaced one changed its stamp."""
+    stamps = {}
+    for name in atlas_folders(out):
+        with contextlib.suppress(OSError):
+            info = (out / name / MANIFEST).stat()
+            stamps[name] = (info.st_ino, info.st_size, info.st_mtime_ns)
+    return stamps
 
 
 def _render_atlas(atlas: Manifest, page, write, base: str | None) -> list[str]:
