@@ -168,9 +168,12 @@ def build(**options) -> None:
         click.echo(f"atlas complete: {result.planned} artifacts, {result.computed} computed now, "
                    f"{result.seconds:.1f} s; manifest {result.manifest}")
         _echo_render(result.rendered)
-    else:
+    elif result.sharded:
         click.echo(f"shard done: {result.computed} computed of {result.in_shard} in this shard "
                    f"({result.seconds:.1f} s); the atlas is exported when every shard has finished")
+    else:
+        click.echo(f"atlas incomplete: {result.computed} computed, {result.missing} of {result.planned} artifacts still "
+                   f"missing ({result.seconds:.1f} s; the log says why); run atlasgen build again to finish it")
 
 
 def _echo_render(rendered) -> None:

@@ -312,10 +312,13 @@ class OutputFolder:
         self.root, self.force, self.expected, self.log = root, force, expected, log
         self.intents = IntentLog(root)
         self.record = {stage: set(paths) for stage, paths in read_owned(root).items()}
-        for stage, path in self.intents.read():
+        killed = self.intents.read()
+        for stage, path in killed:
             # A killed run's file: ours if it is there (one it never wrote is no one's to prune).
             if os.path.lexists(root / path):
                 self.record.setdefault(stage, set()).add(path)
+        # Where a killed run may have left a temp file mid-write (its folders, and the record's own).
+        self.killed_folders = {str(Path(path).parent) for _, path in killed} | ({"."} if killed else set())
         self.owned = {p for paths in self.record.values() for p in paths}
         self.stages: dict[str, OwnedFiles] = {}
 
@@ -347,8 +350,22 @@ class OutputFolder:
         self.record = now
         document = {stage: sorted(paths) for stage, paths in sorted(now.items())}
         write_if_changed(self.root / OWNED_RECORD, (json.dumps(document, indent=1) + "\n").encode())
+        self._remove_stale_temps()
         self.intents.clear()
         return removed
+
+    def _remove_stale_temps(self) -> None:
+        """The temp files a killed writer left in the folders it was writing (under the lock no other
+        writer has one open): a published site must not carry them."""
+        for relative in sorted(self.killed_folders):
+            folder = self.root / relative
+            if not (_inside(self.root, folder) and folder.is_dir() and not folder.is_symlink()):
+                continue
+            with os.scandir(folder) as entries:
+                stale = [e.path for e in entries if e.name.startswith(TEMP_PREFIX) and e.is_file(follow_symlinks=False)]
+            for path in stale:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(path)
 
     def _remove(self, relative: str) -> bool:
         path = self.root / relative

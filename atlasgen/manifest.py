@@ -36,9 +36,6 @@ class ManifestError(AtlasgenError):
 #: The most a bounded whole number may be: far beyond any real image, index or count, and small enough
 #: that the site's arithmetic on it stays exact in floating point.
 MAX_WHOLE = 2**31 - 1
-#: A unit's whole-filter image, by either method: what every page shows as the unit's picture
-#: (site.views.thumbnail); every unit has one, whichever methods built it.
-WHOLE_FILTER_IMAGES = ("channel", "maco_channel")
 
 
 def bounded(least: int = 0, items: int | None = None, most: int = MAX_WHOLE, **kwargs):
@@ -158,8 +155,8 @@ class DatasetRecord:
 class UnitRecord:
     index: int = bounded(0)  # below the layer's filters, once in the layer
     page: str  # the filter's permanent folder
-    # Output name (e.g. "channel", "neuron", "rf_crop", "maco_channel") -> path; at least one of the
-    # WHOLE_FILTER_IMAGES. The pages show the views whose images a unit has (site.views).
+    # Record field (e.g. "channel", "neuron", "rf_crop", "maco_channel") -> path; at least one, the
+    # unit's picture (site.views.thumbnail). The pages show the views whose images a unit has.
     images: dict[str, str]
     # [top, left, bottom, right] of the centre unit's field, bottom and right excluded, inside the
     # synthesised image (parameters.size).
@@ -170,9 +167,8 @@ class UnitRecord:
     dataset_examples: list[ExampleRecord] = field(default_factory=list)  # highest activation first
 
     def problems(self):
-        if not any(name in self.images for name in WHOLE_FILTER_IMAGES):
-            yield ("images", f"an object whose keys include a whole-filter image ({' or '.join(WHOLE_FILTER_IMAGES)})",
-                   sorted(self.images))
+        if not self.images:
+            yield ("images", "an object with at least one image", sorted(self.images))
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 
 from atlasgen.errors import AtlasgenError
@@ -64,3 +65,11 @@ def unit_folder(atlas: str, layer: str, filter_id: int) -> str:
 def probe_image(probe: str, atlas: str = "") -> str:
     """Where a probe photo lives in the site: in its atlas's folder."""
     return f"{atlas + '/' if atlas else ''}probes/{safe_name(probe)}.webp"
+
+
+def display_name(name: str | bytes) -> str:
+    """A file name as atlas.json, the pages and the log show it: its bytes decoded as UTF-8, each byte
+    that is not valid UTF-8 written as \\xNN and a backslash as \\\\, so that every name the OS allows
+    shows as valid text and two names never show alike (`bad\\xff.png` is the byte 0xff)."""
+    raw = os.fsencode(name) if isinstance(name, str) else bytes(name)
+    return raw.replace(b"\\", b"\\\\").decode("utf-8", "backslashreplace")

@@ -329,3 +329,16 @@ def test_a_bad_precision_is_one_line(cli, one_line_error, tmp_path, precision):
 def test_the_precision_option_says_what_it_does_when_unset(cli):
     help_text = " ".join(cli("build", "--help").stdout.split())
     assert "--precision [float32|mixed]" in help_text and "[mixed on a GPU, float32 on the CPU]" in help_text
+
+
+@pytest.mark.parametrize("sharded, said", [(True, "shard done: 3 computed of 5 in this shard"),
+                                           (False, "atlas incomplete: 3 computed, 2 of 9 artifacts still missing")])
+def test_an_unfinished_build_says_whether_other_shards_or_a_rerun_will_finish_it(cli, monkeypatch, sharded, said):
+    from atlasgen.build import run
+
+    result = run.BuildResult(planned=9, in_shard=5, computed=3, complete=False, manifest=None, seconds=1.0,
+                             missing=2, sharded=sharded)
+    monkeypatch.setattr(run, "run_build", lambda config: result)
+    shown = cli("build", *TINY_ARGS)
+    assert shown.returncode == 0 and said in shown.stdout
+    assert ("run atlasgen build again" in shown.stdout) != sharded

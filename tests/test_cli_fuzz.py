@@ -169,7 +169,6 @@ TAMPERED = [
      "atlas.json.layers[0].units[0].activation_maps"),
     (("probes", 1, "name"), "astronaut", "atlas.json.probes[1].name"),
     (("probes", 1, "height"), 10 ** 400, "atlas.json.probes[1].height"),
-    (UNIT + ("images",), {"neuron": "vgg16/block1_conv1/0/neuron.webp"}, "atlas.json.layers[0].units[0].images"),
     (UNIT + ("metrics", "neuron"), DELETE, "atlas.json.layers[0].units[0].metrics.neuron_vs_best_example"),
     (("title",), "\ud800", "atlas.json.title"),
     (("layers", 0, "name"), "block1\udcff", "atlas.json.layers[0].name"),

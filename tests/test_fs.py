@@ -474,3 +474,17 @@ def test_a_folder_with_only_our_lock_file_counts_as_empty(tmp_path):
     root.mkdir()
     (root / LOCK_FILE).touch()  # a writer that took the lock and was killed before it wrote
     assert run(root, "site", {"index.html": b"ours"}) == []
+
+
+def test_the_temp_files_a_killed_writer_left_are_removed_by_the_next_one(tmp_path):
+    root = tmp_path / "site"
+    run(root, "export", {"a/old.webp": b"o"})
+    fs.IntentLog(root).add("export", ["a/new.webp"])  # killed mid-write: the intent, a temp, no file
+    (root / "a" / f"{fs.TEMP_PREFIX}abc123").write_bytes(b"half")
+    (root / f"{fs.TEMP_PREFIX}record").write_bytes(b"half a record")
+    (root / "b").mkdir()
+    (root / "b" / f"{fs.TEMP_PREFIX}kept").write_bytes(b"no run of ours was writing here")
+    run(root, "export", {"a/old.webp": b"o", "a/new.webp": b"n"})
+    assert sorted(p.name for p in (root / "a").iterdir()) == ["new.webp", "old.webp"]
+    assert not (root / f"{fs.TEMP_PREFIX}record").exists() and not (root / INTENT_LOG).exists()
+    assert (root / "b" / f"{fs.TEMP_PREFIX}kept").exists()  # a folder no killed run wrote into is left alone

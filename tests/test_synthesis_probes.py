@@ -161,3 +161,15 @@ def test_a_decompression_bomb_is_refused_before_decoding(tmp_path, width, height
     assert one_line(info) == (
         f"probe {bomb} has {size} pixels, over the cap of {MAX_PROBE_PIXELS:,} pixels; give a smaller image"
     )
+
+
+def test_a_probe_whose_file_name_is_not_utf8_is_named_with_its_bytes_escaped(tmp_path):
+    from PIL import Image
+
+    folder = tmp_path / "probes"
+    folder.mkdir()
+    raw = os.path.join(os.fsencode(folder), b"ph\xffoto.png")
+    Image.new("RGB", (40, 30), (200, 30, 30)).save(os.fsdecode(raw))
+    (probe,) = load_probes([folder])
+    assert probe.name == "ph\\xffoto"
+    probe.name.encode("utf-8")  # valid text: no lone surrogates reach atlas.json or a page

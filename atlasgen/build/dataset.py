@@ -30,6 +30,7 @@ from PIL import Image
 
 from atlasgen.codec import MAX_IMAGE_BYTES, WEBP_MAX_SIDE, Undecodable, decode_rgb, header_size
 from atlasgen.errors import AtlasgenError
+from atlasgen.names import display_name
 from atlasgen.fs import read_regular
 
 #: What the scan reads, by extension, in any case; other files are ignored.
@@ -73,14 +74,6 @@ class Unreadable(Exception):
 class Changed(Exception):
     """An image file that no longer reads as it was hashed (changed, moved or removed while the build
     ran): a fact of the moment, not of its content, so the chunk it is in is not stored."""
-
-
-def display_name(name: str | bytes) -> str:
-    """A file name as atlas.json, the pages and the log show it: its bytes decoded as UTF-8, each byte
-    that is not valid UTF-8 written as \\xNN and a backslash as \\\\, so that every name the OS allows
-    shows as valid text and two names never show alike (`bad\\xff.png` is the byte 0xff)."""
-    raw = os.fsencode(name) if isinstance(name, str) else bytes(name)
-    return raw.replace(b"\\", b"\\\\").decode("utf-8", "backslashreplace")
 
 
 @dataclass(frozen=True)

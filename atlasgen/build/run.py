@@ -61,6 +61,8 @@ class BuildResult:
     manifest: Path | None
     seconds: float
     rendered: object = None  # atlasgen.site.render.RenderResult once the atlas is complete
+    missing: int = 0  # artifacts of the plan the store still lacks at the end (other shards' work, or skipped)
+    sharded: bool = False  # this process did one part of several (--shard K/N)
 
 
 def prepare(config: BuildConfig) -> Prepared:
@@ -200,7 +202,8 @@ def run_build(config: BuildConfig, progress: Progress | None = None) -> BuildRes
             _compute(prepared, store, layer.name, [a for a in todo if a.layer == layer.name and a.chunk is None], progress)
         progress.close()
         # Say "complete" only for what is in the store now, whatever else happened meanwhile.
-        complete = not store.missing([a.key for a in plan.artifacts])
+        still_missing = len(store.missing([a.key for a in plan.artifacts]))
+        complete = not still_missing
         manifest = rendered = None
         if complete:
             from atlasgen.site.render import render_site
@@ -210,7 +213,8 @@ def run_build(config: BuildConfig, progress: Progress | None = None) -> BuildRes
                 manifest = export_atlas(prepared, store, folder, progress.note)
                 rendered = render_site(config.out, config.base_url, config.force, focus=prepared.name, folder=folder,
                                        log=progress.note)
-    return BuildResult(len(plan.artifacts), len(mine), len(todo), complete, manifest, time.perf_counter() - start, rendered)
+    return BuildResult(len(plan.artifacts), len(mine), len(todo), complete, manifest, time.perf_counter() - start,
+                       rendered, still_missing, config.shard != (1, 1))
 
 
 def precision_note(precision: str) -> str:

@@ -35,9 +35,10 @@ def unit_views(unit) -> list[View]:
 
 
 def thumbnail(unit) -> str:
-    """The unit's first whole-image view (its whole-filter image, by the first method built): for
-    thumbnails and previews."""
-    return next(unit.images[v.image] for v in VIEWS.values() if v.shows == "image" and v.image in unit.images)
+    """The unit's picture for thumbnails and previews: its first image view (the whole-filter image, by
+    the first method built), else any image it has."""
+    shown = (unit.images[v.image] for v in VIEWS.values() if v.shows == "image" and v.image in unit.images)
+    return next(shown, None) or next(iter(unit.images.values()))
 
 
 def image_size(view: View, unit, size: int) -> tuple[int, int]:

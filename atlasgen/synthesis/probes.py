@@ -14,7 +14,7 @@ from PIL import Image
 
 from atlasgen.codec import MAX_IMAGE_BYTES, MAX_IMAGE_PIXELS, TooManyPixels, Undecodable, decode_rgb
 from atlasgen.errors import AtlasgenError
-from atlasgen.names import safe_name
+from atlasgen.names import display_name, safe_name
 
 MAX_PROBE_SIDE = 512
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
@@ -90,7 +90,8 @@ def load_probe(path: Path) -> Probe:
     except Undecodable:
         raise AtlasgenError(f"probe {path} is not an image Pillow can read; give a PNG, JPEG or WebP photo") from None
     image.thumbnail((MAX_PROBE_SIDE, MAX_PROBE_SIDE), Image.LANCZOS)
-    return Probe(path.stem, hashlib.sha256(data).hexdigest(), np.asarray(image))
+    # A name that is not valid UTF-8 is shown with its bytes escaped, never as lone surrogates.
+    return Probe(display_name(path.stem), hashlib.sha256(data).hexdigest(), np.asarray(image))
 
 
 def load_probes(paths: list[Path]) -> list[Probe]:
