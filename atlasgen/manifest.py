@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from atlasgen.errors import AtlasgenError
-from atlasgen.params import SynthesisParams
+from atlasgen.params import PRECISIONS, SynthesisParams
 
 MANIFEST = "atlas.json"
 SCHEMA_VERSION = 3
@@ -151,6 +151,32 @@ class DatasetRecord:
     builtin: bool  # scikit-image's bundled photos (no --dataset was given)
 
 
+#: The precisions of a dataset scan as atlas.json records them (`PrecisionRecord.scan`).
+SCAN_PRECISIONS = ("float32", "tf32", "unrecorded")
+
+
+@dataclass(frozen=True)
+class PrecisionRecord:
+    """The precision the atlas's numbers were computed in."""
+
+    synthesis: str  # parameters.precision: "float32", or "mixed" (bfloat16 compute, float32 parameters and objective)
+    # Whether TensorFlow allowed TF32 for float32 convolutions where the synthesised images were made:
+    # true if it did for any of them (on a GPU), false if a GPU made them all with it disabled, null on
+    # a CPU (TF32 does not apply) or where their entries do not say.
+    synthesis_tf32: bool | None = None
+    # The dataset scan, from every chunk's facts: "float32" only if every chunk was scanned in full
+    # float32 (on a CPU, or on a GPU with TF32 disabled), so its examples are exactly the highest;
+    # "tf32" if any chunk let a GPU use TF32 (the highest as computed in TF32: approximate);
+    # "unrecorded" if a chunk's entry does not say; null without a dataset.
+    scan: str | None = None
+
+    def problems(self):
+        if self.synthesis not in PRECISIONS:
+            yield "synthesis", " or ".join(PRECISIONS), self.synthesis
+        if self.scan is not None and self.scan not in SCAN_PRECISIONS:
+            yield "scan", f"null or one of {', '.join(SCAN_PRECISIONS)}", self.scan
+
+
 @dataclass(frozen=True)
 class UnitRecord:
     index: int = bounded(0)  # below the layer's filters, once in the layer
@@ -213,6 +239,8 @@ class Manifest:
     methods: list[str] = field(default_factory=lambda: ["lucid"])  # whole-filter synthesis methods, in order
     method_parameters: dict[str, dict] = field(default_factory=dict)  # each method's own parameters beyond `parameters`
     dataset: DatasetRecord | None = None  # the images the dataset examples come from
+    # The precision of the synthesis and of the dataset scan; absent from atlas.json written before it was recorded.
+    precision: PrecisionRecord | None = None
     # The atlas's folder in the site (its pages are under <name>/; atlas.json is <name>/atlas.json).
     name: str = ""
     # A short hash of everything that determines the images (model, weights, methods, parameters,

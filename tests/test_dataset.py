@@ -508,19 +508,19 @@ def test_an_image_that_changes_mid_scan_is_scanned_again_next_time(tmp_path, mon
 
     folder = make_folder(tmp_path / "photos", 5)
     config = dataset_config(tmp_path, folder)
-    real_scan, touched = dataset.scan_chunk, {}
+    real_scan, touched = dataset.scan_chunks, {}
 
-    def scan_then_change(scanner, chunk, *args, **kwargs):
-        if not touched:  # the first chunk's first image changes after it was hashed, before it is read
-            path = chunk[0].path
-            touched.update(path=path, source=chunk[0].source, data=path.read_bytes())
-            if how == "removed":
-                path.unlink()
-            else:
-                photo(99, (44, 40)).save(path, format="PNG")
-        return real_scan(scanner, chunk, *args, **kwargs)
+    def scan_then_change(scanner, chunks, *args, **kwargs):
+        # The first chunk's first image changes after it was hashed, before the scan reads it.
+        path = chunks[0][0].path
+        touched.update(path=path, source=chunks[0][0].source, data=path.read_bytes())
+        if how == "removed":
+            path.unlink()
+        else:
+            photo(99, (44, 40)).save(path, format="PNG")
+        return real_scan(scanner, chunks, *args, **kwargs)
 
-    monkeypatch.setattr(dataset, "scan_chunk", scan_then_change)
+    monkeypatch.setattr(dataset, "scan_chunks", scan_then_change)
     notes = []
     result = build(config, notes)
     assert not result.complete and not result.sharded and result.missing >= 1
@@ -530,7 +530,7 @@ def test_an_image_that_changes_mid_scan_is_scanned_again_next_time(tmp_path, mon
     plan = prepare(config).plan
     digest = hashlib.sha256(touched["data"]).hexdigest()
     assert not any(store.has(a.key) for a in plan.chunks if digest in a.recipe["images"])
-    monkeypatch.setattr(dataset, "scan_chunk", real_scan)
+    monkeypatch.setattr(dataset, "scan_chunks", real_scan)
     again = build(config)
     assert again.complete
     atlas = json.loads((tmp_path / "site" / "vgg16-hed-bsds500" / "atlas.json").read_text())
@@ -628,3 +628,174 @@ def test_memory_advice_on_the_dataset_path_names_the_dataset_options(tmp_path, m
         build(dataset_config(tmp_path, folder))
     assert "out of memory" in str(error.value) and "--batch-size or --dataset-size" in str(error.value)
     assert "--size" not in str(error.value).replace("--dataset-size", "")
+
+
+# --- the threaded scan ---------------------------------------------------------------------------
+
+
+def mixed_chunks(folder: Path, short: int, chunk: int) -> list:
+    """A folder's chunks with photos of several shapes and formats, an EXIF-turned one and files
+    that cannot be decoded, so the scan batches by shape and skips."""
+    make_folder(folder, 11)
+    (folder / "broken.jpg").write_bytes(jpeg_bytes(photo(50, (64, 64)))[:300])
+    (folder / "text.jpeg").write_text("not a photo at all")
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    (folder / "turned.jpg").write_bytes(jpeg_bytes(photo(60, (64, 44)), exif=exif.tobytes()))
+    return open_dataset(folder, short, 3, chunk).chunks
+
+
+def test_the_threaded_scan_gives_exactly_what_the_serial_one_gives(tmp_path, hed_model):
+    chunks = mixed_chunks(tmp_path / "photos", SHORT, 3)
+    assert len(chunks) >= 3
+    scanner = dataset.Scanner(hed_model, list(LAYERS))
+    serial = [dataset.scan_chunk(scanner, chunk, SHORT, 3, 2, fit_shapes=True) for chunk in chunks]
+    threaded = list(dataset.scan_chunks(scanner, chunks, SHORT, 3, 2, fit_shapes=True, workers=4))
+    assert len(threaded) == len(chunks)
+    assert any(facts["skipped"] for _, facts in serial)
+    for (tops, facts), (threaded_tops, threaded_facts, changed) in zip(serial, threaded):
+        assert changed is None and threaded_facts == facts
+        for top, other in zip(tops, threaded_tops):
+            assert (top is None) == (other is None)
+            if top is not None:  # bit for bit: the same pixels in the same batches
+                assert top.activation.tobytes() == other.activation.tobytes()
+                assert np.array_equal(top.image, other.image) and np.array_equal(top.unit, other.unit)
+    for chunk in chunks:  # and the pixels themselves
+        with dataset.decoding_threads(4) as pool:
+            decoded = dataset.Decoded.of([f.result() for f in [pool.submit(dataset.decode_image, i, SHORT) for i in chunk]])
+        reference = dataset.decode_chunk(chunk, SHORT)
+        assert decoded.sizes == reference.sizes and decoded.skipped == reference.skipped
+        assert all(np.array_equal(decoded.pixels[i], reference.pixels[i]) for i in reference.pixels)
+
+
+def test_the_next_chunk_decodes_in_threads_while_the_model_runs_and_no_further(tmp_path, monkeypatch):
+    import threading
+
+    folder = make_folder(tmp_path / "photos", 6)
+    chunks = open_dataset(folder, SHORT, 3, 1).chunks  # one image a chunk
+    assert len(chunks) == 6
+    order = [image.digest for chunk in chunks for image in chunk]
+    started, threads = [], set()
+    next_started = threading.Condition()
+    real_decode = dataset.decode_image
+
+    def decode(image, short_side):
+        with next_started:
+            started.append(order.index(image.digest))
+            threads.add(threading.current_thread().name)
+            next_started.notify_all()
+        return real_decode(image, short_side)
+
+    class Waiting(RecordingScanner):
+        """Runs chunk i only once chunk i + 1 has started decoding: a serial scan would wait forever."""
+
+        def peaks(self, images):
+            i = len(self.batches)
+            with next_started:
+                assert max(started) <= i + 1, f"chunk {max(started)} decoded while chunk {i} ran: too far ahead"
+                if i + 1 < len(chunks):
+                    assert next_started.wait_for(lambda: i + 1 in started, timeout=30), "no prefetch"
+            return super().peaks(images)
+
+    monkeypatch.setattr(dataset, "decode_image", decode)
+    scanned = list(dataset.scan_chunks(Waiting(), chunks, SHORT, 3, 4, workers=2))
+    assert [changed for _, _, changed in scanned] == [None] * 6
+    assert sorted(started) == list(range(6)) and all(name.startswith("atlasgen-decode") for name in threads)
+
+
+def test_a_changed_image_stops_only_its_chunk_in_the_threaded_scan(tmp_path):
+    from dataclasses import replace
+
+    folder = make_folder(tmp_path / "photos", 6)
+    chunks = open_dataset(folder, SHORT, 3, 1).chunks
+    chunks[2] = (replace(chunks[2][0], digest="0" * 64),)  # it no longer reads as it was hashed
+    scanned = list(dataset.scan_chunks(RecordingScanner(), chunks, SHORT, 3, 4, workers=3))
+    assert [changed is not None for _, _, changed in scanned] == [False, False, True, False, False, False]
+    assert str(scanned[2][2]) == f"{chunks[2][0].source} changed"
+    serial = [dataset.scan_chunk(RecordingScanner(), chunk, SHORT, 3, 4) for i, chunk in enumerate(chunks) if i != 2]
+    assert [facts for _, facts, changed in scanned if changed is None] == [facts for _, facts in serial]
+
+
+def test_hashing_in_threads_keeps_the_order_the_first_of_equal_files_and_the_reasons(tmp_path):
+    folder = make_folder(tmp_path / "photos", 8)
+    (folder / "a" / "zz-copy.png").write_bytes((folder / "a" / "img001.png").read_bytes())
+    (folder / "empty.png").write_bytes(b"")
+    opened = open_dataset(folder, SHORT, 3, 2)
+    assert [i.source for i in opened.images] == sorted(i.source for i in opened.images)
+    assert dict(opened.refused) == {"a/zz-copy.png": "the same bytes as a/img001.png", "empty.png": "an empty file"}
+    assert all(i.digest == hashlib.sha256(i.path.read_bytes()).hexdigest() and i.size for i in opened.images)
+
+
+# --- precision ------------------------------------------------------------------------------------
+
+
+def test_a_cpu_build_records_float32_and_no_tf32(scanned):
+    from atlasgen.build.run import prepare
+    from atlasgen.store import Store
+
+    root, folder, atlas, notes = scanned
+    assert atlas["precision"] == {"synthesis": "float32", "synthesis_tf32": None, "scan": "float32"}
+    assert ", float32, " in notes and "decoding threads)" in notes
+    plan = prepare(dataset_config(root, folder)).plan
+    store = Store(root / "store")
+    assert {store.get(a.key).meta["precision"] for a in plan.chunks} == {"float32"}
+    assert all("precision" not in a.recipe for a in plan.chunks)  # a fact: shards on other machines share chunks
+    synthesised = [a for a in plan.artifacts if a.kind in ("channel", "neuron")]
+    assert synthesised and {store.get(a.key).meta["tf32"] for a in synthesised} == {None}
+    page = (root / "site" / atlas["layers"][0]["units"][0]["page"] / "index.html").read_text()
+    assert "exactly the highest, scanned in full float32" in page and "TF32" not in page
+
+
+def test_a_chunk_scanned_in_tf32_makes_the_scan_not_float32_and_drops_the_exact_claim(tmp_path):
+    from atlasgen.build.run import prepare
+    from atlasgen.store import Store
+
+    folder = make_folder(tmp_path / "photos", 5)
+    config = dataset_config(tmp_path, folder)
+    assert build(config).complete
+    plan = prepare(config).plan
+    store = Store(config.store)
+    first = plan.chunks[0].recipe["images"]
+    for artifact in (a for a in plan.chunks if a.recipe["images"] == first):  # one chunk, every layer's entry
+        entry = store.get(artifact.key)
+        blobs = {name: store.get_blob(ref.digest) for name, ref in entry.blobs.items()}
+        store.put(artifact.key, blobs, {**entry.meta, "precision": "tf32"})  # as a GPU scan with TF32 stores it
+    again = build(config)
+    assert again.complete and again.computed == 0
+    atlas = json.loads((tmp_path / "site" / "vgg16-hed-bsds500" / "atlas.json").read_text())
+    assert atlas["precision"]["scan"] == "tf32"
+    page = (tmp_path / "site" / atlas["layers"][0]["units"][0]["page"] / "index.html").read_text()
+    assert "highest pre-ReLU activations as computed in TF32 (approximate) on photos" in page
+    assert "exactly the highest" not in page
+
+
+def test_the_scan_disables_tf32_on_a_gpu_unless_mixed_is_asked_and_restores_it(monkeypatch):
+    from atlasgen.synthesis import engine
+    from atlasgen.tf import tf
+
+    setting = tf.config.experimental
+    with dataset.scan_precision(allow_tf32=True) as precision:  # this machine: a CPU, where TF32 does not apply
+        assert precision == "float32" and dataset.tf32_allowed() is None
+    monkeypatch.setattr(engine, "synthesis_device", lambda: "GPU:0")
+    before = setting.tensor_float_32_execution_enabled()
+    try:
+        setting.enable_tensor_float_32_execution(True)
+        with dataset.scan_precision() as precision:
+            assert precision == "float32" and not setting.tensor_float_32_execution_enabled()
+        assert setting.tensor_float_32_execution_enabled()  # restored
+        with dataset.scan_precision(allow_tf32=True) as precision:
+            assert precision == "tf32" and setting.tensor_float_32_execution_enabled()
+        setting.enable_tensor_float_32_execution(False)  # disabled by the user: mixed does not enable it
+        with dataset.scan_precision(allow_tf32=True) as precision:
+            assert precision == "float32" and not setting.tensor_float_32_execution_enabled()
+        assert not setting.tensor_float_32_execution_enabled() and dataset.tf32_allowed() is False
+    finally:
+        setting.enable_tensor_float_32_execution(before)
+
+
+@pytest.mark.parametrize("precision,tf32", [(None, False), ("float32", False), ("mixed", True)])
+def test_only_an_explicit_precision_mixed_lets_the_scan_use_tf32(tmp_path, precision, tf32):
+    from atlasgen.build.run import prepare
+
+    folder = make_folder(tmp_path / "photos", 2)
+    assert prepare(dataset_config(tmp_path, folder, precision=precision)).dataset.tf32 is tf32

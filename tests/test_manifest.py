@@ -113,6 +113,21 @@ def test_optional_fields_may_be_left_out():
     assert Manifest.from_json(doc).layers[0].units[0].metrics.images["channel"].changed_pixels_outside_box is None
 
 
+def test_the_precision_record_is_optional_and_checked():
+    from atlasgen.manifest import PrecisionRecord
+
+    assert "precision" not in document() or document()["precision"] is None
+    assert Manifest.from_json({k: v for k, v in document().items() if k != "precision"}).precision is None  # older atlas.json
+    record = {"synthesis": "mixed", "synthesis_tf32": True, "scan": "tf32"}
+    back = Manifest.from_json({**document(), "precision": record}).precision
+    assert back == PrecisionRecord("mixed", True, "tf32")
+    assert Manifest.from_json({**document(), "precision": {"synthesis": "float32"}}).precision == PrecisionRecord("float32")
+    for field, value, expected in (("scan", "fp16", "null or one of float32, tf32, unrecorded"),
+                                   ("synthesis", "half", "float32 or mixed"), ("synthesis_tf32", "yes", "true or false")):
+        message = error_of({**document(), "precision": {**record, field: value}})
+        assert f"atlas.json.precision.{field}" in message and expected in message, message
+
+
 def test_load_manifest_reads_it_back(tmp_path):
     m = make_manifest()
     (tmp_path / MANIFEST).write_bytes(m.to_bytes())

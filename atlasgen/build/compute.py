@@ -67,6 +67,7 @@ def probe_photos(job: Job) -> Results:
 def _synthesised(job: Job, what: str, sizer, blobs_and_facts, params=None, run=None) -> Results:
     """Images of the job's filters in batches (`run(engine, ids, params)`, by default the kind's
     Lucid synthesis), each stored with its blobs and the facts every synthesised image has."""
+    from atlasgen.build.dataset import tf32_allowed
     from atlasgen.synthesis.engine import memory_budget
 
     from atlasgen.synthesis.images import synthesise
@@ -83,10 +84,12 @@ def _synthesised(job: Job, what: str, sizer, blobs_and_facts, params=None, run=N
     else:
         size = sizer(engine, params, len(ids))
         job.log(f"{where} in batches of {size} (fit to {memory_budget().describe()}; --batch-size overrides)")
+    tf32 = tf32_allowed()  # a fact of where the images are made (None on a CPU), not of their recipe
     for image in _fitting_memory(job, engine, ids, size, where, params, run):
         blobs, facts = blobs_and_facts(image)
         facts = {"objective": image.objective, "mean_activation": image.mean_activation,
                  "steps": int(len(image.history)), "objective_first_step": float(image.history[0]), **facts}
+        facts["tf32"] = tf32
         yield by_filter[image.filter], blobs, facts
 
 
@@ -261,33 +264,40 @@ def dataset_examples(job: Job) -> Results:
 def dataset_chunks(job: Job) -> Results:
     """The dataset's missing chunks: one forward pass per image gives every planned layer's top k,
     each chunk's artifacts (one per layer) stored as soon as the chunk is done, so a kill loses at
-    most the chunk in flight. A chunk with an image that changed since it was hashed is not stored:
-    the next build scans it again."""
-    from atlasgen.build.dataset import Changed, Scanner, Top, scan_batch_size, scan_chunk
+    most the chunk in flight. Threads decode the next chunk while the model runs this one
+    (`scan_chunks`). A chunk with an image that changed since it was hashed is not stored: the next
+    build scans it again. Each chunk's facts say the precision it was scanned in (`scan_precision`)."""
+    from atlasgen.build.dataset import Scanner, Top, host_cores, scan_batch_size, scan_chunks, scan_precision
 
     dataset = job.dataset
     by_digest = {image.digest: image for image in dataset.images}
     by_chunk: dict[str, list[Artifact]] = {}
     for artifact in job.artifacts:
         by_chunk.setdefault(artifact.chunk, []).append(artifact)
+    groups = list(by_chunk.values())
+    chunks = [tuple(by_digest[digest] for digest in artifacts[0].recipe["images"]) for artifacts in groups]
     batch = job.batch_size or scan_batch_size(job.geometry, job.layers, dataset.short_side)
-    job.log(f"dataset {dataset.name}: scanning {len(by_chunk)} of {len(dataset.chunks)} chunks "
-            f"({dataset.short_side} px shorter side, batches of up to {batch})")
     scanner = Scanner(job.loaded, job.layers)
-    for artifacts in by_chunk.values():
-        chunk = tuple(by_digest[digest] for digest in artifacts[0].recipe["images"])
+    with scan_precision(dataset.tf32) as precision:
+        job.log(f"dataset {dataset.name}: scanning {len(by_chunk)} of {len(dataset.chunks)} chunks "
+                f"({dataset.short_side} px shorter side, batches of up to {batch}, {precision}, "
+                f"{host_cores()} decoding threads)")
+        scanned = scan_chunks(scanner, chunks, dataset.short_side, dataset.examples, batch, fit_shapes=not job.batch_size)
         try:
-            tops, facts = scan_chunk(scanner, chunk, dataset.short_side, dataset.examples, batch,
-                                     fit_shapes=not job.batch_size)
-        except Changed as exc:
-            job.log(f"dataset {dataset.name}: {exc} while the build ran; its chunk is not stored "
-                    f"(run atlasgen build again to scan it)")
-            continue
+            for artifacts, (tops, facts, changed) in zip(groups, scanned):
+                if changed is not None:
+                    job.log(f"dataset {dataset.name}: {changed} while the build ran; its chunk is not stored "
+                            f"(run atlasgen build again to scan it)")
+                    continue
+                facts = {**facts, "precision": precision}  # a fact, not in the recipe: shards share chunks
+                for artifact in artifacts:
+                    top = tops[job.layers.index(artifact.layer)] or Top.empty(job.geometry.filters(artifact.layer),
+                                                                              dataset.examples)
+                    yield artifact, {"top": top.to_bytes()}, facts
         except Exception as error:
             if not out_of_memory(error):
                 raise
             raise AtlasgenError(f"dataset {dataset.name}: out of memory scanning images in batches of up to {batch} at "
                                 f"--dataset-size {dataset.short_side}; use a smaller --batch-size or --dataset-size") from None
-        for artifact in artifacts:
-            top = tops[job.layers.index(artifact.layer)] or Top.empty(job.geometry.filters(artifact.layer), dataset.examples)
-            yield artifact, {"top": top.to_bytes()}, facts
+        finally:
+            scanned.close()  # its decoding threads end with the scan, however it ends

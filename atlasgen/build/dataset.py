@@ -13,14 +13,21 @@ it is in (and splits or joins it at most). A chunk's top k for every filter of a
 store entry, keyed by the images' content hashes, the model, the weights, the convention and the
 algorithm version: a killed scan resumes from the chunks already stored, and merging chunks is
 exact, so shards may scan different chunks.
+
+Threads read, hash, decode and resize the next chunk's images while the model runs this one
+(`scan_chunks`), to exactly the serial scan's result. On a GPU the scan disables TF32 unless asked
+(`scan_precision`), and each chunk's facts say the precision it was scanned in.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import os
 import stat
+import warnings
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Iterable, Iterator
@@ -96,6 +103,9 @@ class Dataset:
     examples: int
     chunk: int  # images per chunk on average
     builtin: bool = False
+    # Whether the scan may let a GPU run its float32 convolutions as TF32 (an explicit --precision
+    # mixed); otherwise it disables TF32 while it runs, so its examples are exact (`scan_precision`).
+    tf32: bool = False
 
     @property
     def sha256(self) -> str:
@@ -181,12 +191,13 @@ def check_options(short_side, examples, chunk) -> None:
 
 
 def open_dataset(folder: Path | None, short_side: int = DEFAULT_SHORT_SIDE, examples: int = DEFAULT_EXAMPLES,
-                 chunk: int = DEFAULT_CHUNK) -> Dataset:
+                 chunk: int = DEFAULT_CHUNK, tf32: bool = False) -> Dataset:
     """The image files under `folder`, recursively (links are not followed), hashed; or, with no
-    folder, scikit-image's bundled photos. A missing folder, or one without any image file, is an error."""
+    folder, scikit-image's bundled photos. A missing folder, or one without any image file, is an
+    error. `tf32`: the scan may use TF32 on a GPU (`Dataset.tf32`)."""
     check_options(short_side, examples, chunk)
     if folder is None:
-        return _builtin(short_side, examples, chunk)
+        return replace(_builtin(short_side, examples, chunk), tf32=tf32)
     if not str(folder).strip():
         raise AtlasgenError("--dataset is empty; give a folder of images")
     try:
@@ -208,7 +219,7 @@ def open_dataset(folder: Path | None, short_side: int = DEFAULT_SHORT_SIDE, exam
         )
     opened = _hashed(display_name(Path(folder).name or str(folder)), Path(folder), found, short_side, examples, chunk)
     _check_one_readable(opened, folder)
-    return opened
+    return replace(opened, tf32=tf32)
 
 
 def _check_one_readable(opened: Dataset, folder: Path) -> None:
@@ -252,21 +263,58 @@ def _image_files(root: Path) -> Iterator[tuple[str, Path]]:
 
 def _hashed(name: str, root: Path, found: list[tuple[str, Path]], short_side: int, examples: int, chunk: int,
             builtin: bool = False) -> Dataset:
+    """Every file read and hashed by `decoding_threads` (in order), then each content kept once."""
     images, refused, first = [], [], {}
-    for listed, path in found:
-        source = display_name(listed)
-        try:
-            data = read_file(path)
-        except Unreadable as exc:
-            refused.append((source, str(exc)))
-            continue
-        digest = hashlib.sha256(data).hexdigest()
-        if digest in first:
-            refused.append((source, f"the same bytes as {first[digest]}"))
-            continue
-        first[digest] = source
-        images.append(SourceImage(source, path, digest, header_size(data)))
+    with decoding_threads(bomb_warning="ignore") as pool:  # header_size ignores Pillow's bomb warning
+        for (listed, path), facts in zip(found, pool.map(_file_facts, [path for _, path in found])):
+            source = display_name(listed)
+            if isinstance(facts, str):
+                refused.append((source, facts))
+                continue
+            digest, size = facts
+            if digest in first:
+                refused.append((source, f"the same bytes as {first[digest]}"))
+                continue
+            first[digest] = source
+            images.append(SourceImage(source, path, digest, size))
     return Dataset(name, root, tuple(images), tuple(refused), short_side, examples, chunk, builtin)
+
+
+def _file_facts(path: Path) -> tuple[str, tuple[int, int] | None] | str:
+    """A file's sha256 and its header's size; or why it cannot be read (Unreadable's message)."""
+    try:
+        data = read_file(path)
+    except Unreadable as exc:
+        return str(exc)
+    return hashlib.sha256(data).hexdigest(), header_size(data)
+
+
+def host_cores() -> int:
+    """The cores this process may run on (its CPU affinity; all the machine's where the OS cannot tell)."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+@contextlib.contextmanager
+def decoding_threads(workers: int | None = None, bomb_warning: str = "error") -> Iterator[ThreadPoolExecutor]:
+    """A pool of `workers` threads (default: `host_cores`) that read, hash, decode and resize images:
+    file reads, hashlib, Pillow's decoders and its resize release the GIL, so they run on every core.
+
+    `warnings.catch_warnings`, which the codec puts around Pillow, is not thread-safe: each thread puts
+    back the filter list it saved. So the filter the workers set (`bomb_warning` for Pillow's
+    DecompressionBombWarning: "error" in `decode_rgb`, "ignore" in `header_size`) is set first here,
+    and every worker saves and restores the same list. Pillow's plugins are registered before any
+    thread starts. Tasks not started when the pool closes are cancelled."""
+    Image.init()
+    with warnings.catch_warnings():
+        warnings.simplefilter(bomb_warning, Image.DecompressionBombWarning)
+        pool = ThreadPoolExecutor(workers or host_cores(), thread_name_prefix="atlasgen-decode")
+        try:
+            yield pool
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
 
 
 def read_file(path: Path) -> bytes:
@@ -406,33 +454,66 @@ class Scanner:
         return out
 
 
+@dataclass
+class Decoded:
+    """A chunk's images as the model takes them: pixels by chunk position, and the chunk's facts
+    (each image's resized [height, width] or None, and [position, reason] of each image skipped)."""
+
+    pixels: dict[int, np.ndarray]
+    sizes: list
+    skipped: list
+
+    @classmethod
+    def of(cls, results: list) -> "Decoded":
+        """From `decode_image`'s results, in chunk order."""
+        decoded = cls({}, [], [])
+        for i, result in enumerate(results):
+            if isinstance(result, str):
+                decoded.skipped.append([i, result])
+                decoded.sizes.append(None)
+            else:
+                decoded.pixels[i] = result
+                decoded.sizes.append(list(result.shape[:2]))
+        return decoded
+
+
+def decode_image(image: SourceImage, short_side: int) -> np.ndarray | str:
+    """One image read, checked against its hash, decoded and resized by the convention: its pixels,
+    or why it is skipped (a fact of its content). Raises Changed if it no longer reads as it was hashed."""
+    try:
+        data = read_file(image.path)
+    except Unreadable as exc:
+        raise Changed(f"{image.source} can no longer be read ({exc})") from None
+    if hashlib.sha256(data).hexdigest() != image.digest:
+        raise Changed(f"{image.source} changed")
+    try:
+        return load_image(data, short_side)
+    except Unreadable as exc:
+        return str(exc)
+
+
+def decode_chunk(chunk: tuple[SourceImage, ...], short_side: int) -> Decoded:
+    """A chunk's images decoded one after another (`scan_chunks` decodes them in threads, to the same result)."""
+    return Decoded.of([decode_image(image, short_side) for image in chunk])
+
+
 def scan_chunk(scanner: Scanner, chunk: tuple[SourceImage, ...], short_side: int, k: int, batch_size: int,
                fit_shapes: bool = False) -> tuple[list[Top], dict]:
     """Each planned layer's top k of one chunk (chunk positions), and the chunk's facts: every
     image's resized size, and the images skipped with their reasons (facts of their content only:
     an image that no longer reads as it was hashed raises Changed, before any forward pass). With
     `fit_shapes`, `batch_size` is for images of up to (2 short_side)^2 pixels, and larger ones go in
-    proportionally smaller batches."""
-    loaded: dict[int, np.ndarray] = {}
-    skipped, sizes = [], []
-    for i, image in enumerate(chunk):
-        try:
-            data = read_file(image.path)
-        except Unreadable as exc:
-            raise Changed(f"{image.source} can no longer be read ({exc})") from None
-        if hashlib.sha256(data).hexdigest() != image.digest:
-            raise Changed(f"{image.source} changed")
-        try:
-            pixels = load_image(data, short_side)
-        except Unreadable as exc:
-            skipped.append([i, str(exc)])
-            sizes.append(None)
-            continue
-        loaded[i] = pixels
-        sizes.append(list(pixels.shape[:2]))
+    proportionally smaller batches. Serial: the build runs `scan_chunks`, which gives the same."""
+    return scan_decoded(scanner, decode_chunk(chunk, short_side), short_side, k, batch_size, fit_shapes)
+
+
+def scan_decoded(scanner: Scanner, decoded: Decoded, short_side: int, k: int, batch_size: int,
+                 fit_shapes: bool = False) -> tuple[list[Top], dict]:
+    """`scan_chunk` of a chunk already decoded: the forward passes (one per batch of equal-shape
+    images, in chunk order) and each layer's top k."""
     per_layer: list[list] = [[] for _ in scanner.layers]
     by_shape: dict[tuple, list[int]] = {}
-    for i, pixels in loaded.items():
+    for i, pixels in decoded.pixels.items():
         by_shape.setdefault(pixels.shape, []).append(i)
     for shape, ids in by_shape.items():
         size = batch_size
@@ -440,7 +521,7 @@ def scan_chunk(scanner: Scanner, chunk: tuple[SourceImage, ...], short_side: int
             size = max(1, min(batch_size, batch_size * (2 * short_side) ** 2 // (shape[0] * shape[1])))
         for start in range(0, len(ids), size):
             part = ids[start:start + size]
-            for layer_index, (values, positions) in enumerate(scanner.peaks(np.stack([loaded[i] for i in part]))):
+            for layer_index, (values, positions) in enumerate(scanner.peaks(np.stack([decoded.pixels[i] for i in part]))):
                 per_layer[layer_index].append((np.array(part), values, positions))
     tops = []
     for parts in per_layer:
@@ -451,7 +532,32 @@ def scan_chunk(scanner: Scanner, chunk: tuple[SourceImage, ...], short_side: int
             tops.append(top_of_images(values, positions, ids.astype(np.int64), k))
         else:
             tops.append(None)
-    return tops, {"sizes": sizes, "skipped": skipped}
+    return tops, {"sizes": decoded.sizes, "skipped": decoded.skipped}
+
+
+def scan_chunks(scanner: Scanner, chunks: list[tuple[SourceImage, ...]], short_side: int, k: int, batch_size: int,
+                fit_shapes: bool = False, workers: int | None = None) -> Iterator[tuple[list | None, dict | None, Changed | None]]:
+    """`scan_chunk` of each chunk, in order, as (tops, facts, None); (None, None, Changed) for a chunk
+    with an image that no longer reads as it was hashed. `decoding_threads` read, hash, decode and
+    resize a chunk's images, and the next chunk's while the model runs this one: at most two chunks
+    are held decoded (this one and the next), and each chunk gives exactly what `scan_chunk` gives."""
+    with decoding_threads(workers) as pool:
+        ahead: list[Future] | None = None
+        for i, chunk in enumerate(chunks):
+            current = ahead or [pool.submit(decode_image, image, short_side) for image in chunk]
+            ahead = None
+            try:
+                decoded = Decoded.of([future.result() for future in current])  # the first Changed in chunk order
+            except Changed as changed:
+                for future in current:
+                    future.cancel()
+                result = (None, None, changed)
+            else:
+                if i + 1 < len(chunks):  # the next chunk decodes while the model runs this one
+                    ahead = [pool.submit(decode_image, image, short_side) for image in chunks[i + 1]]
+                result = (*scan_decoded(scanner, decoded, short_side, k, batch_size, fit_shapes), None)
+            current = decoded = None  # only the next chunk stays decoded while the caller stores this one
+            yield result
 
 
 def scan_batch_size(geometry, layers: list[str], short_side: int) -> int:
@@ -462,6 +568,60 @@ def scan_batch_size(geometry, layers: list[str], short_side: int) -> int:
     # A photo's longer side is rarely more than twice its shorter one.
     per_image = geometry.activation_bytes(layers[-1], 2 * short_side)
     return choose_batch_size(per_image, memory_budget().usable, wanted=32)
+
+
+# --- precision ----------------------------------------------------------------------------
+
+#: What a chunk's facts say it was scanned in: full float32, or float32 with TF32 allowed on a GPU.
+SCAN_PRECISIONS = ("float32", "tf32")
+
+
+def tf32_allowed() -> bool | None:
+    """Whether TensorFlow now lets a GPU run float32 convolutions and matmuls as TF32 (10-bit
+    mantissa inputs, float32 sums); None on a CPU, where TF32 does not apply."""
+    from atlasgen.synthesis.engine import synthesis_device
+    from atlasgen.tf import tf
+
+    if synthesis_device() == "CPU":
+        return None
+    return bool(tf.config.experimental.tensor_float_32_execution_enabled())
+
+
+@contextlib.contextmanager
+def scan_precision(allow_tf32: bool = False) -> Iterator[str]:
+    """TensorFlow set for the scan, and the precision it computes in, as each chunk's facts record
+    it: "float32" on a CPU (TF32 does not apply) and on a GPU, where TF32 is disabled while the scan
+    runs unless `allow_tf32` (`Dataset.tf32`: an explicit --precision mixed) and TensorFlow allowed
+    it; "tf32" where it stays allowed. TensorFlow's previous setting is restored after."""
+    allowed = tf32_allowed()
+    if allowed is None:
+        yield "float32"
+        return
+    from atlasgen.tf import tf
+
+    tf.config.experimental.enable_tensor_float_32_execution(allow_tf32 and allowed)
+    try:
+        yield "tf32" if allow_tf32 and allowed else "float32"
+    finally:
+        tf.config.experimental.enable_tensor_float_32_execution(allowed)
+
+
+def chunks_precision(chunks: list, store) -> str | None:
+    """The precision of the scan from the stored facts of one layer's chunk artifacts (every layer's
+    artifact of a chunk has the same facts): "float32" only if every chunk was scanned in full
+    float32; "tf32" if any allowed TF32; "unrecorded" if an entry does not say; None without chunks
+    or while one is missing."""
+    said = set()
+    for artifact in chunks:
+        entry = store.get(artifact.key)
+        if entry is None:
+            return None
+        said.add(entry.meta.get("precision"))
+    if not said:
+        return None
+    if "tf32" in said:
+        return "tf32"
+    return "float32" if said == {"float32"} else "unrecorded"
 
 
 # --- examples -----------------------------------------------------------------------------

@@ -18,13 +18,13 @@ from typing import Callable
 
 from atlasgen import __version__
 from atlasgen.build.artifacts import ALGORITHM_VERSION, Artifact
-from atlasgen.build.dataset import CONVENTION, skipped_files
+from atlasgen.build.dataset import CONVENTION, chunks_precision, skipped_files
 from atlasgen.build.kinds import ALL_KINDS, MAP_NORMALISATION, Kind
 from atlasgen.errors import AtlasgenError
 from atlasgen.fs import OutputFolder, OwnedFiles, output_folder, progress_lines
 from atlasgen.manifest import (
-    MANIFEST, SCHEMA_VERSION, DatasetRecord, Generator, Manifest, ManifestError, SkippedFile, Weights, derive_metrics,
-    image_metrics, load_manifest, to_json,
+    MANIFEST, SCHEMA_VERSION, DatasetRecord, Generator, Manifest, ManifestError, PrecisionRecord, SkippedFile, Weights,
+    derive_metrics, image_metrics, load_manifest, to_json,
 )
 from atlasgen.model.geometry import square
 from atlasgen.names import atlas_name, layer_folder, safe_name, unit_folder
@@ -42,6 +42,7 @@ class Publisher:
         self.sources = sources  # dataset image digest -> its path in the dataset folder
         self.written: dict[str, Artifact] = {}
         self.shared: dict[str, str] = {}  # blob digest -> the atlas-wide path it was written to
+        self.tf32: set = set()  # the synthesised images' "tf32" facts (None on a CPU or where unrecorded)
 
     def unit_file(self, artifact: Artifact, file: str, digest: str) -> str:
         """Writes a blob to a file under the artifact's own folder (the atlas's, for atlas-wide kinds)."""
@@ -80,6 +81,7 @@ class Publisher:
             _put(part, field, entry.meta[fact])
         if kind.metrics:
             _put(part, f"metrics.{kind.metrics}", image_metrics(entry.meta))
+            self.tf32.add(entry.meta.get("tf32"))
         if kind.publish:
             _merge(part, kind.publish(artifact, entry, self))
         return part
@@ -129,7 +131,8 @@ def export_atlas(prepared, store: Store, folder: OutputFolder | None = None, log
         "parameters": prepared.params, "probes": probes, "activation_map_normalisation": MAP_NORMALISATION,
         "layers": layers, "methods": list(plan.methods),
         "method_parameters": {method: p.recipe() for method, p in prepared.method_params.items()},
-        "dataset": _dataset_record(prepared, store), "name": name, "atlas_id": ident,
+        "dataset": _dataset_record(prepared, store), "precision": _precision_record(prepared, store, publisher),
+        "name": name, "atlas_id": ident,
         "title": prepared.config.title or default_title(plan.model, loaded.source.label),
         "authors": list(prepared.config.authors), "built": _built_date(previous, ident),
     }))
@@ -223,6 +226,15 @@ def _dataset_record(prepared, store: Store) -> DatasetRecord | None:
     return DatasetRecord(dataset.name, scanned, dataset.short_side, dataset.sha256,
                          [SkippedFile(file, reason) for file, reason in skipped], dict(CONVENTION), dataset.examples,
                          dataset.builtin)
+
+
+def _precision_record(prepared, store: Store, publisher: Publisher) -> PrecisionRecord:
+    """The synthesis's precision, whether TF32 was allowed where its images were made (from their
+    facts), and the scan's from its chunks' facts (float32 only if every chunk was)."""
+    tf32 = True if True in publisher.tf32 else False if False in publisher.tf32 else None
+    plan = prepared.plan
+    scan = chunks_precision(plan.layer_chunks(plan.layers[0].name), store) if prepared.dataset and plan.chunks else None
+    return PrecisionRecord(prepared.params.precision, tf32, scan)
 
 
 def _describe(artifact: Artifact) -> str:

@@ -70,9 +70,10 @@ def prepare(config: BuildConfig) -> Prepared:
     from atlasgen.model.weights import load_model
     from atlasgen.synthesis import load_probes
 
+    tf32 = config.precision == "mixed"  # as given: only an explicit --precision mixed lets the scan use TF32
     config = config.resolved()
     probes = load_probes(list(config.probes))
-    dataset = open_dataset(config.dataset, config.dataset_size, config.examples, config.dataset_chunk)
+    dataset = open_dataset(config.dataset, config.dataset_size, config.examples, config.dataset_chunk, tf32=tf32)
     loaded = load_model(config.weights)
     geometry = model_geometry(loaded)
     chosen = _chosen_layers(loaded, geometry, config)
