@@ -84,6 +84,12 @@ class SynthesisMetrics:
     activation_vs_best_probe: float | None  # that mean over the best probe photo's; None if all are silent
     steps: int = bounded(0)
     changed_pixels_outside_box: int | None = bounded(0, default=None)  # centre-neuron images only: 0
+    # Whole-filter images: [scale, objective] with the image's deviation from its mean colour scaled
+    # (0.5, 1, 1.5, 2), and whether the filter is faint-driven (a faint image that louder ones score below).
+    contrast_response: list[list[float]] | None = None
+    faint: bool | None = None
+    # [step, objective] along the run (under each step's random transforms), ending at [steps, objective].
+    curve: list[list[float]] | None = None
 
 
 @dataclass(frozen=True)
@@ -467,10 +473,7 @@ def _decode(kind, value, where: str):
                 continue
         raise _bad(where, " or ".join(_name(o) for o in typing.get_args(kind)), value)
     if origin is tuple:
-        args = typing.get_args(kind)
-        if not isinstance(value, list) or len(value) != len(args):
-            raise _bad(where, f"a list of {len(args)}", value)
-        return tuple(_decode(a, v, f"{where}[{i}]") for i, (a, v) in enumerate(zip(args, value)))
+        return _decode_tuple(typing.get_args(kind), value, where)
     if origin is list:
         if not isinstance(value, list):
             raise _bad(where, "a list", value)
@@ -516,6 +519,17 @@ def _encodable(text: str) -> bool:
     except UnicodeEncodeError:
         return False
     return True
+
+
+def _decode_tuple(args: tuple, value, where: str) -> tuple:
+    """A tuple of fixed types, or `tuple[T, ...]` of any length, from a JSON list."""
+    if len(args) == 2 and args[1] is Ellipsis:
+        if not isinstance(value, list):
+            raise _bad(where, "a list", value)
+        return tuple(_decode(args[0], v, f"{where}[{i}]") for i, v in enumerate(value))
+    if not isinstance(value, list) or len(value) != len(args):
+        raise _bad(where, f"a list of {len(args)}", value)
+    return tuple(_decode(a, v, f"{where}[{i}]") for i, (a, v) in enumerate(zip(args, value)))
 
 
 @functools.cache

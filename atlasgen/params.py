@@ -44,6 +44,20 @@ class SynthesisParams:
     fit_transforms: bool = True
     # "constant", or "cosine": from learning_rate down to a tenth of it over the run.
     lr_schedule: str = "constant"
+    # Adam on each image's log contrast: the deviation of its pre-sigmoid image from its mean colour is
+    # scaled by exp of it, so a filter driven hardest by faint input reaches its faint optimum in the
+    # steps there are (Adam moves every Fourier coefficient about one step a step, far too slowly to
+    # shrink them all together). 0 turns it off.
+    contrast_learning_rate: float = 0.2
+    # The log contrast stays at or below this: 0 lets an image grow fainter than its spectrum makes it,
+    # never harsher, so a vivid filter keeps the image its spectrum gives.
+    max_log_contrast: float = 0.0
+    # The fraction of the run after which the contrast learns: before it, the texture forms at unit contrast.
+    contrast_start: float = 0.75
+    # After the run, the whole-filter image's deviation from its mean colour, or from neutral grey, is
+    # scaled by whichever of these factors its filter scores highest: a last step the one way the learned
+    # contrast may go, fainter (never louder: every factor is at most 1); about grey, paler in colour too.
+    contrast_search: tuple[float, ...] = (1.0, 0.75, 0.5, 0.35, 0.25, 0.15, 0.1)
     # "float32", or "mixed": the model computes in bfloat16 (float32 variables); the image, its
     # parametrisation, the transforms, Adam and the objective stay float32. The engine must match.
     precision: str = "float32"
@@ -52,4 +66,5 @@ class SynthesisParams:
         """The parameters as plain JSON values, for recipes and manifests."""
         values = asdict(self)
         values["scale"] = list(self.scale)
+        values["contrast_search"] = list(self.contrast_search)
         return values

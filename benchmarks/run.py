@@ -85,7 +85,7 @@ def achieved(engine, images, filters, kind, size):
     return maps[:, uy, ux].tolist()
 
 
-def run_peer(filters: list[int], size: int, steps: int) -> dict:
+def run_peer(filters: list[int], size: int, steps: int, seed: int = 1) -> dict:
     import numpy as np
 
     from atlasgen.model.weights import load_model
@@ -129,23 +129,37 @@ def run_peer(filters: list[int], size: int, steps: int) -> dict:
         maximiser = ActivationMaximization(model, model_modifier=[ExtractIntermediateLayer(layer), ReplaceToLinear()])
         results[layer] = {}
         for kind in KINDS:
-            seed = tf.random.uniform((len(filters), size, size, 3), 0, 255, seed=1)
-            maximiser(scores[kind], seed_input=seed, steps=1)  # trace outside the clock
+            tf.random.set_seed(seed)  # its input modifiers draw from TensorFlow's global generator
+            start_images = tf.random.uniform((len(filters), size, size, 3), 0, 255, seed=seed)
+            maximiser(scores[kind], seed_input=start_images, steps=1)  # trace outside the clock
             start = time.perf_counter()
-            images = maximiser(scores[kind], seed_input=seed, steps=steps)
+            images = maximiser(scores[kind], seed_input=start_images, steps=steps)
             images = np.clip(np.round(np.asarray(images)), 0, 255)
             wall = time.perf_counter() - start
             results[layer][kind] = {"wall_s": wall, "activations": achieved(engine, images, filters, kind, size)}
-            print(f"  tf-keras-vis {layer} {kind}: {wall:.1f} s; activations "
+            print(f"  tf-keras-vis (seed {seed}) {layer} {kind}: {wall:.1f} s; activations "
                   f"{[round(a, 1) for a in results[layer][kind]['activations']]}", flush=True)
     return {"layers": results, "peak_rss_mb": peak_rss_mb()}
 
 
+def best_of(runs: list[dict]) -> dict:
+    """The peer's runs from several seeds as one: each image's best activation over them (its own
+    run-to-run noise then never decides a comparison in atlasgen's favour), each layer and kind's
+    median wall time, and the largest peak memory."""
+    layers = {}
+    for layer in runs[0]["layers"]:
+        layers[layer] = {}
+        for kind, first in runs[0]["layers"][layer].items():
+            every = [run["layers"][layer][kind] for run in runs]
+            layers[layer][kind] = {"wall_s": statistics.median(r["wall_s"] for r in every),
+                                   "activations": [max(values) for values in zip(*(r["activations"] for r in every))],
+                                   "seed_activations": [r["activations"] for r in every]}
+    return {"layers": layers, "peak_rss_mb": max(run["peak_rss_mb"] for run in runs), "seeds": len(runs)}
+
+
 def conv_flops_per_image_step(engine, size: int, batch: int) -> float:
     """Forward plus backward-to-input FLOPs of the truncated model for one image at the padded size."""
-    from atlasgen.model import geometry
-
-    fields = geometry.receptive_fields(engine._ops, (size, size))
+    fields = engine.geometry.fields((size, size))
     flops = 0.0
     for layer in engine.trunk.layers + [engine.layer]:
         if type(layer).__name__ != "Conv2D":
@@ -355,6 +369,9 @@ def main() -> None:
     parser.add_argument("--precision", choices=("float32", "mixed"), default="float32",
                         help="atlasgen's compute precision; the matmul peak is measured in the same one")
     parser.add_argument("--skip-noop", action="store_true", help="skip the no-op rebuild (it first builds the quick atlas)")
+    parser.add_argument("--peer-seeds", type=int, default=3,
+                        help="tf-keras-vis runs, each from another seed (its random start and input modifiers): "
+                             "each image's target is its best activation over them, its time a median run's")
     parser.add_argument("--xplique-filters", type=int, default=4, help="filters per layer for the Xplique comparison")
     parser.add_argument("--xplique-steps", type=int, default=256, help="steps of both MACOs (Xplique's default 256)")
     parser.add_argument("--xplique-crops", type=int, default=None,
@@ -374,7 +391,7 @@ def main() -> None:
         args.xplique_size = args.size
 
     print("tf-keras-vis:", flush=True)
-    peer = in_child(run_peer, filters, args.size, args.steps)
+    peer = best_of([in_child(run_peer, filters, args.size, args.steps, seed) for seed in range(1, args.peer_seeds + 1)])
     print("atlasgen:", flush=True)
     ours = in_child(run_atlasgen, filters, args.size, args.steps, peer, args.precision)
     peak = in_child(matmul_peak_flops, 4096, 10, args.precision)
@@ -449,6 +466,8 @@ def main() -> None:
     summary = {
         "workload": {"layers": LAYERS, "filters": len(filters), "size": args.size, "steps": args.steps,
                      "precision": args.precision},
+        # Each image's tf-keras-vis target is its best activation over this many seeds; its time, a median run's.
+        "tf_keras_vis_seeds": peer["seeds"],
         "tf_keras_vis_wall_s": round(peer_total, 2),
         "atlasgen_wall_s": round(our_total, 2),
         # Time to quality is defined only where every image of a layer and kind reached the peer's
@@ -480,6 +499,13 @@ def main() -> None:
             "layers": maco_layers,
         },
         "xplique_skipped": xplique_skipped,
+    }
+    summary["targets_met"] = {
+        "quality_reached_everywhere": summary["quality_reached_everywhere"] is True,
+        "speedup_vs_tf_keras_vis >= 10": (summary["speedup_vs_tf_keras_vis"] or 0) >= 10,
+        "activation_ratio_vs_tf_keras_vis >= 1": (summary["activation_ratio_vs_tf_keras_vis"] or 0) >= 1,
+        "fraction_of_matmul_peak >= 0.5": summary["fraction_of_matmul_peak"] >= 0.5,
+        "speedup_vs_xplique_maco >= 2, every image reached": (summary["speedup_vs_xplique_maco"] or 0) >= 2,
     }
     print(json.dumps(summary))
 

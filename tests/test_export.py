@@ -47,6 +47,15 @@ def test_manifest_describes_the_atlas(built_atlas):
         assert metrics["neuron"]["changed_pixels_outside_box"] == 0
         assert metrics["channel"]["activation_vs_best_probe"] > 0
         assert metrics["channel"]["changed_pixels_outside_box"] is None
+        channel = metrics["channel"]
+        # Its contrast response (x1 is the image itself) and the verdict on it; the centre neuron has none.
+        assert [s for s, _ in channel["contrast_response"]] == [0.5, 1.0, 1.5, 2.0]
+        assert channel["contrast_response"][1][1] == pytest.approx(channel["objective"], abs=1e-4)
+        assert isinstance(channel["faint"], bool) and metrics["neuron"]["faint"] is None
+        # Its run: every step of these 4 (at most 31 before the last), ending at the stored objective.
+        for image in ("channel", "neuron"):
+            curve = metrics[image]["curve"]
+            assert [step for step, _ in curve] == [1, 2, 3, 4] and curve[-1][1] == metrics[image]["objective"]
     assert load_manifest(site / "vgg16-hed-bsds500").units == 6
 
 

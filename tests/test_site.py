@@ -387,6 +387,29 @@ def test_a_silent_filter_says_so_in_words_on_its_page_and_in_the_layer_grid(tmp_
     assert "1 filter whose pre-ReLU response is negative everywhere" in layer.find("p", class_="note").text
 
 
+def test_a_faint_driven_filter_shows_its_evidence_on_its_page_and_a_badge_in_its_grid(tmp_path):
+    manifest = synthetic_manifest(layers=[("block1_conv1", 3)])
+    response = [[0.5, -1.5], [1.0, -1.25], [1.5, -2.0], [2.0, -3.75]]
+    manifest["layers"][0]["units"][2]["metrics"]["channel"].update(contrast_response=response, faint=True)
+    manifest["layers"][0]["units"][0]["metrics"]["channel"].update(contrast_response=response, faint=False)
+    write_manifest(tmp_path, manifest)
+    render_site(tmp_path)
+    faint = parse(tmp_path / "vgg16/block1_conv1/2/index.html")
+    note = faint.find("p", class_="faint-note").text
+    assert note.startswith("Drawn by faint input.") and "×0.5: -1.5, ×1: -1.25, ×1.5: -2, ×2: -3.75" in note
+    rows = {tr.find("th").text: tr.find_all("td")[0].text for tr in faint.find("table", class_="numbers").find_all("tr")[1:]}
+    assert rows["whole filter: drawn by faint input"] == "yes"
+    assert rows["whole filter: contrast response"] == "×0.5 -1.5, ×1 -1.25, ×1.5 -2, ×2 -3.75"
+    assert parse(tmp_path / "vgg16/block1_conv1/0/index.html").find_all("p", class_="faint-note") == []
+    layer = parse(tmp_path / "vgg16/block1_conv1/index.html")
+    grid = layer.find("div", class_="grid", **{"data-view": "channel"})
+    assert [[b.text for b in a.find_all("span", class_="badge")] for a in grid.find_all("a")] == [[], [], ["faint"]]
+    # Another view of the same filters carries no faint badge: it is the whole-filter image that is faint.
+    other = layer.find("div", class_="grid", **{"data-view": "rf-crop"})
+    assert not other.find_all("span", class_="badge")
+    assert "1 filter whose whole-filter image is faint" in layer.find_all("p", class_="note")[0].text
+
+
 def test_every_number_on_the_filter_page_has_a_plain_explanation(tmp_path):
     write_examples_atlas(tmp_path)
     page = parse(tmp_path / "vgg16/block1_conv1/0/index.html")

@@ -161,3 +161,30 @@ def test_transforms_are_fitted_to_the_receptive_field():
     assert middle.learning_rate == params.learning_rate
     large = fitted_to_field(params, 212)
     assert (large.pad, large.jitter, large.jitter_last, large.scale) == (0, params.jitter, params.jitter_last, params.scale)
+
+
+def test_a_faint_image_is_faint_driven_only_when_louder_versions_score_lower(block1, monkeypatch):
+    from atlasgen.synthesis import images
+
+    flat = np.full((3, 8, 8, 3), 128, np.uint8)
+    flat[:, ::2] = 130  # RGB sd 1: faint
+    vivid = np.random.default_rng(0).integers(0, 256, (1, 8, 8, 3)).astype(np.uint8)
+    # Scores of the 4 images at each contrast scale (0.5, 1, 1.5, 2): image 0's filter scores louder
+    # versions lower (faint-driven), image 1's prefers x1.5, image 2's is indifferent, image 3 is vivid.
+    table = iter([np.array([2.0, 1.0, 3.0, 5.0]), np.array([3.0, 3.0, 3.0, 4.0]), np.array([1.0, 4.0, 3.0, 1.0]),
+                  np.array([0.5, 2.0, 3.0, 0.0])])
+    monkeypatch.setattr(images, "evaluate", lambda engine, pixels, ids: (next(table), None))
+    responses, faint = images.contrast_responses(block1, np.concatenate([flat, vivid]), [0, 1, 2, 3])
+    assert [[s for s, _ in r] for r in responses] == [[0.5, 1.0, 1.5, 2.0]] * 4
+    assert [r[1][1] for r in responses] == [3.0, 3.0, 3.0, 4.0]  # x1 is the image itself
+    assert faint == [True, False, False, False]  # image 3 is vivid, whatever the scores say
+
+
+def test_whole_filter_images_carry_their_contrast_response(block1):
+    (image,) = synthesise(block1, "channel", [5], TINY)
+    assert [s for s, _ in image.contrast_response] == [0.5, 1.0, 1.5, 2.0]
+    assert image.contrast_response[1][1] == pytest.approx(image.objective, abs=1e-4)
+    assert image.faint == (image.image.std() < 16 and image.contrast_response[2][1] < image.objective
+                           and image.contrast_response[3][1] < image.objective)
+    (neuron,) = synthesise(block1, "neuron", [5], TINY)
+    assert neuron.contrast_response is None and neuron.faint is None

@@ -161,8 +161,21 @@ def test_a_filter_driven_by_faint_texture_gets_a_fainter_image(hed_model):
     from atlasgen.synthesis import LayerEngine
 
     engine = LayerEngine(hed_model, "block3_conv1")
-    fixed, free = (maco.maco_batch(engine, [0, 1], MacoParams(size=48, steps=24, crops=2, contrast_learning_rate=lr))
+    # Without the search after the run, which would take a fixed-contrast image fainter too.
+    fixed, free = (maco.maco_batch(engine, [0, 1], MacoParams(size=48, steps=24, crops=2, contrast_learning_rate=lr,
+                                                              contrast_search=(1.0,)))
                    for lr in (0.0, 0.05))
     assert free[0].objective > fixed[0].objective + 5 and free[0].image.std() < 0.6 * fixed[0].image.std()
     assert free[1].image.std() == pytest.approx(fixed[1].image.std(), rel=0.1)
     assert MacoParams().recipe()["max_log_contrast"] == 0.0 and "contrast_learning_rate" in MacoParams().recipe()
+
+
+def test_the_search_after_the_run_keeps_a_contrast_only_when_its_filter_scores_it_higher(hed_model):
+    from atlasgen.synthesis import LayerEngine
+
+    engine = LayerEngine(hed_model, "block3_conv1")
+    plain, searched = (maco.maco_batch(engine, [0, 1], MacoParams(size=48, steps=24, crops=2, contrast_search=search))
+                       for search in ((1.0,), MacoParams().contrast_search))
+    for a, b in zip(plain, searched):
+        assert b.objective >= a.objective - 0.1 and b.image.std() <= a.image.std() + 0.5  # fainter, never louder
+    assert searched[0].objective > plain[0].objective  # filter 0 prefers faint texture

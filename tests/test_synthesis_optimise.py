@@ -104,3 +104,32 @@ def test_the_defaults_are_issue_11s_recipe():
     params = SynthesisParams()
     assert (params.learning_rate, params.small_field_learning_rate, params.decay_power) == (0.05, 0.1, 1.5)
     assert params.fit_transforms
+    assert (params.contrast_learning_rate, params.max_log_contrast, params.contrast_start) == (0.2, 0.0, 0.75)  # issue 20
+
+
+def test_a_learned_contrast_scales_the_deviation_from_the_mean_colour_and_never_past_the_cap(block1):
+    from atlasgen.synthesis import param
+    from atlasgen.synthesis.objectives import Objective
+    from atlasgen.synthesis.optimise import ContrastLearning
+    from atlasgen.tf import tf
+
+    image = tf.constant(np.random.default_rng(0).normal(size=(2, 6, 6, 3)).astype(np.float32))
+    scaled = param.scale_contrast(image, tf.constant([[[[0.0]]], [[[np.log(0.5)]]]], tf.float32)).numpy()
+    mean = image.numpy().mean(axis=(1, 2), keepdims=True)
+    np.testing.assert_allclose(scaled[0], image.numpy()[0], atol=1e-6)  # log contrast 0: unchanged
+    np.testing.assert_allclose(scaled[1] - mean[1], 0.5 * (image.numpy()[1] - mean[1]), atol=1e-6)
+    np.testing.assert_allclose(scaled.mean(axis=(1, 2)), mean[:, 0, 0], atol=1e-6)  # the mean colour stays
+
+    param_f = FourierImage(16, 16, init_sd=0.5, decay_power=1.5)
+    common = dict(filter_ids=[0, 1], keys=[1, 2], learning_rate=0.05)
+    learning = ContrastLearning(learning_rate=0.5, max_log_contrast=0.0)
+
+    def run(objective, contrast, name):
+        return optimise(block1, objective, param_f, [], 10, cache_key=name, contrast=contrast, **common).images
+
+    # An objective that wants a flat map: with a learned contrast the images fade far faster.
+    flat = Objective(lambda maps: -tf.math.reduce_variance(maps, axis=[1, 2]), "flat map")
+    assert run(flat, learning, "flat-learned").std() < 0.5 * run(flat, ContrastLearning(), "flat").std()
+    # One that wants a loud map: the log contrast is capped at 0, so it adds nothing to the spectrum's own.
+    loud = -1 * flat
+    np.testing.assert_allclose(run(loud, learning, "loud-learned"), run(loud, ContrastLearning(), "loud"), atol=1e-5)

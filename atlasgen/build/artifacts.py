@@ -8,7 +8,7 @@ import hashlib
 from dataclasses import dataclass, field
 
 #: In every recipe; bump it when synthesis changes, so that old artifacts are not reused.
-ALGORITHM_VERSION = 3
+ALGORITHM_VERSION = 4
 
 
 @dataclass(frozen=True)

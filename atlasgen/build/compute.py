@@ -88,9 +88,25 @@ def _synthesised(job: Job, what: str, sizer, blobs_and_facts, params=None, run=N
     for image in _fitting_memory(job, engine, ids, size, where, params, run):
         blobs, facts = blobs_and_facts(image)
         facts = {"objective": image.objective, "mean_activation": image.mean_activation,
-                 "steps": int(len(image.history)), "objective_first_step": float(image.history[0]), **facts}
+                 "steps": int(len(image.history)), "objective_first_step": float(image.history[0]),
+                 "curve": objective_curve(image.history, image.objective), **facts}
+        if image.contrast_response is not None:
+            facts.update(contrast_response=image.contrast_response, faint=image.faint)
         facts["tf32"] = tf32
         yield by_filter[image.filter], blobs, facts
+
+
+#: Points of an image's objective along its run that its facts keep (at most; fewer steps, fewer points).
+CURVE_POINTS = 32
+
+
+def objective_curve(history, objective: float) -> list[list[float]]:
+    """[step, objective] along the run: the objective under that step's random transforms at up to
+    CURVE_POINTS - 1 evenly spaced steps before the last, then [steps, the final image's own objective]
+    (the stored one, judged without transforms)."""
+    steps = len(history)
+    picked = sorted({round(k * (steps - 2) / (CURVE_POINTS - 2)) for k in range(CURVE_POINTS - 1)}) if steps > 1 else []
+    return [[i + 1, float(history[i])] for i in picked] + [[steps, float(objective)]]
 
 
 def _fitting_memory(job: Job, engine, ids: list[int], size: int, where: str, params, run) -> Iterator:

@@ -57,17 +57,22 @@ def layer_tabs(layer, probes, size: int) -> list[dict]:
             continue
         if view.shows == "maps":
             tabs += [{"id": f"map-{i}", "label": f"{view.label} {probe.name}",
-                      "height": round(LAYER_THUMB * probe.height / probe.width), "crops": False,
+                      "height": round(LAYER_THUMB * probe.height / probe.width), "crops": False, "metrics": None,
                       "cells": [(u, u.activation_maps[i].images["overlay"], None, (probe.width, probe.height)) for u in units]}
                      for i, probe in enumerate(probes)]
         elif view.shows == "examples":
-            tabs.append({"id": view.id, "label": view.label, "height": LAYER_THUMB, "crops": True,
+            tabs.append({"id": view.id, "label": view.label, "height": LAYER_THUMB, "crops": True, "metrics": None,
                          "cells": [(u, u.dataset_examples[0].image, u.dataset_examples[0], _box_size(u.dataset_examples[0].box))
                                    for u in units]})
         else:
-            tabs.append({"id": view.id, "label": view.label, "height": LAYER_THUMB, "crops": False,
+            tabs.append({"id": view.id, "label": view.label, "height": LAYER_THUMB, "crops": False, "metrics": view.metrics,
                          "cells": [(u, u.images[view.image], None, image_size(view, u, size)) for u in units]})
     return tabs
+
+
+def faint_units(layer) -> list:
+    """The units of the layer with a faint-driven whole-filter image, by any method."""
+    return [u for u in layer.units if any(m.faint for m in u.metrics.images.values())]
 
 
 def cell_images(view: View, unit) -> list[str]:

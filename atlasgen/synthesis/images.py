@@ -13,7 +13,7 @@ from atlasgen.errors import AtlasgenError
 from atlasgen.synthesis import objectives
 from atlasgen.synthesis.engine import LayerEngine, PatchPlan, available_memory_bytes, choose_batch_size
 from atlasgen.params import SynthesisParams
-from atlasgen.synthesis.optimise import FourierImage, Optimised, filter_key, optimise
+from atlasgen.synthesis.optimise import ContrastLearning, FourierImage, Optimised, filter_key, optimise
 from atlasgen.synthesis.transforms import NEUTRAL, standard
 from atlasgen.tf import tf
 
@@ -26,6 +26,11 @@ CHANNEL, NEURON = "channel", "neuron"
 JITTER_PER_FIELD, LAST_JITTER_PER_FIELD = 1 / 8, 1 / 16
 #: Fields smaller than this get no random zoom or turn in whole-filter images.
 FIELD_FOR_WARPS = 16
+#: The contrasts a whole-filter image is judged at, relative to its own.
+CONTRAST_SCALES = (0.5, 1.0, 1.5, 2.0)
+#: An image's RGB standard deviation (0..255) under this is faint; it is then faint-driven when its
+#: filter scores both louder versions (x1.5, x2) lower, and otherwise has not converged.
+FAINT_STD = 16.0
 
 
 @dataclass
@@ -41,6 +46,10 @@ class FilterImage:
     history: np.ndarray  # objective at every step, under that step's transforms
     box: geometry.Box | None = None  # neuron images: the receptive field, clipped
     changed_outside_box: int | None = None  # neuron images: pixels not neutral outside the box
+    # Whole-filter images: [scale, objective] with the image's deviation from its mean colour scaled
+    # by each of CONTRAST_SCALES (clipped to the pixel range), and whether the filter is faint-driven.
+    contrast_response: list[list[float]] | None = None
+    faint: bool | None = None
 
 
 def to_bytes(images: np.ndarray) -> np.ndarray:
@@ -109,6 +118,43 @@ def evaluate(engine: LayerEngine, images: np.ndarray, filter_ids: list[int], uni
     return objective, np.maximum(maps, 0).mean(axis=(1, 2))
 
 
+def with_contrast(images: np.ndarray, scale, towards_grey=False) -> np.ndarray:
+    """uint8 images with their deviation from their own mean colour (or, `towards_grey`, from neutral
+    grey: colour and contrast together) scaled, by image (`scale` and `towards_grey` are one value or
+    one per image), clipped to 0..255, as float pixels in [0, 1]."""
+    pixels = images.astype(np.float32)
+    per_image = (-1, 1, 1, 1)
+    grey = np.asarray(towards_grey).reshape(per_image) if np.ndim(towards_grey) else towards_grey
+    centre = np.where(grey, NEUTRAL_BYTE, pixels.mean(axis=(1, 2), keepdims=True))
+    scale = np.asarray(scale, np.float32).reshape(per_image) if np.ndim(scale) else scale
+    return np.clip(centre + scale * (pixels - centre), 0, 255) / 255.0
+
+
+def best_contrast(engine: LayerEngine, images: np.ndarray, filter_ids: list[int], scales) -> np.ndarray:
+    """Each uint8 image at whichever of `scales` its filter scores highest (the first on ties), each
+    scale taken about the image's own mean colour and about neutral grey (fainter colour too)."""
+    if len(scales) < 2:
+        return images
+    candidates = [(s, grey) for grey in (False, True) for s in scales]
+    scores = np.stack([evaluate(engine, with_contrast(images, s, grey), filter_ids)[0] for s, grey in candidates], axis=1)
+    best = [candidates[k] for k in np.argmax(scores, axis=1)]
+    return to_bytes(with_contrast(images, [s for s, _ in best], [grey for _, grey in best]))
+
+
+def contrast_responses(engine: LayerEngine, images: np.ndarray, filter_ids: list[int]) -> tuple[list, list]:
+    """Each whole-filter image's objective with its deviation from its mean colour scaled by each of
+    CONTRAST_SCALES (clipped to 0..255), as [[scale, objective], ...], and whether its filter is
+    faint-driven: the image is faint (RGB sd < FAINT_STD) and louder versions (x1.5 and x2) score
+    lower than the image itself. images: uint8 (batch, h, w, 3)."""
+    scores = np.stack([evaluate(engine, with_contrast(images, s), filter_ids)[0] for s in CONTRAST_SCALES], axis=1)
+    responses = [[[s, float(v)] for s, v in zip(CONTRAST_SCALES, row)] for row in scores]
+    own = CONTRAST_SCALES.index(1.0)
+    louder = [CONTRAST_SCALES.index(s) for s in (1.5, 2.0)]
+    faint = [bool(float(image.std()) < FAINT_STD and all(row[k] < row[own] for k in louder))
+             for image, row in zip(images, scores)]
+    return responses, faint
+
+
 def fitted_to_field(params: SynthesisParams, field: int) -> SynthesisParams:
     """Whole-filter transforms no larger than the layer's receptive field allows: a jitter of 8 px
     moves a 10 px field's pattern by most of a period, and turning or zooming a 3 px edge detector's
@@ -137,6 +183,7 @@ def _run(engine: LayerEngine, kind: str, objective, param_f: FourierImage, param
         engine, objective, param_f, transforms, params.steps, filter_ids=filter_ids,
         keys=[filter_key(params.seed, f) for f in filter_ids], learning_rate=params.learning_rate,
         cache_key=cache_key, lr_schedule=params.lr_schedule,
+        contrast=ContrastLearning(params.contrast_learning_rate, params.max_log_contrast, params.contrast_start),
     )
 
 
@@ -146,10 +193,12 @@ def channel_batch(engine: LayerEngine, filter_ids: list[int], params: SynthesisP
     if params.fit_transforms:
         params = fitted_to_field(params, min(engine.field((params.size, params.size)).r))
     run = _run(engine, CHANNEL, objectives.channel_mean(), param_f, params, filter_ids)
-    images = to_bytes(run.images)
+    images = best_contrast(engine, to_bytes(run.images), filter_ids, params.contrast_search)
     objective, mean_act = evaluate(engine, images / 255.0, filter_ids)
+    responses, faint = contrast_responses(engine, images, filter_ids)
     return [
-        FilterImage(engine.name, f, CHANNEL, images[i], float(objective[i]), float(mean_act[i]), run.history[:, i])
+        FilterImage(engine.name, f, CHANNEL, images[i], float(objective[i]), float(mean_act[i]), run.history[:, i],
+                    contrast_response=responses[i], faint=faint[i])
         for i, f in enumerate(filter_ids)
     ]
 

@@ -22,7 +22,9 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from atlasgen.errors import AtlasgenError
-from atlasgen.synthesis.images import FilterImage, check_batch, check_engine_precision, evaluate, to_bytes
+from atlasgen.synthesis.images import (
+    FilterImage, best_contrast, check_batch, check_engine_precision, contrast_responses, evaluate, to_bytes,
+)
 from atlasgen.synthesis.optimise import AdamMoments, LoopInputs, Step, compile_loop, run_loop, step_keys
 from atlasgen.synthesis.transforms import hash32, uniform
 from atlasgen.tf import tf
@@ -119,6 +121,9 @@ class MacoParams:
     # unit contrast, where the sigmoid would start to flatten the photos' spectrum into posterised colour.
     max_log_contrast: float = 0.0
     precision: str = "float32"  # the model's compute, as SynthesisParams.precision; phase, Adam and objective stay float32
+    # After the run, the image's contrast is scaled by whichever of these its filter scores highest
+    # (SynthesisParams.contrast_search: fainter only, as the learned contrast).
+    contrast_search: tuple[float, ...] = (1.0, 0.75, 0.5, 0.35, 0.25, 0.15, 0.1)
 
     @classmethod
     def from_synthesis(cls, params) -> "MacoParams":
@@ -298,11 +303,12 @@ def maco_batch(engine, filter_ids: list[int], params: MacoParams) -> list:
     if params.crops < 1:
         raise AtlasgenError("MACO crops must be at least 1")
     run = optimise_maco(engine, filter_ids, params)
-    images = to_bytes(run.images)
+    images = best_contrast(engine, to_bytes(run.images), filter_ids, params.contrast_search)
     objective, mean_act = evaluate(engine, images / 255.0, filter_ids)
+    responses, faint = contrast_responses(engine, images, filter_ids)
     return [
         MacoImage(engine.name, f, METHOD, images[i], float(objective[i]), float(mean_act[i]), run.history[:, i],
-                  transparency=run.transparency[i])
+                  contrast_response=responses[i], faint=faint[i], transparency=run.transparency[i])
         for i, f in enumerate(filter_ids)
     ]
 

@@ -162,12 +162,13 @@ class FourierImage:
         )
 
     def graph(self):
-        """The spectrum -> image function, with its constants, for use inside a compiled graph."""
+        """The (spectrum, log contrast or None) -> image function, with its constants, for use inside a
+        compiled graph."""
         scale = tf.constant(param.spectrum_scale(self.height, self.width, self.decay_power))
         mask = None if self.mask is None else tf.constant(self.mask.astype(np.float32)[None, :, :, None])
 
-        def render(spectrum):
-            image = param.fourier_rgb(spectrum, scale, self.height, self.width, self.decorrelate)
+        def render(spectrum, log_contrast=None):
+            image = param.fourier_rgb(spectrum, scale, self.height, self.width, self.decorrelate, log_contrast)
             if mask is not None:
                 image = transforms_mod.NEUTRAL + mask * (image - transforms_mod.NEUTRAL)
             return image
@@ -176,30 +177,59 @@ class FourierImage:
 
 
 class SpectrumState(NamedTuple):
-    """The loop state of Lucid's method: the batch's spectra and their Adam moments."""
+    """The loop state of Lucid's method: the batch's spectra, each image's log contrast, and their
+    Adam moments."""
 
     spectrum: Any  # (2, batch, 3, h, w // 2 + 1)
     moments: AdamMoments
+    contrast: Any  # (batch, 1, 1, 1): each image's log contrast, 0 at the start
+    contrast_moments: AdamMoments
 
     @classmethod
     def begin(cls, spectrum) -> "SpectrumState":
-        """The state before the first step: zero moments."""
-        return cls(spectrum, AdamMoments.zeros_like(spectrum))
+        """The state before the first step: unit contrast, zero moments."""
+        contrast = tf.zeros([tf.shape(spectrum)[1], 1, 1, 1])
+        return cls(spectrum, AdamMoments.zeros_like(spectrum), contrast, AdamMoments.zeros_like(contrast))
+
+
+@dataclass(frozen=True)
+class ContrastLearning:
+    """How each image's log contrast learns: Adam at `learning_rate` (0: it stays at unit contrast
+    and takes no part in the image), capped at `max_log_contrast`."""
+
+    learning_rate: float = 0.0
+    max_log_contrast: float = 0.0
+    start: float = 0.0  # the fraction of the run after which it learns (before: the texture forms at unit contrast)
+
+    def rate(self, i, steps):
+        """The learning rate at step i of `steps`."""
+        begun = tf.cast(i, tf.float32) >= self.start * tf.cast(steps, tf.float32)
+        return tf.where(begun, self.learning_rate, 0.0)
+
+    def of(self, state: SpectrumState):
+        """The log contrast the image is rendered with, or None when it does not learn."""
+        return state.contrast if self.learning_rate > 0 else None
 
 
 def spectrum_step(engine: LayerEngine, objective: Objective, render: Callable, augment: Callable, lr: float,
-                  schedule: str = "constant") -> Step:
-    """One step of Lucid's method: Adam up the objective of each image's own filter, on its transformed image."""
+                  schedule: str = "constant", contrast: ContrastLearning = ContrastLearning()) -> Step:
+    """One step of Lucid's method: Adam up the objective of each image's own filter, on its transformed
+    image; with a learning contrast, Adam moves each image's log contrast too."""
 
     def step(i, state: SpectrumState, inputs: LoopInputs):
         with tf.GradientTape() as tape:
-            tape.watch(state.spectrum)
-            image = augment(render(state.spectrum), step_keys(inputs.keys, i))
+            tape.watch([state.spectrum, state.contrast])
+            image = augment(render(state.spectrum, contrast.of(state)), step_keys(inputs.keys, i))
             scores = objective(engine.own_maps(image, inputs.filter_ids))
             loss = -tf.reduce_sum(scores)
-        grad = tape.gradient(loss, state.spectrum)
+        grad, contrast_grad = tape.gradient(loss, [state.spectrum, state.contrast])
         spectrum, moments = state.moments.update(state.spectrum, grad, i, learning_rate_at(lr, schedule, i, inputs.steps))
-        return SpectrumState(spectrum, moments), scores
+        log_contrast, contrast_moments = state.contrast, state.contrast_moments
+        if contrast.learning_rate > 0:
+            log_contrast, contrast_moments = contrast_moments.update(log_contrast, contrast_grad, i,
+                                                                     contrast.rate(i, inputs.steps))
+            log_contrast = tf.minimum(log_contrast, contrast.max_log_contrast)
+        return SpectrumState(spectrum, moments, log_contrast, contrast_moments), scores
 
     return step
 
@@ -216,17 +246,20 @@ def optimise(
     learning_rate: float,
     cache_key: Hashable,
     lr_schedule: str = "constant",
+    contrast: ContrastLearning = ContrastLearning(),
 ) -> Optimised:
     """Maximises `objective` for image i on filter `filter_ids[i]`, by Adam on the spectra of `param_f`.
 
     `keys[i]` seeds image i's start and its random transforms. `cache_key` must name everything that
-    shapes the compiled graph (objective, parametrisation, transforms, learning rate, batch size);
-    `steps` is a graph input, so runs that differ only in length share one graph."""
+    shapes the compiled graph (objective, parametrisation, transforms, learning rates, batch size);
+    `steps` is a graph input, so runs that differ only in length share one graph. `contrast`: how
+    each image's contrast learns (by default it does not)."""
 
     def build():
         render = param_f.graph()
-        step = spectrum_step(engine, objective, render, transforms_mod.compose(transforms), learning_rate, lr_schedule)
-        return compile_loop(SpectrumState.begin, step, lambda state: render(state.spectrum))
+        step = spectrum_step(engine, objective, render, transforms_mod.compose(transforms), learning_rate, lr_schedule,
+                             contrast)
+        return compile_loop(SpectrumState.begin, step, lambda state: render(state.spectrum, contrast.of(state)))
 
     images, history = run_loop(
         engine, cache_key, build, tf.constant(param_f.initial(keys)), LoopInputs.of(keys, filter_ids, steps)

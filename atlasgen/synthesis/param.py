@@ -55,9 +55,19 @@ def to_unit_range(image):
     return tf.sigmoid(image)
 
 
-def fourier_rgb(spectrum, scale, height: int, width: int, decorrelate: bool = True):
-    """The whole parametrisation: spectrum -> RGB image in (0, 1)."""
+def scale_contrast(image, log_contrast):
+    """Each image's deviation from its own mean colour scaled by exp(log_contrast), (batch, 1, 1, 1):
+    its contrast, apart from its colour and its layout."""
+    mean = tf.reduce_mean(image, axis=[1, 2], keepdims=True)
+    return mean + tf.exp(log_contrast) * (image - mean)
+
+
+def fourier_rgb(spectrum, scale, height: int, width: int, decorrelate: bool = True, log_contrast=None):
+    """The whole parametrisation: spectrum -> RGB image in (0, 1); with `log_contrast`, each image's
+    contrast scaled before the sigmoid."""
     image = spectrum_to_image(spectrum, scale, height, width)
     if decorrelate:
         image = decorrelate_colour(image)
+    if log_contrast is not None:
+        image = scale_contrast(image, log_contrast)
     return to_unit_range(image)
