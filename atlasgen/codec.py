@@ -138,3 +138,39 @@ def colour_map(values: np.ndarray) -> np.ndarray:
     weight = (position - low)[..., None]
     rgb = VIRIDIS_STOPS[low] * (1 - weight) + VIRIDIS_STOPS[low + 1] * weight
     return np.round(rgb).astype(np.uint8)
+
+
+#: A first-layer kernel drawn as an image: its longer side enlarged to about this many pixels.
+KERNEL_DISPLAY = 96
+
+
+def kernel_zoom(taps) -> int:
+    """Pixels a side per weight of a kernel `taps` = (height, width) drawn at KERNEL_DISPLAY: a whole
+    number, so every weight is a square of the same size (3 x 3 taps: 32 px each, 96 px in all)."""
+    return max(1, KERNEL_DISPLAY // max(taps))
+
+
+def kernel_size(taps) -> tuple[int, int]:
+    """(width, height) in pixels of `kernel_image` for a kernel of `taps` = (height, width)."""
+    zoom = kernel_zoom(taps)
+    return taps[1] * zoom, taps[0] * zoom
+
+
+def kernel_image(weights: np.ndarray) -> tuple[np.ndarray, float]:
+    """A kernel's weights (height, width, 3), in RGB order, as uint8 RGB pixels and its scale: 0 is
+    mid-grey (127.5, rounded to 128) and its largest absolute weight, the scale, is 0 or 255, every
+    other weight in proportion (one scale for the whole kernel, so its colours compare); each weight
+    enlarged to a square of `kernel_zoom` pixels by nearest neighbour. A kernel of zeros is all grey."""
+    weights = np.asarray(weights, dtype=np.float64)
+    scale = float(np.abs(weights).max()) if weights.size else 0.0
+    values = 127.5 + 127.5 * (weights / scale if scale > 0 else np.zeros_like(weights))
+    pixels = np.clip(np.round(values), 0, 255).astype(np.uint8)
+    zoom = kernel_zoom(weights.shape[:2])
+    return np.repeat(np.repeat(pixels, zoom, axis=0), zoom, axis=1), scale
+
+
+def lossless_webp(image: np.ndarray) -> bytes:
+    """Lossless WebP: every pixel decodes to exactly its value (a kernel's weights, read back)."""
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format="WEBP", lossless=True, quality=100, method=6)
+    return buffer.getvalue()

@@ -91,6 +91,15 @@ class SynthesisMetrics:
     # [step, objective] along the run (under each step's random transforms), ending at [steps, objective].
     curve: list[list[float]] | None = None
 
+    def problems(self):
+        # The pages draw both as pairs: a point of the curve, a contrast and its objective.
+        for name in ("contrast_response", "curve"):
+            pairs = getattr(self, name)
+            if pairs is not None and any(len(pair) != 2 for pair in pairs):
+                yield name, "a list of pairs of numbers", [len(pair) for pair in pairs][:8]
+        if self.curve is not None and any(b[0] <= a[0] for a, b in zip(self.curve, self.curve[1:])):
+            yield "curve", "[step, objective] pairs in order of step", [point[0] for point in self.curve][:8]
+
 
 @dataclass(frozen=True)
 class Metrics:
@@ -184,6 +193,25 @@ class PrecisionRecord:
 
 
 @dataclass(frozen=True)
+class KernelRecord:
+    """A first-layer filter's kernel, drawn as an image (`images.kernel`): its weights on the image's
+    RGB channels, 0 as mid-grey and `scale` as 0 or 255."""
+
+    scale: float  # its largest absolute weight: drawn as 0 or 255, every other weight in proportion
+    taps: list[int] = bounded(1, items=2)  # [height, width] of the kernel, in weights
+    flipped: bool  # its weights were in the model's BGR order, drawn flipped to RGB
+
+    def problems(self):
+        if self.scale < 0:
+            yield "scale", "a number at least 0 (the largest absolute weight)", self.scale
+
+
+#: A record field written only when it has a value: atlas.json omits it when it is None (older
+#: atlas.json lack it, and an atlas without the thing it describes carries no null for it).
+OMITTED_WHEN_NONE = {"omit_none": True}
+
+
+@dataclass(frozen=True)
 class UnitRecord:
     index: int = bounded(0)  # below the layer's filters, once in the layer
     page: str  # the filter's permanent folder
@@ -197,10 +225,32 @@ class UnitRecord:
     activation_maps: list[MapRecord]
     metrics: Metrics
     dataset_examples: list[ExampleRecord] = field(default_factory=list)  # highest activation first
+    # Layers that read the image itself: the filter's kernel, drawn as images.kernel.
+    kernel: KernelRecord | None = field(default=None, metadata=OMITTED_WHEN_NONE)
 
     def problems(self):
         if not self.images:
             yield ("images", "an object with at least one image", sorted(self.images))
+        if "kernel" in self.images and self.kernel is None:
+            yield "kernel", "the kernel's record (scale, taps, flipped), as images.kernel is there", None
+
+
+@dataclass(frozen=True)
+class TransformsUsed:
+    """What one kind of synthesised image of a layer was optimised with, fitted to the layer's
+    receptive field (atlasgen.synthesis.images.transforms_used): the random transforms of every step
+    (pad, jitter, zoom, turn, last jitter) and Adam's learning rate."""
+
+    pad: int = bounded(0)  # grey pixels added on every side
+    jitter: int = bounded(0)  # random shift, up to this many pixels, before the zoom and turn
+    scale: list[float]  # [low, high] of the random zoom ([1, 1]: none)
+    rotate_degrees: float  # random turn, up to this many degrees either way (0: none)
+    jitter_last: int = bounded(0)  # random shift after the zoom and turn
+    learning_rate: float
+
+    def problems(self):
+        if len(self.scale) != 2 or not 0 < self.scale[0] <= self.scale[1]:
+            yield "scale", "[low, high] with 0 < low <= high", self.scale
 
 
 @dataclass(frozen=True)
@@ -215,6 +265,9 @@ class LayerRecord:
     output_size: int | list[int] = bounded(1, items=2)
     centre_unit: list[int] = bounded(0, items=2)  # [y, x] inside output_size
     units: list[UnitRecord]
+    # By image (the metrics' names: "channel", "neuron"): the transforms and learning rate it was made
+    # with at this layer; absent from atlas.json written before it was recorded.
+    synthesis: dict[str, TransformsUsed] | None = field(default=None, metadata=OMITTED_WHEN_NONE)
 
     def problems(self):
         height, width = pair(self.output_size)
@@ -360,6 +413,8 @@ def to_json(record):
     if dataclasses.is_dataclass(record):
         document = {}
         for f in dataclasses.fields(record):
+            if f.metadata.get("omit_none") and getattr(record, f.name) is None:
+                continue
             value = to_json(getattr(record, f.name))
             if f.metadata.get("flatten"):
                 document.update(value)
@@ -463,9 +518,9 @@ def _decode(kind, value, where: str):
         return record
     if origin in (typing.Union, types.UnionType):
         options = typing.get_args(kind)
-        records = [o for o in options if dataclasses.is_dataclass(o)]
+        records = [o for o in options if dataclasses.is_dataclass(o) or typing.get_origin(o) is dict]
         if value is not None and len(records) == 1 and set(options) == {records[0], type(None)}:
-            return _decode(records[0], value, where)  # an optional record: name the bad field inside it
+            return _decode(records[0], value, where)  # an optional record (or object): name the bad field inside it
         for option in options:
             try:
                 return _decode(option, value, where)

@@ -37,14 +37,14 @@ def entries(store_root) -> set[str]:
 def test_build_computes_every_kind_and_rebuilds_are_incremental(tmp_path, tiny_config, quiet, photo_dir):
     store = tmp_path / "store"
     first = run_build(tiny_config(), quiet)
-    # Every kind of every filter, and the probe photo: 2 filters x 6 (channel, neuron, channel-map,
-    # examples, and map + map-view of the one probe), the probe photo, and the 2 chunks of the 18
-    # built-in photos.
-    assert first.complete and first.computed == first.planned == 15
+    # Every kind of every filter, and the probe photo: 2 filters x 7 (channel, neuron, channel-map,
+    # kernel, examples, and map + map-view of the one probe), the probe photo, and the 2 chunks of the
+    # 18 built-in photos.
+    assert first.complete and first.computed == first.planned == 17
     made = computed_by_kind(store, set())
     # Each kind once a filter (the probe photo once), and the built-in photos' 2 chunks.
-    assert made == {"probe-photo": 1, "dataset-top": 2, "channel": 2, "channel-map": 2, "neuron": 2, "examples": 2,
-                    "map": 2, "map-view": 2}
+    assert made == {"probe-photo": 1, "dataset-top": 2, "channel": 2, "channel-map": 2, "neuron": 2, "kernel": 2,
+                    "examples": 2, "map": 2, "map-view": 2}
     manifest = tmp_path / "site" / "vgg16-hed-bsds500" / "atlas.json"
     stamp = manifest.stat().st_mtime_ns
     assert run_build(tiny_config(), quiet).computed == 0
@@ -55,12 +55,12 @@ def test_build_computes_every_kind_and_rebuilds_are_incremental(tmp_path, tiny_c
     run_build(tiny_config(probes=(photo_dir / "red.png", photo_dir / "blue.png")), quiet)
     made = computed_by_kind(store, seen)
     assert (made["probe-photo"], made["map"], made["map-view"]) == (2, 4, 4)
-    assert not {"channel", "neuron"} & set(made)
+    assert not {"channel", "neuron", "kernel"} & set(made)
     # More steps: only the synthesised images.
     seen = entries(store)
     run_build(tiny_config(probes=(photo_dir / "red.png", photo_dir / "blue.png"), steps=5), quiet)
     made = computed_by_kind(store, seen)
-    assert (made["channel"], made["neuron"]) == (2, 2) and not {"probe-photo", "map", "map-view"} & set(made)
+    assert (made["channel"], made["neuron"]) == (2, 2) and not {"probe-photo", "map", "map-view", "kernel"} & set(made)
     units = json.loads(manifest.read_text())["layers"][0]["units"]
     assert [m["probe"] for m in units[0]["activation_maps"]] == ["red", "blue"]
 
@@ -68,11 +68,12 @@ def test_build_computes_every_kind_and_rebuilds_are_incremental(tmp_path, tiny_c
 def test_status_counts_every_kind(built_atlas):
     report = build_status(dataclasses.replace(built_atlas, filters="0-3"))
     # 2 layers x 4 filters x 6 (channel, neuron, channel-map, examples, and map + map-view of the one
-    # probe), the probe photo, and 2 chunks a layer (the 18 built-in photos); missing: filter 3 of
-    # each layer, 2 x 6.
-    assert report["planned"] == 53 and report["missing"] == 12
-    assert list(report["layers"]["block1_conv1"]) == ["dataset-top", "channel", "channel-map", "neuron", "examples",
-                                                       "map", "map-view"]
+    # probe), block1_conv1's 4 kernels, the probe photo, and 2 chunks a layer (the 18 built-in photos);
+    # missing: filter 3 of each layer, 2 x 6, and its kernel in block1_conv1.
+    assert report["planned"] == 57 and report["missing"] == 13
+    assert list(report["layers"]["block1_conv1"]) == ["dataset-top", "channel", "channel-map", "neuron", "kernel",
+                                                       "examples", "map", "map-view"]
+    assert "kernel" not in report["layers"]["block2_conv1"]  # it reads block1's channels, not the image
     assert report["layers"]["block2_conv1"]["map-view"] == {"planned": 4, "missing": 1}
 
 
@@ -97,12 +98,12 @@ def test_sigkill_in_the_middle_of_a_build_then_resume(tmp_path, tiny_config, qui
     store = Store(tmp_path / "store")
     assert store.verify().ok
     done_before = len(entries(tmp_path / "store"))
-    # 27 in all: 4 filters x 6 (channel, neuron, channel-map, examples, and map + map-view of the one
-    # probe), the probe photo, and the 2 chunks of the 18 built-in photos.
-    assert 0 < done_before < 27, "killed in the middle"
+    # 31 in all: 4 filters x 7 (channel, neuron, channel-map, kernel, examples, and map + map-view of
+    # the one probe), the probe photo, and the 2 chunks of the 18 built-in photos.
+    assert 0 < done_before < 31, "killed in the middle"
     # Resumed in this process: only what the killed one did not store.
     resumed = run_build(tiny_config(filters="0-3", steps=8, batch_size=1), quiet)
-    assert resumed.complete and resumed.computed == 27 - done_before
+    assert resumed.complete and resumed.computed == 31 - done_before
     assert store.verify().ok
     manifest = json.loads((tmp_path / "site" / "vgg16-hed-bsds500" / "atlas.json").read_text())
     assert [u["index"] for u in manifest["layers"][0]["units"]] == list(range(4))

@@ -198,9 +198,9 @@ def test_build_status_verify_gc_render(tmp_path, cli):
     store, site = tmp_path / "store", tmp_path / "site"
     built = cli("build", *TINY_ARGS, "--seed", "3", "--store", store, "--out", site)
     assert built.returncode == 0, built.stderr
-    # 2 filters x 6 (channel, neuron, channel-map, examples, and map + map-view of the one probe),
-    # the probe photo, and the 2 chunks of the 18 built-in photos
-    planned = 15
+    # 2 filters x 7 (channel, neuron, channel-map, kernel, examples, and map + map-view of the one
+    # probe), the probe photo, and the 2 chunks of the 18 built-in photos
+    planned = 17
     assert f"atlas complete: {planned} artifacts, {planned} computed now" in built.stdout
     assert "all 4,224 filters of vgg16" in built.stdout
     assert json.loads((site / "vgg16-hed-bsds500" / "atlas.json").read_text())["parameters"]["seed"] == 3
@@ -209,9 +209,10 @@ def test_build_status_verify_gc_render(tmp_path, cli):
     report = json.loads(status.stdout)
     assert report["done"] == planned and report["missing"] == 0
     more = cli("status", *TINY_ARGS, "--filters", "0-2", "--seed", "3", "--store", store)
-    assert "missing 6" in more.stdout and "channel 2/3" in more.stdout  # filter 2's 6 artifacts
+    assert "missing 7" in more.stdout and "channel 2/3" in more.stdout  # filter 2's 7 artifacts
     other_seed = cli("status", *TINY_ARGS, "--store", store)
     assert "channel 0/2, channel-map 0/2, neuron 0/2" in other_seed.stdout and "map 2/2" in other_seed.stdout  # the seed is not in the maps' recipes
+    assert "kernel 2/2" in other_seed.stdout  # nor in the kernels'
     verified = cli("verify", "--store", store)
     assert verified.returncode == 0 and "checked" in verified.stdout
     orphan = Store(store).put_blob(b"nobody refers to this")

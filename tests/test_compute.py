@@ -201,3 +201,32 @@ def test_a_batch_size_fitted_to_memory_is_logged(monkeypatch):
 
 def test_jobs_log_nothing_unless_given_a_log(tmp_path):
     assert Job("probe-photo", [], None, {}, Store(tmp_path), None, no_engine).log("a line") is None
+
+
+# --- first-layer kernels ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("weights, layers, reader, flipped", [
+    ("hed-bsds500", ("block1_conv1", "block2_conv1"), "block1_conv1", True),  # BGR-trained: drawn flipped
+    ("custom", ("c1", "dilated"), "c1", False),  # a .keras model reads RGB as it is
+])
+def test_the_kernels_of_the_layer_that_reads_the_image_are_its_weights_in_rgb(
+        tmp_path, tiny_config, custom_cnn_path, weights, layers, reader, flipped):
+    from atlasgen.build.kinds import ALL_KINDS
+    from atlasgen.build.run import prepare
+
+    config = tiny_config(weights=str(custom_cnn_path) if weights == "custom" else weights, layers=layers)
+    prepared = prepare(config)
+    kernels = [a for a in prepared.plan.artifacts if a.kind == "kernel"]
+    assert [(a.layer, a.filter) for a in kernels] == [(reader, 0), (reader, 1)]  # the first conv only
+    loaded = prepared.loaded
+    made = list(ALL_KINDS["kernel"].compute(Job("kernel", kernels, None, {}, Store(tmp_path / "s"), None, no_engine,
+                                                 loaded=loaded)))
+    kernel = np.asarray(loaded.model.get_layer(reader).kernel, dtype=np.float64)
+    for artifact, blobs, facts in made:
+        expected = kernel[:, :, ::-1, artifact.filter] if flipped else kernel[:, :, :, artifact.filter]
+        assert facts == {"scale": pytest.approx(np.abs(expected).max()), "taps": [3, 3], "flipped": flipped}
+        pixels = codec.decode(blobs["image"]).astype(np.float64)
+        zoom = codec.kernel_zoom((3, 3))
+        drawn = (pixels[zoom // 2 :: zoom, zoom // 2 :: zoom] - 127.5) / 127.5 * facts["scale"]
+        assert np.abs(drawn - expected).max() <= 0.5 / 127.5 * facts["scale"] + 1e-9

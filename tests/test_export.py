@@ -34,7 +34,8 @@ def test_manifest_describes_the_atlas(built_atlas):
         folder = f"vgg16-hed-bsds500/block1_conv1/{unit['index']}/"
         assert unit["page"] == folder
         assert unit["images"] == {"channel": folder + "channel.webp", "neuron": folder + "neuron.webp",
-                                  "rf_crop": folder + "rf-crop.webp", "channel_map": folder + "channel-map.webp"}
+                                  "rf_crop": folder + "rf-crop.webp", "channel_map": folder + "channel-map.webp",
+                                  "kernel": folder + "kernel.webp"}  # block1_conv1 reads the image: its kernels
         for path in unit["images"].values():
             with Image.open(site / path) as image:
                 assert image.format == "WEBP"
@@ -66,14 +67,15 @@ def test_export_only_copies_stored_blobs(atlas_copy, monkeypatch):
     images = [p for p in site.rglob("*.webp")]
     examples = [p for p in images if p.parent.name == "examples"]
     photos = [p for p in images if p.parent.name == "dataset"]
-    # The probe photo, and 6 filters x 6 files: channel, neuron, rf-crop, channel-map, and the
-    # probe's heatmap + overlay
-    assert len(images) - len(examples) - len(photos) == 37
+    # The probe photo, 6 filters x 6 files: channel, neuron, rf-crop, channel-map, and the probe's
+    # heatmap + overlay; and the kernels of block1_conv1's 3 filters
+    assert len(images) - len(examples) - len(photos) == 40
     assert len(examples) == 6 * 9 and 9 <= len(photos) <= 18  # 9 examples a filter, from the 18 built-in photos
     for path in images:
         assert hashlib.sha256(path.read_bytes()).hexdigest() in stored, path
     # With every encoder and model call broken, the export still runs: it computes nothing.
-    for name in ("atlasgen.codec.webp", "atlasgen.codec.grey_png", "atlasgen.synthesis.maps.render_map"):
+    for name in ("atlasgen.codec.webp", "atlasgen.codec.grey_png", "atlasgen.synthesis.maps.render_map",
+                 "atlasgen.codec.lossless_webp", "atlasgen.codec.kernel_image"):
         monkeypatch.setattr(name, lambda *a, **k: (_ for _ in ()).throw(AssertionError("export computed")))
     for path in images:
         path.unlink()
@@ -125,3 +127,61 @@ def test_probes_whose_names_once_met_in_one_file_get_files_of_their_own(tmp_path
     paths += [probe.image for probe in manifest.probes]
     assert len(paths) == len(set(paths)) == 4 * 3
     assert all((tmp_path / "site" / p).is_file() for p in paths)
+
+
+# --- first-layer kernels and the transforms each layer's images used ----------------------------
+
+
+def test_the_first_layers_kernels_are_their_weights_flipped_to_rgb(built_atlas, hed_model):
+    import numpy as np
+
+    site = built_atlas.out
+    manifest = load_manifest(site / "vgg16-hed-bsds500")
+    first, second = manifest.layers
+    weights = np.asarray(hed_model.model.get_layer("block1_conv1").kernel, dtype=np.float64)
+    for unit in first.units:
+        assert unit.images["kernel"] == unit.page + "kernel.webp"
+        assert unit.kernel.taps == [3, 3] and unit.kernel.flipped  # the HED trunk reads BGR
+        with Image.open(site / unit.images["kernel"]) as image:
+            assert image.format == "WEBP" and image.size == (96, 96)
+            pixels = np.asarray(image.convert("RGB"), dtype=np.float64)
+        expected = weights[:, :, ::-1, unit.index]  # the model's BGR kernel, in the image's RGB order
+        assert unit.kernel.scale == pytest.approx(np.abs(expected).max())
+        drawn = (pixels[16::32, 16::32] - 127.5) / 127.5 * unit.kernel.scale  # one 32 px square per weight
+        assert np.abs(drawn - expected).max() <= 0.5 / 127.5 * unit.kernel.scale + 1e-6
+    # block2_conv1 reads block1's 64 channels, not the image: no kernel, and no null in atlas.json either.
+    assert all("kernel" not in u.images and u.kernel is None for u in second.units)
+    document = json.loads((site / "vgg16-hed-bsds500" / "atlas.json").read_text())
+    assert all("kernel" not in u for u in document["layers"][1]["units"])
+    unit_json = json.loads((site / first.units[0].page / "unit.json").read_text())
+    assert unit_json["unit"]["kernel"] == {"scale": first.units[0].kernel.scale, "taps": [3, 3], "flipped": True}
+
+
+def test_each_layer_records_the_transforms_its_images_were_made_with(built_atlas, hed_model):
+    from atlasgen.params import SynthesisParams
+    from atlasgen.synthesis import LayerEngine, images
+
+    site = built_atlas.out
+    document = json.loads((site / "vgg16-hed-bsds500" / "atlas.json").read_text())
+    params = SynthesisParams(**{k: tuple(v) if isinstance(v, list) else v for k, v in document["parameters"].items()})
+    for layer in document["layers"]:
+        engine = LayerEngine(hed_model, layer["name"])
+        # What the synthesis itself runs with: channel_batch's fitted transforms, neuron_batch's setup.
+        used = {"channel": images.fitted_to_field(params, min(engine.field((params.size, params.size)).r)),
+                "neuron": images._neuron_setup(engine, params).params}
+        assert {"channel", "neuron"} <= set(layer["synthesis"])
+        for name, run in used.items():
+            assert layer["synthesis"][name] == {
+                "pad": run.pad, "jitter": run.jitter, "scale": list(run.scale), "rotate_degrees": run.rotate_degrees,
+                "jitter_last": run.jitter_last, "learning_rate": run.learning_rate}, (layer["name"], name)
+        unit_json = json.loads((site / layer["units"][0]["page"] / "unit.json").read_text())
+        assert unit_json["layer"]["synthesis"] == layer["synthesis"]
+    # At 32 px: block1_conv1's 3 px field gets no pad, no zoom or turn, and the small-field rate; the centre
+    # neuron keeps the requested zoom and turn, its pad in whole strides.
+    first, second = (layer["synthesis"] for layer in document["layers"])
+    assert first["channel"] == {"pad": 0, "jitter": 1, "scale": [1.0, 1.0], "rotate_degrees": 0.0, "jitter_last": 0,
+                                "learning_rate": 0.1}
+    assert first["neuron"] == {"pad": 12, "jitter": 0, "scale": [0.9, 1.1], "rotate_degrees": 10.0, "jitter_last": 0,
+                               "learning_rate": 0.05}
+    assert second["channel"]["jitter_last"] == 1 and second["neuron"]["jitter"] == 1
+    assert load_manifest(site / "vgg16-hed-bsds500").layers[0].synthesis["channel"].learning_rate == 0.1

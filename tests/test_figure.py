@@ -178,6 +178,24 @@ def test_every_view_with_examples_and_maps(site, tmp_path):
     assert {"top dataset", "examples", "activation map", "(astronaut)"} <= texts
 
 
+def test_the_kernel_column_embeds_each_first_layer_kernel_pixel_for_pixel(site, tmp_path):
+    import numpy as np
+
+    result = make_figure(site, ["block1_conv1/0-1"], tmp_path / "kernels.svg", "channel,kernel")
+    assert result.columns == ("channel", "kernel") and result.images == 4
+    root = ET.parse(result.path).getroot()
+    assert {"kernel", "(RGB)"} <= {"".join(t.itertext()) for t in root.iter(f"{SVG}text")}
+    embedded = []
+    for element in root.iter(f"{SVG}image"):
+        href = element.get(XLINK) or element.get("href")
+        with Image.open(io.BytesIO(base64.b64decode(href.split(",", 1)[1]))) as image:
+            embedded.append(np.asarray(image.convert("RGB")))
+    for index in (0, 1):
+        with Image.open(site / unit(site, "block1_conv1", index)["images"]["kernel"]) as source:
+            kernel = np.asarray(source.convert("RGB"))
+        assert kernel.shape == (96, 96, 3) and any(np.array_equal(kernel, e) for e in embedded), index
+
+
 def test_the_same_panel_gives_the_same_bytes(site, tmp_path):
     for suffix in ("pdf", "svg", "png"):
         make_figure(site, ROWS, tmp_path / f"a.{suffix}")
@@ -290,6 +308,7 @@ ERRORS = [
     (["block1_conv1/0", "-o", "{t}/p.pdf", "--columns", "channel,,neuron"], ["--columns has an empty item"]),
     (["block1_conv1/0", "-o", "{t}/p.pdf", "--columns", "channel,rf_crop"], ["unknown view 'rf_crop'"]),
     (["block1_conv1/0", "-o", "{t}/p.pdf", "--columns", "maco"], ["the view maco was not built"]),
+    (["block2_conv1/0", "-o", "{t}/p.pdf", "--columns", "kernel"], ["the view kernel was not built", "reads the image"]),
     (["block1_conv1/0", "-o", "{t}/p.pdf", "--atlas", ""], ["--atlas", "empty"]),
     (["block1_conv1/0", "-o", ""], ["-o", "empty"]),
     (["-o", "{t}/p.pdf"], ["Missing argument 'SPEC...'"]),

@@ -145,3 +145,32 @@ def test_plain_ops_between_layers_are_walked(keras):
     runnable, internal = runnable_model(model)
     assert list(internal) == ["my a"]
     assert tuple(runnable(np.zeros((1, 20, 20, 3), "float32"))[2].shape) == (1, 18, 18, 4)
+
+
+# --- the layers that read the image --------------------------------------------------------------
+
+
+def test_the_layers_that_read_the_image_are_found_from_the_graph(hed_model, custom_cnn, keras):
+    from atlasgen.model.graph import image_readers
+    from atlasgen.model.layers import model_geometry
+
+    assert image_readers(hed_model.model) == ("block1_conv1",)
+    assert model_geometry(hed_model).image_readers == ("block1_conv1",)
+    assert image_readers(custom_cnn) == ("c1",)  # not dilated, which reads c1's 8 channels
+    # Through channel-wise and spatial-only ops it still reads the image; through a conv, a merge or a
+    # layer that mixes the channels it does not, whatever its name.
+    L = keras.layers
+    image = keras.Input((None, None, 3))
+    padded = L.ZeroPadding2D(1)(L.Rescaling(1 / 255)(image))
+    outputs = [
+        L.Conv2D(2, 3, name="after_rescale_and_pad")(padded),
+        L.Conv2D(2, 1, name="on_the_input")(image),
+        L.Conv2D(2, 3, name="after_pool")(L.MaxPooling2D()(image)),
+        L.Conv2D(2, 3, name="after_dense")(L.Dense(3)(image)),
+        L.Conv2D(2, 3, name="after_a_merge")(L.Add()([image, padded[:, 1:-1, 1:-1]])),
+        L.Conv2D(2, 3, name="block1_conv1")(L.Conv2D(3, 1, name="mixer")(image)),
+    ]
+    model = keras.Model(image, outputs)
+    assert set(image_readers(model)) == {"after_rescale_and_pad", "on_the_input", "after_pool", "mixer"}
+    sequential = keras.Sequential([keras.Input((None, None, 3)), L.Conv2D(4, 3, name="s1"), L.Conv2D(4, 3, name="s2")])
+    assert image_readers(sequential) == ("s1",)

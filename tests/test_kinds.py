@@ -18,7 +18,8 @@ PARAMS = SynthesisParams(size=64, steps=64).recipe()
 A, B, C = ProbeRef("a", "1" * 64), ProbeRef("b", "2" * 64), ProbeRef("c", "3" * 64)
 LAYERS = [("block1_conv1", [0, 1])]
 
-UNIT_KINDS = [k.name for k in KINDS.values() if k.scope == "unit" and not k.needs_dataset]  # plans here have no dataset
+# Plans here have no dataset, and name no layer that reads the image (the kernel's: test_the_kernel_*).
+UNIT_KINDS = [k.name for k in KINDS.values() if k.scope == "unit" and not k.needs_dataset and not k.reads_image]
 PROBE_KINDS = [k.name for k in KINDS.values() if k.scope == "unit-probe"]
 SHARED_KINDS = [k.name for k in KINDS.values() if k.scope == "probe"]
 
@@ -77,7 +78,8 @@ def test_the_views_table():
 
     views = [v for k in ALL_KINDS.values() for v in k.views]
     assert list(VIEWS) == [v.id for v in views]  # one view per id
-    assert list(VIEWS) == ["channel", "maco", "maco-transparency", "channel-map", "neuron", "rf-crop", "examples", "maps"]
+    assert list(VIEWS) == ["channel", "maco", "maco-transparency", "channel-map", "neuron", "rf-crop", "kernel",
+                           "examples", "maps"]
     published = {o.field for k in ALL_KINDS.values() for o in k.outputs}
     metrics = {k.metrics for k in ALL_KINDS.values()}
     for view in views:
@@ -231,14 +233,15 @@ def method_plan(methods, maco=MACO):
 def test_kinds_follow_the_methods():
     assert KINDS == kinds_for(("lucid",))
     assert set(kinds_for(("maco",))) == {"probe-photo", "dataset-top", "neuron", "map", "map-view", "maco-channel",
-                                         "examples"}
+                                         "examples", "kernel"}
     assert list(kinds_for(("lucid", "maco"))) == list(ALL_KINDS)
     with pytest.raises(ValueError):
         kinds_for(("nope",))
 
 
 def test_maco_kinds_are_planned_only_with_the_maco_method():
-    assert {a.kind for a in method_plan(("lucid",)).artifacts} == set(KINDS) - {"examples", "dataset-top"}  # no dataset
+    # No dataset, and no layer that reads the image: no examples, chunks or kernels.
+    assert {a.kind for a in method_plan(("lucid",)).artifacts} == set(KINDS) - {"examples", "dataset-top", "kernel"}
     assert "maco-channel" not in {a.kind for a in method_plan(("lucid",)).artifacts}
     only = method_plan(("maco",))
     assert {a.kind for a in only.artifacts} == {"probe-photo", "neuron", "map", "map-view", "maco-channel"}
@@ -268,3 +271,35 @@ def test_maco_parameters_change_only_the_maco_keys():
     base = keys(method_plan(("lucid", "maco")))
     other = keys(method_plan(("lucid", "maco"), {**MACO, "crops": 4}))
     assert {w for w in base if base[w] != other[w]} == {("maco-channel", "block1_conv1", f, None) for f in (0, 1)}
+
+
+# --- first-layer kernels --------------------------------------------------------------------------
+
+
+def kernel_plan(params=PARAMS, fingerprint=FINGERPRINT, readers=("block1_conv1",), methods=("lucid",)):
+    return make_plan(MODEL, fingerprint, [("block1_conv1", [0, 1]), ("block2_conv1", [0])], params, [A],
+                     methods, {"maco": MACO} if "maco" in methods else None, image_readers=readers)
+
+
+def test_the_kernel_is_planned_only_for_the_layers_that_read_the_image():
+    assert ALL_KINDS["kernel"].reads_image and [k.name for k in ALL_KINDS.values() if k.reads_image] == ["kernel"]
+    assert ALL_KINDS["kernel"].method is None  # with every method
+    for methods in (("lucid",), ("maco",), ("lucid", "maco")):
+        kernels = [(a.layer, a.filter) for a in kernel_plan(methods=methods).artifacts if a.kind == "kernel"]
+        assert kernels == [("block1_conv1", 0), ("block1_conv1", 1)]
+    assert not [a for a in kernel_plan(readers=()).artifacts if a.kind == "kernel"]
+    # Every other artifact is the same with or without the kernels: a new kind adds, it moves nothing.
+    assert {w: k for w, k in keys(kernel_plan()).items() if w[0] != "kernel"} == keys(kernel_plan(readers=()))
+
+
+def test_the_kernels_recipe_names_the_layer_filter_and_weights_only():
+    p = kernel_plan()
+    recipes = [a.recipe for a in p.artifacts if a.kind == "kernel"]
+    assert [set(r) for r in recipes] == [{"algorithm", "model", "weights", "kind", "layer", "filter", "display"}] * 2
+    assert recipes[0]["display"] == 96 and recipes[0]["weights"] == FINGERPRINT
+    # No synthesis setting, method or probe recomputes it; other weights do.
+    kernel = {w: k for w, k in keys(p).items() if w[0] == "kernel"}
+    for other in (kernel_plan(params=SynthesisParams(size=128, steps=512, seed=3, precision="mixed").recipe()),
+                  kernel_plan(methods=("lucid", "maco"))):
+        assert {w: k for w, k in keys(other).items() if w[0] == "kernel"} == kernel
+    assert not set(kernel.values()) & set(keys(kernel_plan(fingerprint="e" * 64)).values())

@@ -383,3 +383,35 @@ def test_every_unit_with_an_image_has_a_thumbnail_the_whole_filter_image_first()
                             ({"rf_crop": "vgg16/r.webp"}, "vgg16/r.webp")]:
         unit = Manifest.from_json(mutate(U + ["images"], images)(document())).layers[0].units[0]
         assert thumbnail(unit) == picture
+
+def test_the_transforms_and_kernel_records_are_optional_checked_and_never_null():
+    doc = document()
+    # Older atlas.json have neither; one without them writes no null for them.
+    assert "synthesis" not in doc["layers"][0] and "kernel" not in doc["layers"][0]["units"][0]
+    used = {"pad": 0, "jitter": 1, "scale": [1.0, 1.0], "rotate_degrees": 0.0, "jitter_last": 0, "learning_rate": 0.1}
+    doc["layers"][0]["synthesis"] = {"channel": used, "neuron": {**used, "pad": 12, "scale": [0.9, 1.1]}}
+    doc["layers"][0]["units"][0]["images"]["kernel"] = "vgg16/block1_conv1/0/kernel.webp"
+    doc["layers"][0]["units"][0]["kernel"] = {"scale": 0.5, "taps": [3, 3], "flipped": True}
+    back = Manifest.from_json(doc)
+    assert back.layers[0].synthesis["neuron"].scale == [0.9, 1.1] and back.layers[0].units[0].kernel.taps == [3, 3]
+    assert json.loads(back.to_bytes()) == doc
+    for change, fragments in (
+        (mutate(["layers", 0, "synthesis", "channel", "scale"], [1.1, 0.9]), ["synthesis.channel.scale", "low <= high"]),
+        (mutate(["layers", 0, "synthesis", "neuron", "jitter"], -1), ["synthesis.neuron.jitter", "from 0"]),
+        (mutate(["layers", 0, "units", 0, "kernel", "taps"], [3]), ["units[0].kernel.taps", "a list of 2"]),
+        (mutate(["layers", 0, "units", 0, "kernel", "scale"], -0.5), ["units[0].kernel.scale", "at least 0"]),
+        (mutate(["layers", 0, "units", 0, "kernel"], delete=True), ["units[0].kernel", "images.kernel is there"]),
+    ):
+        message = error_of(change(json.loads(json.dumps(doc))))
+        for fragment in fragments:
+            assert fragment in message, (fragment, message)
+
+
+@pytest.mark.parametrize("field, value, expected", [
+    ("curve", [[1, 2.0], [2]], "a list of pairs of numbers"),
+    ("curve", [[2, 1.0], [1, 2.0]], "in order of step"),
+    ("contrast_response", [[0.5, 1.0, 2.0]], "a list of pairs of numbers"),
+])
+def test_a_curve_or_contrast_response_the_pages_cannot_draw_is_refused(field, value, expected):
+    message = error_of(mutate(["layers", 0, "units", 0, "metrics", "channel", field], value)(document()))
+    assert f"metrics.channel.{field}" in message and expected in message, message

@@ -112,7 +112,8 @@ def test_the_precision_changes_only_the_synthesis_keys():
         return keys_by_kind(make_plan("vgg16", "fp", [("a", [0])], params.recipe(), PROBES, ("lucid", "maco"), maco))
 
     exact, mixed = keys("float32"), keys("mixed")
-    assert exact.keys() == mixed.keys() and {w[0] for w in exact} == set(kinds_for(("lucid", "maco"))) - {"examples", "dataset-top"}
+    assert exact.keys() == mixed.keys() and {w[0] for w in exact} == \
+        set(kinds_for(("lucid", "maco"))) - {"examples", "dataset-top", "kernel"}
     changed = {what[0] for what in exact if exact[what] != mixed[what]}
     # The images, and the map drawn on the whole-filter image (it names that image); not the photos' maps.
     assert changed == {"channel", "neuron", "maco-channel", "channel-map"}

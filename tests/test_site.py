@@ -518,3 +518,152 @@ def test_every_page_is_free_of_what_html_validate_and_lighthouse_flag(tmp_path):
         assert all(n.attrs.get("aria-label") for n in navs) and len({n.attrs["aria-label"] for n in navs}) == len(navs), path
         for img in page.find_all("img"):
             assert img.attrs.get("width") and img.attrs.get("height") and len(img.attrs.get("alt", "").split()) >= 3, (path, img.attrs)
+
+
+# --- how each image was made, and first-layer kernels -----------------------------------------------
+
+CHANNEL_USED = {"pad": 0, "jitter": 1, "scale": [1.0, 1.0], "rotate_degrees": 0.0, "jitter_last": 0, "learning_rate": 0.1}
+NEURON_USED = {"pad": 12, "jitter": 0, "scale": [0.9, 1.1], "rotate_degrees": 10.0, "jitter_last": 0, "learning_rate": 0.05}
+CURVE = [[1, -2.0], [4, 0.5], [8, 3.5], [12, 3.0]]  # ends at the stored objective, 3.0
+
+
+def write_runs_atlas(out: Path) -> dict:
+    """Two layers: block1_conv1 with its transforms recorded, curves and kernels; block2_conv1 as an
+    atlas.json written before either was recorded."""
+    manifest = synthetic_manifest(layers=[("block1_conv1", 2), ("block2_conv1", 1)])
+    first = manifest["layers"][0]
+    first["synthesis"] = {"channel": CHANNEL_USED, "neuron": NEURON_USED}
+    for unit in first["units"]:
+        unit["metrics"]["channel"]["curve"] = CURVE
+        unit["metrics"]["neuron"]["curve"] = [[1, 1.0], [512, 3.0]]
+        unit["images"]["kernel"] = unit["page"] + "kernel.webp"
+        unit["kernel"] = {"scale": 0.4375, "taps": [3, 3], "flipped": True}
+    write_manifest(out, manifest)
+    render_site(out)
+    return manifest
+
+
+def test_each_images_curve_is_a_polyline_of_its_points_ending_at_the_stored_objective(tmp_path):
+    from atlasgen.site.runs import CURVE_BOTTOM, CURVE_LEFT, CURVE_RIGHT, CURVE_TOP, curve_plot
+
+    write_runs_atlas(tmp_path)
+    section = parse(tmp_path / "vgg16/block1_conv1/0/index.html").find("section", class_="made")
+    svg = section.find_all("svg", class_="curve")[0]
+    points = [tuple(map(float, p.split(","))) for p in svg.find("polyline").attrs["points"].split()]
+    assert len(points) == len(CURVE)  # a point per curve entry
+    # x from the first step (left) to the last (right); y from the lowest objective (bottom) to the highest (top).
+    assert points[0][0] == CURVE_LEFT and points[-1][0] == CURVE_RIGHT
+    expected_y = lambda v: CURVE_BOTTOM - (v - (-2.0)) / (3.5 - (-2.0)) * (CURVE_BOTTOM - CURVE_TOP)
+    assert [y for _, y in points] == pytest.approx([expected_y(v) for _, v in CURVE], abs=0.01)
+    assert points[-1][1] == pytest.approx(expected_y(3.0), abs=0.01)  # the stored objective, marked by a dot
+    dot = svg.find("circle", class_="final")
+    assert (float(dot.attrs["cx"]), float(dot.attrs["cy"])) == points[-1]
+    # Axes labelled with the first and last step and the objective's range; named and described.
+    assert [t.text for t in svg.find_all("text")] == ["3.5", "-2", "1", "12", "step"]
+    assert svg.attrs["role"] == "img" and svg.attrs["viewbox"] == "0 0 260 112"
+    title, desc = svg.attrs["aria-labelledby"].split()
+    assert svg.find("title").attrs["id"] == title and "whole filter" in svg.find("title").text
+    assert svg.find("desc").attrs["id"] == desc and "4 points from step 1 to step 12" in svg.find("desc").text
+    assert "ends at 3" in svg.find("desc").text
+    # One curve per synthesised image; an image without a curve (an older atlas) draws none.
+    assert len(section.find_all("svg", class_="curve")) == 2
+    assert not parse(tmp_path / "vgg16/block2_conv1/0/index.html").find("section", class_="made").find_all("svg")
+    # A flat run is drawn level in the middle; one entry is one point.
+    flat = curve_plot([[1, 2.0], [2, 2.0]])
+    assert [y for _, y in flat.points] == [(CURVE_TOP + CURVE_BOTTOM) / 2] * 2
+    assert len(curve_plot([[5, 1.0]]).points) == 1 and curve_plot(None) is None and curve_plot([]) is None
+
+
+def settings_of(page: Node) -> dict[str, dict[str, str]]:
+    """The filter page's settings of each image: its heading -> {setting: value}."""
+    runs = {}
+    for run in page.find("section", class_="made").find_all("div", class_="run"):
+        dl = run.find("dl", class_="settings")
+        runs[run.find("h3").text] = dict(zip((dt.text for dt in dl.find_all("dt")), (dd.text for dd in dl.find_all("dd"))))
+    return runs
+
+
+def test_the_filter_page_states_how_each_image_was_made(tmp_path):
+    write_runs_atlas(tmp_path)
+    runs = settings_of(parse(tmp_path / "vgg16/block1_conv1/1/index.html"))
+    assert list(runs) == ["Whole filter", "Centre neuron"]
+    assert runs["Whole filter"] == {
+        "Method": "Lucid: Fourier parametrisation with decorrelated colour", "Steps": "512",
+        "Learning rate": "0.1 (Adam)", "Seed": "0", "Precision": "float32",
+        "Transforms": "no pad, jitter 1, no zoom, no turn, jitter 0"}
+    assert runs["Centre neuron"]["Transforms"] == "pad 12, jitter 0, scale 0.9–1.1, rotate ±10°, jitter 0"
+    assert runs["Centre neuron"]["Learning rate"] == "0.05 (Adam)"
+    # An atlas.json without the record says so rather than state the requested values as used.
+    older = settings_of(parse(tmp_path / "vgg16/block2_conv1/0/index.html"))["Whole filter"]
+    assert older["Learning rate"] == "not recorded in this atlas (Adam)" and older["Transforms"].startswith("not recorded")
+
+
+def test_a_maco_image_states_its_own_method_and_parameters(tmp_path):
+    manifest = synthetic_manifest(layers=[("block3_conv1", 1)])
+    manifest["methods"] = ["lucid", "maco"]
+    manifest["method_parameters"] = {"maco": {"size": 224, "steps": 512, "seed": 7, "learning_rate": 0.3, "crops": 4,
+                                              "crop_start": 0.9, "crop_end": 0.5, "noise": 0.08, "precision": "mixed"}}
+    unit = manifest["layers"][0]["units"][0]
+    unit["images"]["maco_channel"] = unit["page"] + "maco-channel.webp"
+    unit["metrics"]["maco"] = dict(unit["metrics"]["channel"], steps=256)
+    write_manifest(tmp_path, manifest)
+    render_site(tmp_path)
+    maco = settings_of(parse(tmp_path / "vgg16/block3_conv1/0/index.html"))["Whole filter (MACO)"]
+    assert maco["Method"].startswith("MACO") and maco["Learning rate"] == "0.3 (Adam)" and maco["Seed"] == "7"
+    assert maco["Steps"] == "256" and maco["Precision"].startswith("mixed")
+    assert maco["Transforms"] == "4 random crops a step, their side from 0.9 to 0.5 of the image, noise sd 0.08"
+
+
+def test_the_index_states_the_transforms_as_used_at_each_layer(tmp_path):
+    write_runs_atlas(tmp_path)
+    index = parse(tmp_path / "vgg16/index.html")
+    table = index.find("table", class_="transforms")
+    rows = [[c.text for c in tr.find_all()] for tr in table.find("tbody").find_all("tr")]
+    assert rows == [["block1_conv1", "3", "whole filter", "no pad, jitter 1, no zoom, no turn, jitter 0", "0.1"],
+                    ["block1_conv1", "3", "centre neuron", "pad 12, jitter 0, scale 0.9–1.1, rotate ±10°, jitter 0", "0.05"]]
+    facts = {dt.text: dd.text for dt, dd in zip(index.find("dl", class_="facts").find_all("dt"),
+                                                  index.find("dl", class_="facts").find_all("dd"))}
+    # The requested pad and jitter are not stated as what was used.
+    assert "fitted to each layer's receptive field" in facts["Synthesis"] and "pad 12" not in facts["Synthesis"]
+    # An atlas.json that records none says the requested values are only that.
+    manifest = synthetic_manifest(layers=[("block1_conv1", 1)])
+    write_manifest(tmp_path / "old", manifest)
+    render_site(tmp_path / "old")
+    old = parse(tmp_path / "old/vgg16/index.html")
+    assert not old.find_all("table", class_="transforms")
+    assert "pad 12, jitter 8, scale 0.9–1.1, rotate ±10°, jitter 4 (as requested" in old.find("dl", class_="facts").text
+
+
+def test_a_first_layer_filter_shows_its_kernel_and_its_layer_a_kernels_tab(tmp_path):
+    write_runs_atlas(tmp_path)
+    page = parse(tmp_path / "vgg16/block1_conv1/0/index.html")
+    figure = page.find("figure", class_="kernel")
+    img = figure.find("img")
+    assert img.attrs["src"] == "../../../vgg16/block1_conv1/0/kernel.webp"
+    assert (img.attrs["width"], img.attrs["height"], img.attrs["loading"]) == ("96", "96", "lazy")
+    assert "pixels" in img.attrs["class"].split() and "3 × 3 kernel" in img.attrs["alt"]
+    caption = figure.find("figcaption").text
+    assert "mid-grey is 0" in caption and "0.438" in caption and "flipped to RGB" in caption
+    layer = parse(tmp_path / "vgg16/block1_conv1/index.html")
+    tab = layer.find("button", id="tab-kernel")
+    assert tab.text == "Kernels (RGB)"
+    cells = layer.find("div", class_="grid", **{"data-view": "kernel"}).find_all("img")
+    assert [c.attrs["src"] for c in cells] == [f"../../vgg16/block1_conv1/{i}/kernel.webp" for i in (0, 1)]
+    assert all(c.attrs["width"] == "96" and c.attrs["loading"] == "lazy" for c in cells)
+    # block2_conv1 reads no image: no kernel on its pages.
+    assert not parse(tmp_path / "vgg16/block2_conv1/0/index.html").find_all("figure", class_="kernel")
+    assert not parse(tmp_path / "vgg16/block2_conv1/index.html").find_all("button", id="tab-kernel")
+    assert json.loads((tmp_path / "vgg16/block1_conv1/0/unit.json").read_text())["unit"]["kernel"]["taps"] == [3, 3]
+
+
+def test_only_the_first_row_of_figures_loads_at_once(tmp_path):
+    """Everything below the fold is lazy: maps, photos, examples, crops, kernels, and every grid and strip."""
+    write_runs_atlas(tmp_path)
+    add = add_examples(synthetic_manifest(layers=[("block1_conv1", 1)]))
+    write_manifest(tmp_path / "ex", add)
+    render_site(tmp_path / "ex")
+    for page in [tmp_path / "vgg16/block1_conv1/0/index.html", tmp_path / "ex/vgg16/block1_conv1/0/index.html"]:
+        eager = [img.attrs["src"].rsplit("/", 1)[-1] for img in parse(page).find_all("img") if img.attrs.get("loading") != "lazy"]
+        assert eager and set(eager) <= {"channel.webp", "maco-channel.webp", "neuron.webp"}, eager
+    for page in [tmp_path / "vgg16/block1_conv1/index.html", tmp_path / "vgg16/index.html"]:
+        assert all(img.attrs.get("loading") == "lazy" for img in parse(page).find_all("img")), page

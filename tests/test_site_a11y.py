@@ -22,7 +22,7 @@ from test_site_browser import browser, images_loaded, open_page, site  # noqa: F
 
 #: One page of each kind: the list of atlases, an atlas's index, a layer page, a filter page.
 PAGES = ["index.html", f"{HED_ATLAS}/index.html", f"{HED_ATLAS}/block2_conv1/index.html",
-         f"{HED_ATLAS}/block2_conv1/1/index.html"]
+         f"{HED_ATLAS}/block2_conv1/1/index.html", f"{HED_ATLAS}/block1_conv1/0/index.html"]  # the last: a kernel
 
 
 def node_version() -> tuple[int, ...]:
@@ -77,6 +77,12 @@ def test_html_validate_finds_nothing_on_every_kind_of_filter(tmp_path, node_tool
             unit["images"]["maco_transparency"] = unit["page"] + "maco-transparency.webp"
             unit["metrics"]["maco"] = unit["metrics"]["channel"]
             unit["metrics"]["silent"] = unit["index"] == 1
+            unit["metrics"]["channel"]["curve"] = [[1, -1.0], [256, 2.5], [512, 3.0]]
+            if layer["name"] == "block1_conv1":  # it reads the image: its kernels, as the Kernels (RGB) tab
+                unit["images"]["kernel"] = unit["page"] + "kernel.webp"
+                unit["kernel"] = {"scale": 0.5, "taps": [3, 3], "flipped": True}
+        used = {"pad": 0, "jitter": 1, "scale": [1.0, 1.0], "rotate_degrees": 0.0, "jitter_last": 0, "learning_rate": 0.1}
+        layer["synthesis"] = {"channel": used, "neuron": {**used, "pad": 12}}
     write_manifest(tmp_path, manifest)
     other = synthetic_manifest(layers=[("block1_conv1", 1)], model="vgg16")
     other = json.loads(json.dumps(other).replace('"vgg16/', '"other/'))

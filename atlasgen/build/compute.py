@@ -317,3 +317,29 @@ def dataset_chunks(job: Job) -> Results:
                                 f"--dataset-size {dataset.short_side}; use a smaller --batch-size or --dataset-size") from None
         finally:
             scanned.close()  # its decoding threads end with the scan, however it ends
+
+
+def kernel_images(job: Job) -> Results:
+    """Each filter's kernel of a layer that reads the image, as an image: its weights on the image's
+    RGB channels (a BGR model's flipped), 0 as mid-grey and its largest absolute weight as 0 or 255
+    (`codec.kernel_image`), enlarged by nearest neighbour; lossless, so the pixels give back the weights
+    to within 8-bit rounding. No model is run: the weights are read from the loaded model."""
+    kernel = np.asarray(job.loaded.model.get_layer(job.artifacts[0].layer).kernel, dtype=np.float64)
+    flipped = job.loaded.input_convention.channel_order == "BGR"
+    for artifact in job.artifacts:
+        weights = kernel[:, :, :, artifact.filter]
+        image, scale = codec.kernel_image(weights[:, :, ::-1] if flipped else weights)
+        yield artifact, {"image": codec.lossless_webp(image)}, {
+            "scale": scale, "taps": [int(weights.shape[0]), int(weights.shape[1])], "flipped": flipped}
+
+
+def filter_wiring(job: Job) -> Results:
+    """Each filter's wiring (`atlasgen.model.wiring`): the filters of the conv layer before that excite and
+    inhibit it most and those of the next that it excites most, from the weights alone. The graph is
+    walked and the layer's kernels read once for the job; nothing is run or optimised."""
+    from atlasgen.model.wiring import LayerWiring, model_wiring
+
+    model = job.loaded.model
+    wired = LayerWiring(model, model_wiring(model), job.artifacts[0].layer)
+    for artifact in job.artifacts:
+        yield artifact, {}, {"wiring": wired.unit(artifact.filter, artifact.recipe["k"])}

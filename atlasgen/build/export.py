@@ -10,6 +10,7 @@ showed them are rendered again.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import hashlib
 import json
@@ -19,12 +20,12 @@ from typing import Callable
 from atlasgen import __version__
 from atlasgen.build.artifacts import ALGORITHM_VERSION, Artifact
 from atlasgen.build.dataset import CONVENTION, chunks_precision, skipped_files
-from atlasgen.build.kinds import ALL_KINDS, MAP_NORMALISATION, Kind
+from atlasgen.build.kinds import ALL_KINDS, MAP_NORMALISATION, Kind, kinds_for
 from atlasgen.errors import AtlasgenError
 from atlasgen.fs import OutputFolder, OwnedFiles, output_folder, progress_lines
 from atlasgen.manifest import (
-    MANIFEST, SCHEMA_VERSION, DatasetRecord, Generator, Manifest, ManifestError, PrecisionRecord, SkippedFile, Weights,
-    derive_metrics, image_metrics, load_manifest, to_json,
+    MANIFEST, SCHEMA_VERSION, DatasetRecord, Generator, Manifest, ManifestError, PrecisionRecord, SkippedFile,
+    TransformsUsed, Weights, derive_metrics, image_metrics, load_manifest, to_json,
 )
 from atlasgen.model.geometry import square
 from atlasgen.names import atlas_name, layer_folder, safe_name, unit_folder
@@ -119,6 +120,7 @@ def export_atlas(prepared, store: Store, folder: OutputFolder | None = None, log
             "r": square(info.field.r), "S": square(info.field.S), "P": square(info.field.P),
             "output_size": square(info.field.size), "centre_unit": list(info.centre_unit),
             "units": [tick(_unit(publisher, layer, f, prepared.probes)) for f in layer.filters],
+            "synthesis": transforms_record(prepared, info.field),
         })
     ident = atlas_id(prepared)
     loaded = prepared.loaded
@@ -141,6 +143,18 @@ def export_atlas(prepared, store: Store, folder: OutputFolder | None = None, log
     owned.write(f"{name}/{MANIFEST}", manifest.to_bytes())
     owned.flush()
     return out / name / MANIFEST
+
+
+def transforms_record(prepared, field) -> dict:
+    """A layer's `synthesis` record: by synthesised image the plan makes (its metrics' name), the
+    transforms and learning rate it was optimised with at this layer's receptive field `field`,
+    from the parameters by the synthesis's own functions (`transforms_used`, by synthesis kind)."""
+    from atlasgen.synthesis.images import transforms_used
+
+    used = transforms_used(prepared.params, field)
+    fields = [f.name for f in dataclasses.fields(TransformsUsed)]
+    return {kind.metrics: {name: getattr(used[kind.name], name) for name in fields}
+            for kind in kinds_for(prepared.plan.methods).values() if kind.metrics and kind.name in used}
 
 
 def check_name(out: Path, name: str, model: str, fingerprint: str) -> Manifest | None:

@@ -20,6 +20,7 @@ from typing import Callable, Literal
 from atlasgen.build import compute
 from atlasgen.build.artifacts import ProbeRef
 from atlasgen.build.dataset import DATASET_CONVENTION, EXAMPLE_DISPLAY
+from atlasgen.codec import KERNEL_DISPLAY
 
 #: The synthesis methods of whole-filter images; a kind with a method is planned only when it is chosen.
 METHODS = ("lucid", "maco")
@@ -48,7 +49,7 @@ class View:
     label: str  # the tab's label and the block's heading, e.g. "Whole filter"
     header: str  # the figure column's header ("\n" breaks it)
     template: str  # the filter page's block: templates/views/<template>
-    shows: Literal["image", "rf-crop", "examples", "maps"] = "image"  # what a grid or figure cell draws
+    shows: Literal["image", "rf-crop", "kernel", "examples", "maps"] = "image"  # what a grid or figure cell draws
     image: str | None = None  # the unit's `images` entry an image view shows
     metrics: str | None = None  # the unit's `metrics` entry of the image's numbers
     place: Literal["figures", "section"] = "figures"  # in the page's row of figures, or a section of its own
@@ -92,6 +93,7 @@ class Kind:
     method: str | None = None  # planned only when this method is chosen; None: with every method
     needs_model: bool = True
     needs_dataset: bool = False  # planned only when the atlas has a dataset
+    reads_image: bool = False  # planned only for layers that read the image itself (ModelGeometry.image_readers)
 
 
 def _unit(context: RecipeContext) -> dict:
@@ -180,6 +182,19 @@ ALL_KINDS: dict[str, Kind] = {
                         tab=False, default_column=True, hint="leave neuron out of --columns"),
                    View("rf-crop", "Centre neuron (receptive field)", "receptive field\n(zoomed)", "rf-crop.html",
                         shows="rf-crop", image="rf_crop", default_column=True, hint="leave rf-crop out of --columns")),
+        ),
+        # The filter's own weights, for the layers that read the image: no synthesis parameters, so no
+        # other setting recomputes it.
+        Kind(
+            "kernel", "first-layer kernels", "unit", ("image",),
+            recipe=lambda c: {**_unit(c), "display": KERNEL_DISPLAY},
+            compute=compute.kernel_images,
+            outputs=(Output("image", "kernel.webp", "images.kernel"),),
+            facts=("scale", "taps", "flipped"),
+            record={"kernel.scale": "scale", "kernel.taps": "taps", "kernel.flipped": "flipped"}, reads_image=True,
+            views=(View("kernel", "Kernels (RGB)", "kernel\n(RGB)", "kernel.html", shows="kernel", image="kernel",
+                        hint="only a layer that reads the image has kernels (block1_conv1 in VGG16): leave kernel "
+                             "out of --columns for other layers"),),
         ),
         # The top k units on the dataset, merged from the layer's chunks, and what each one saw: as many
         # crops and photos as it has examples.

@@ -56,10 +56,11 @@ def in_shard(artifact: Artifact, shard: tuple[int, int]) -> bool:
 
 def make_plan(model: str, fingerprint: str, layers: list[tuple[str, list[int]]], params: dict,
               probes: list[ProbeRef], methods: tuple[str, ...] = DEFAULT_METHODS, method_params: dict | None = None,
-              dataset: DatasetRef | None = None) -> Plan:
+              dataset: DatasetRef | None = None, image_readers: tuple[str, ...] = ()) -> Plan:
     """Every artifact of every kind of these methods for these (layer, filters) and probe photos, in
     layer order. `method_params` holds each method's own parameters (e.g. {"maco": {...}}). With a
-    dataset, also its chunks' scan artifacts, and every filter's examples."""
+    dataset, also its chunks' scan artifacts, and every filter's examples. A kind that `reads_image`
+    is planned only for `image_readers`, the layers that read the image itself (ModelGeometry's)."""
     kinds = [kind for kind in kinds_for(methods).values() if dataset is not None or not kind.needs_dataset]
     base = {"algorithm": ALGORITHM_VERSION, "model": model, "weights": fingerprint}
     context = RecipeContext(params, None, probes, {}, method_params=method_params or {}, dataset=dataset)
@@ -81,7 +82,7 @@ def make_plan(model: str, fingerprint: str, layers: list[tuple[str, list[int]]],
         for f in filters:
             keys_of_unit: dict[tuple[str, str | None], str] = {}
             unit = _with(context, keys=keys_of_unit, layer=name, filter=f, examples=examples)
-            for kind in kinds:
+            for kind in (k for k in kinds if not k.reads_image or name in image_readers):
                 for probe in probes if kind.scope == "unit-probe" else [None] if kind.scope == "unit" else []:
                     item = artifact(kind, _with(unit, probe=probe), layer=name, filter=f,
                                     probe=probe.name if probe else None)

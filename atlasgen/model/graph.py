@@ -281,3 +281,33 @@ def spatial_ops(model) -> list[SpatialOp]:
         ops.append(op)
         known.add(layer.name)
     return ops
+
+
+def image_readers(model, ops: list[SpatialOp] | None = None) -> tuple[str, ...]:
+    """The conv layers that read the image itself, in graph order: between the model's input and the
+    layer there is nothing but ops that act on each channel alone or on space alone (an input layer,
+    padding, cropping, pooling, rescaling, normalisation, an activation), each with one parent, and
+    the kernel takes the image's 3 channels. Their kernels are filters on RGB (or BGR) pixels.
+    `ops`: the model's `spatial_ops`, when the caller has them."""
+    L = keras.layers
+    passing = (L.InputLayer, L.ZeroPadding2D, L.Cropping2D, L.MaxPooling2D, L.AveragePooling2D, L.Rescaling,
+               L.Normalization, L.BatchNormalization, L.Activation, L.ReLU, L.LeakyReLU, L.Dropout)
+    by_name = {op.name: op for op in (ops if ops is not None else spatial_ops(model))}
+    layers = {getattr(layer, "name", None): layer for layer in _walk(model)}
+
+    def from_image(name: str) -> bool:
+        while name != IMAGE:
+            op = by_name.get(name)
+            if op is None or len(op.inputs) != 1 or not isinstance(layers.get(name), passing):
+                return False
+            name = op.inputs[0]
+        return True
+
+    readers = []
+    for conv in conv_layers(model):
+        op = by_name.get(conv.name)
+        kernel = getattr(model.get_layer(conv.name), "kernel", None)
+        if op is not None and len(op.inputs) == 1 and from_image(op.inputs[0]) and kernel is not None \
+                and int(kernel.shape[2]) == 3:
+            readers.append(conv.name)
+    return tuple(readers)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from atlasgen.errors import AtlasgenError
 from atlasgen.model import geometry
-from atlasgen.model.graph import ConvLayer, conv_layers, spatial_ops
+from atlasgen.model.graph import ConvLayer, conv_layers, image_readers, spatial_ops
 from atlasgen.model.weights import LoadedModel
 
 MAX_SEARCHED_SIZE = 4096
@@ -56,6 +56,8 @@ class ModelGeometry:
 
     ops: tuple[geometry.SpatialOp, ...]
     convs: tuple[ConvLayer, ...]
+    # The conv layers that read the image itself (graph.image_readers): their kernels are filters on pixels.
+    image_readers: tuple[str, ...] = ()
 
     @functools.cache
     def fields(self, input_size: geometry.Pair) -> dict[str, geometry.Field]:
@@ -104,7 +106,8 @@ class ModelGeometry:
 
 def model_geometry(loaded: LoadedModel) -> ModelGeometry:
     """The model's geometry, from one walk of its graph."""
-    return ModelGeometry(tuple(spatial_ops(loaded.model)), tuple(conv_layers(loaded.model)))
+    ops = tuple(spatial_ops(loaded.model))
+    return ModelGeometry(ops, tuple(conv_layers(loaded.model)), image_readers(loaded.model, list(ops)))
 
 
 def describe_layers(loaded: LoadedModel, size: int) -> list[LayerInfo]:

@@ -1,15 +1,16 @@
 """The views of a filter, from the kinds registry's one table (`atlasgen.build.kinds.VIEWS`): which a
 unit has, the layer page's tabs and their cells, and the images a figure's cell draws.
 
-Every view shows one of four things: an image of the unit (`image`), the zoomed receptive-field crop
-(`rf-crop`, whose size follows the box), its dataset examples (`examples`) or its activation maps on
-the probe photos (`maps`, one tab per photo). A new image kind is a new row of the table and nothing here.
+Every view shows one of five things: an image of the unit (`image`), the zoomed receptive-field crop
+(`rf-crop`, whose size follows the box), its kernel (`kernel`, whose size follows its taps), its dataset
+examples (`examples`) or its activation maps on the probe photos (`maps`, one tab per photo). A new image
+kind is a new row of the table and nothing here.
 """
 
 from __future__ import annotations
 
 from atlasgen.build.kinds import VIEWS, View
-from atlasgen.codec import RF_CROP_DISPLAY, zoomed_size
+from atlasgen.codec import RF_CROP_DISPLAY, kernel_size, zoomed_size
 
 LAYER_THUMB = 96
 #: The dataset examples a figure's `examples` cell shows, side by side, highest first.
@@ -43,6 +44,8 @@ def thumbnail(unit) -> str:
 
 def image_size(view: View, unit, size: int) -> tuple[int, int]:
     """(width, height) in pixels of the image an image view shows; `size` is the synthesised images' side."""
+    if view.shows == "kernel":
+        return kernel_size(unit.kernel.taps)
     return zoomed_size(unit.rf_box, RF_CROP_DISPLAY) if view.shows == "rf-crop" else (size, size)
 
 

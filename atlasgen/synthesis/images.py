@@ -173,6 +173,28 @@ def fitted_to_field(params: SynthesisParams, field: int) -> SynthesisParams:
     )
 
 
+def fitted_to_patch(params: SynthesisParams, field: int, stride: geometry.Pair) -> SynthesisParams:
+    """A centre-neuron image's transforms on its receptive-field patch (`field` the layer's receptive
+    field, `stride` its effective stride): the pad in whole strides, or the neuron would see its
+    field on another grid alignment, and jitter no more than a fraction of the field."""
+    step = math.lcm(*stride)
+    return replace(
+        params,
+        pad=-(-params.pad // step) * step if params.pad else 0,
+        jitter=min(params.jitter, int(field * JITTER_PER_FIELD)),
+        jitter_last=min(params.jitter_last, int(field * LAST_JITTER_PER_FIELD)),
+    )
+
+
+def transforms_used(params: SynthesisParams, field: geometry.Field) -> dict[str, SynthesisParams]:
+    """What each kind of image of a layer whose receptive field is `field` (at `params.size`) is
+    optimised with, by kind: the whole-filter image's transforms fitted to the field when
+    `fit_transforms` is on (`fitted_to_field`, as `channel_batch` does), the centre neuron's fitted to
+    its patch (`fitted_to_patch`, as `neuron_batch` does). The record atlas.json keeps per layer."""
+    channel = fitted_to_field(params, min(field.r)) if params.fit_transforms else params
+    return {CHANNEL: channel, NEURON: fitted_to_patch(params, min(field.r), field.S)}
+
+
 def _run(engine: LayerEngine, kind: str, objective, param_f: FourierImage, params: SynthesisParams,
          filter_ids: list[int]) -> Optimised:
     check_engine_precision(engine, params)
@@ -271,16 +293,8 @@ def _neuron_setup(engine: LayerEngine, params: SynthesisParams) -> _NeuronSetup:
     patch, box = plan.patch, plan.box
     mask = np.zeros((patch.height, patch.width), np.float32)
     mask[box.top - patch.top : box.bottom - patch.top, box.left - patch.left : box.right - patch.left] = 1
-    # The pad must be whole strides, or the neuron would see its field on another grid alignment.
-    stride = math.lcm(*plan.stride)
-    pad = -(-params.pad // stride) * stride if params.pad else 0
-    field = min(engine.field(plan.image_size).r)
-    fitted = replace(
-        params,
-        pad=pad,
-        jitter=min(params.jitter, int(field * JITTER_PER_FIELD)),
-        jitter_last=min(params.jitter_last, int(field * LAST_JITTER_PER_FIELD)),
-    )
+    fitted = fitted_to_patch(params, min(engine.field(plan.image_size).r), plan.stride)
+    pad = fitted.pad
     unit = (plan.unit_in_patch[0] + pad // plan.stride[0], plan.unit_in_patch[1] + pad // plan.stride[1])
     return _NeuronSetup(plan, mask, fitted, objectives.neuron(*unit))
 
