@@ -63,18 +63,18 @@ def test_browse_index_layer_filter_next_back(site, browser, tmp_path):
     page.goto(site + "index.html")
     assert "HED BSDS500" in page.inner_text("body") and "sha256:" in page.inner_text("body")
     page.click("h2 >> text=vgg16-hed-bsds500")  # the root lists the atlases in the folder
-    assert page.url.endswith("vgg16-hed-bsds500/index.html")
-    page.click("text=block2_conv1")
-    assert page.url.endswith("vgg16-hed-bsds500/block2_conv1/index.html")
+    page.wait_for_url("**/vgg16-hed-bsds500/index.html")  # a click starts the navigation; wait for it to land
+    page.click("h3 a >> text=block2_conv1")  # the layer list's link, not the transforms table's row
+    page.wait_for_url("**/vgg16-hed-bsds500/block2_conv1/index.html")
     page.click("button[data-view='rf-crop']")
     assert page.is_visible(".grid[data-view='rf-crop']") and not page.is_visible(".grid[data-view='channel']")
     page.click(".grid[data-view='rf-crop'] a >> nth=1")
-    assert page.url.endswith("vgg16-hed-bsds500/block2_conv1/1/index.html")
+    page.wait_for_url("**/vgg16-hed-bsds500/block2_conv1/1/index.html")
     assert page.is_visible(".rf-box") and "@misc{" in page.inner_text("pre.cite")
     page.click("a[rel=next]")
-    assert page.url.endswith("vgg16-hed-bsds500/block2_conv1/2/index.html")
+    page.wait_for_url("**/vgg16-hed-bsds500/block2_conv1/2/index.html")
     page.go_back()
-    assert page.url.endswith("vgg16-hed-bsds500/block2_conv1/1/index.html")
+    page.wait_for_url("**/vgg16-hed-bsds500/block2_conv1/1/index.html")
     page.keyboard.press("ArrowLeft")
     page.wait_for_url("**/vgg16-hed-bsds500/block2_conv1/0/index.html")
     page.keyboard.press("ArrowUp")
@@ -195,7 +195,7 @@ def test_layer_page_switches_to_the_top_examples_with_javascript(site, browser):
     page.click("button[data-view='examples']")
     assert page.is_visible(".grid[data-view='examples']") and not page.is_visible(".grid[data-view='channel']")
     page.click(".grid[data-view='examples'] a >> nth=1")
-    assert page.url.endswith("vgg16-hed-bsds500/block1_conv1/1/index.html#example-1")
+    page.wait_for_url("**/vgg16-hed-bsds500/block1_conv1/1/index.html#example-1")
     assert page.is_visible("#example-1 rect.box") and in_viewport(page, "#example-1")
     assert errors == []
 
