@@ -10,8 +10,8 @@ from typing import Callable
 
 import click
 
-from atlasgen.build.config import DATASET_DEFAULTS, DEFAULT_PRESET, PRESETS, BuildConfig, parse_shard
-from atlasgen.build.kinds import DEFAULT_METHODS, METHODS
+from atlasgen.build.config import DATASET_DEFAULTS, DEFAULT_PRESET, MAX_WIRING_K, PRESETS, BuildConfig, parse_shard
+from atlasgen.build.kinds import DEFAULT_METHODS, METHODS, WIRING_K
 from atlasgen.errors import AtlasgenError
 from atlasgen.params import PRECISIONS
 from atlasgen.site.views import COLUMNS, DEFAULT_COLUMNS
@@ -138,6 +138,9 @@ PLAN_OPTIONS = (
     PlanOption(("--title",), "title", dict(default=None, help="the atlas's title, for citations [made from the model and weights]")),
     PlanOption(("--author", "authors"), "authors", dict(multiple=True,
                help="an author of the atlas, for citations (repeat for several)"), tuple),
+    PlanOption(("--wiring-k",), "wiring_k", dict(type=int, default=None,
+               help=f"each filter's wiring: its strongest inputs, inhibitors and outputs (from the weights), this "
+                    f"many of each, at most {MAX_WIRING_K} [{WIRING_K}]")),
 )
 
 
@@ -213,18 +216,24 @@ def serve(out: Path, port: int) -> None:
               help=f"views, one column each: {', '.join(COLUMNS)}")
 @click.option("--dpi", type=int, default=300, show_default=True, help="print resolution (the PNG's pixels per inch)")
 @click.option("--atlas", default=None, callback=_text, help="the atlas of a layer/filter SPEC, when --out holds several")
-def figure(specs: tuple[str, ...], out: Path, target: Path, columns: str, dpi: int, atlas: str | None) -> None:
+@click.option("--wiring", is_flag=True, help="instead of --columns: each filter and its strongest inputs (their whole-filter "
+              "images, each labelled with its weight; one not built is an empty box)")
+@click.pass_context
+def figure(ctx, specs: tuple[str, ...], out: Path, target: Path, columns: str, dpi: int, atlas: str | None,
+           wiring: bool) -> None:
     """A publication panel: one row per filter, one column per view.
 
     SPEC is layer/filter (block2_conv1/3), a range layer/a-b, or a filter page's URL or path
     (vgg16/block2_conv1/3/)."""
     from atlasgen.site.figure import make_figure
 
-    result = make_figure(out, specs, target, columns, dpi, atlas)
+    if wiring and ctx.get_parameter_source("columns") is not click.core.ParameterSource.DEFAULT:
+        raise AtlasgenError("--wiring draws each filter and its inputs, not views; give --wiring or --columns, not both")
+    result = make_figure(out, specs, target, columns, dpi, atlas, wiring=wiring)
     size = (f"{result.pixels[0]}×{result.pixels[1]} px at {result.dpi} dpi" if result.format == "png"
             else f"{result.width_in:.2f}×{result.height_in:.2f} in")
-    click.echo(f"wrote {result.path}: {len(result.rows)} filters × {len(result.columns)} views "
-               f"({','.join(result.columns)}), {result.images} images, {size}")
+    drawn = "each with its inputs (wiring)" if wiring else f"× {len(result.columns)} views ({','.join(result.columns)})"
+    click.echo(f"wrote {result.path}: {len(result.rows)} filters {drawn}, {result.images} images, {size}")
 
 
 @cli.command()

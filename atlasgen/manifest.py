@@ -131,7 +131,7 @@ class MapRecord:
 
 @dataclass(frozen=True)
 class ExampleRecord:
-    """One of a filter's top units on the dataset, and what it saw."""
+    """One of a filter's top (or bottom) units on the dataset, and what it saw."""
 
     source: str  # the image's path relative to the dataset folder, '/' separators
     activation: float  # the unit's pre-ReLU value
@@ -212,6 +212,85 @@ OMITTED_WHEN_NONE = {"omit_none": True}
 
 
 @dataclass(frozen=True)
+class WiringLink:
+    """One filter a filter is wired to (atlasgen.model.wiring): the kernel slice between them."""
+
+    layer: str  # the conv layer of the filter linked to: the wiring's source (inputs, inhibitors) or target (outputs)
+    filter: int = bounded(0)  # below that layer's filters
+    weight: float  # the slice's sum: what a uniform input of the earlier filter does to the later one
+    norm: float  # the slice's L2 norm
+    slice: list[list[float]]  # the kernel's spatial slice W[:, :, c, d] (per-channel scales folded in), rows first
+
+    def problems(self):
+        if self.norm < 0:
+            yield "norm", "a number at least 0 (an L2 norm)", self.norm
+        if not self.slice or not self.slice[0] or any(len(row) != len(self.slice[0]) for row in self.slice):
+            yield "slice", "a rectangle of weights: at least one row, every row as long as the first", len(self.slice)
+
+
+@dataclass(frozen=True)
+class WiredLayer:
+    """The conv layer a filter's wiring links to, and how many filters it has (it may not be in the atlas)."""
+
+    name: str
+    filters: int = bounded(1)
+
+
+#: A filter's wiring lists: (field, the layer they link to, strongest first: "down" for the most negative first).
+WIRING_LISTS = (("inputs", "source", "up"), ("inhibitors", "source", "down"), ("outputs", "target", "up"))
+
+
+@dataclass(frozen=True)
+class WiringRecord:
+    """Which filters feed a filter and which it feeds, from the weights alone (atlasgen.model.wiring):
+    the k strongest of each list, strongest first; where none is claimed, why (`unclaimed`)."""
+
+    k: int = bounded(1)  # --wiring-k: each list holds at most this many
+    source: WiredLayer | None = None  # the conv layer whose filters feed this one; None when unclaimed
+    target: WiredLayer | None = None  # the conv layer this one feeds; None when unclaimed
+    inputs: list[WiringLink] = field(default_factory=list)  # positive weights, largest first
+    inhibitors: list[WiringLink] = field(default_factory=list)  # negative weights, most negative first
+    outputs: list[WiringLink] = field(default_factory=list)  # the target's filters it excites most, largest first
+    # "inputs" or "outputs" -> why no wiring is claimed that way, in one line (it reads the image, a
+    # residual add or a dense layer stands between, no conv layer follows...).
+    unclaimed: dict[str, str] = field(default_factory=dict)
+    # "inputs" or "outputs" -> the per-channel affine layers (batch norms) folded into that way's slices.
+    folded: dict[str, list[str]] = field(default_factory=dict)
+
+    def problems(self):
+        for way, layer in (("inputs", self.source), ("outputs", self.target)):
+            reason = self.unclaimed.get(way)
+            if (layer is None) == (reason is None):
+                yield f"unclaimed.{way}", f"a reason exactly when there is no {'source' if way == 'inputs' else 'target'}", reason
+            if reason is not None and (not reason.strip() or not reason.isprintable()):
+                yield f"unclaimed.{way}", "one line of text", reason
+        for key in (*self.unclaimed, *self.folded):
+            if key not in ("inputs", "outputs"):
+                yield f"unclaimed.{key}", "a key of inputs or outputs", key
+        for name, end, order in WIRING_LISTS:
+            yield from _wiring_list_problems(name, getattr(self, name), getattr(self, end), order, self.k)
+
+
+def _wiring_list_problems(name: str, links: list, layer, order: str, k: int):
+    if len(links) > k:
+        yield name, f"at most k = {k} links", len(links)
+    shape = (len(links[0].slice), len(links[0].slice[0])) if links else None
+    for i, link in enumerate(links):
+        if layer is None or link.layer != layer.name:
+            yield f"{name}[{i}].layer", f"the wiring's {'target' if name == 'outputs' else 'source'} layer", link.layer
+        elif link.filter >= layer.filters:
+            yield f"{name}[{i}].filter", f"below the {layer.filters} filters of {layer.name}", link.filter
+        if (len(link.slice), len(link.slice[0])) != shape:
+            yield f"{name}[{i}].slice", f"{shape[0]} × {shape[1]} like the list's first slice", len(link.slice)
+        if (link.weight <= 0) if order == "up" else (link.weight >= 0):
+            yield f"{name}[{i}].weight", "positive" if order == "up" else "negative", link.weight
+        if i and ((link.weight > links[i - 1].weight) if order == "up" else (link.weight < links[i - 1].weight)):
+            yield f"{name}[{i}].weight", "no stronger than the link before it (strongest first)", link.weight
+    if len({link.filter for link in links}) != len(links):
+        yield name, "links to distinct filters", [link.filter for link in links]
+
+
+@dataclass(frozen=True)
 class UnitRecord:
     index: int = bounded(0)  # below the layer's filters, once in the layer
     page: str  # the filter's permanent folder
@@ -225,8 +304,13 @@ class UnitRecord:
     activation_maps: list[MapRecord]
     metrics: Metrics
     dataset_examples: list[ExampleRecord] = field(default_factory=list)  # highest activation first
+    # The bottom k units on the dataset, lowest activation first (what inhibits the filter most); empty
+    # without a dataset, and in atlas.json written before they were made.
+    dataset_examples_negative: list[ExampleRecord] = field(default_factory=list)
     # Layers that read the image itself: the filter's kernel, drawn as images.kernel.
     kernel: KernelRecord | None = field(default=None, metadata=OMITTED_WHEN_NONE)
+    # Which filters feed it and which it feeds, from the weights; absent from atlas.json written before it was made.
+    wiring: WiringRecord | None = field(default=None, metadata=OMITTED_WHEN_NONE)
 
     def problems(self):
         if not self.images:
@@ -351,6 +435,19 @@ class Manifest:
                     yield f"layers[{li}].units[{ui}].rf_box", problem, unit.rf_box
                 if unit.activation_maps and [m.probe for m in unit.activation_maps] != probes:
                     yield f"layers[{li}].units[{ui}].activation_maps", in_order, [m.probe for m in unit.activation_maps]
+        yield from _wired_layers(self.layers)
+
+
+def _wired_layers(layers: list[LayerRecord]):
+    """A wiring's source or target that is a layer of the atlas must have that layer's filters."""
+    filters = {layer.name: layer.filters for layer in layers}
+    for li, layer in enumerate(layers):
+        for ui, unit in enumerate(layer.units):
+            for end in ("source", "target"):
+                wired = getattr(unit.wiring, end, None)
+                if wired is not None and filters.get(wired.name, wired.filters) != wired.filters:
+                    yield (f"layers[{li}].units[{ui}].wiring.{end}.filters",
+                           f"{filters[wired.name]}, the filters of {wired.name} in this atlas", wired.filters)
 
 
 def load_manifest(out: Path) -> Manifest:
@@ -460,9 +557,10 @@ def _check_paths(manifest: "Manifest") -> None:
             for mi, amap in enumerate(unit.activation_maps):
                 for name, path in amap.images.items():
                     _site_path(path, _member(f"{where}.activation_maps[{mi}].images", name), folder=False)
-            for ei, example in enumerate(unit.dataset_examples):
-                _site_path(example.image, f"{where}.dataset_examples[{ei}].image", folder=False)
-                _site_path(example.photo, f"{where}.dataset_examples[{ei}].photo", folder=False)
+            for name in ("dataset_examples", "dataset_examples_negative"):
+                for ei, example in enumerate(getattr(unit, name)):
+                    _site_path(example.image, f"{where}.{name}[{ei}].image", folder=False)
+                    _site_path(example.photo, f"{where}.{name}[{ei}].photo", folder=False)
 
 
 def pair(value: int | list[int]) -> tuple[int, int]:

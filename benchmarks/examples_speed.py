@@ -19,9 +19,9 @@ Workload: for each N, in fresh child processes (so each peak memory is its own):
 - the scan: the build's own scan path on hed-bsds500's VGG16 trunk: `open_dataset` (hashing every
   file), then `scan_chunks` (threads decode the next chunk while the model runs this one; one
   pre-activation forward pass per batch of equal-shape images for every planned layer, each
-  image's per-filter max and argmax, the chunk's top --examples per filter), each chunk's tops
-  merged into a running top k per layer with `atlasgen.build.dataset.merge`, as the build merges
-  them. Then, in the same process, the model alone: every chunk decoded first, outside the
+  image's per-filter max and argmax and min and argmin, the chunk's top and bottom --examples per
+  filter), each chunk's merged into a running top k and bottom k per layer with
+  `atlasgen.build.dataset.merge`, as the build merges them. Then, in the same process, the model alone: every chunk decoded first, outside the
   clock, then `scan_decoded` on each (the same images in the same batches, no decoding) and the
   same merges; its examples must equal the scan's. --rounds R repeats the two in turn R times and
   keeps each one's best time (on a shared machine, the rounds least disturbed). Nothing is
@@ -161,20 +161,23 @@ def computed_convs(model, layers: list[str]) -> list[str]:
 
 
 def merged(running: list, tops: list, part, index: dict) -> list:
-    """The running top k of every layer with one chunk's tops merged in, as the build merges them."""
-    from atlasgen.build.dataset import merge, to_global
+    """The running top k and bottom k of every layer (`Ranked`) with one chunk's merged in, as the
+    build merges them."""
+    from atlasgen.build.dataset import Ranked, merge, to_global
 
     digests = [image.digest for image in part]
-    return [r if top is None else merge(r, to_global(top, digests, index)) for r, top in zip(running, tops)]
+    return [r if chunk is None else Ranked(merge(r.top, to_global(chunk.top, digests, index)),
+                                           merge(r.bottom, to_global(chunk.bottom, digests, index), lowest=True))
+            for r, chunk in zip(running, tops)]
 
 
 def scan_once(scanner, chunks: list, size: int, examples: int, batch: int, index: dict, every: dict,
               layers: list[str]) -> tuple[float, list, list, int]:
     """The build's scan path over every chunk (`scan_chunks`) and the merges: its seconds, the
     running tops, every scanned image's size and the images skipped."""
-    from atlasgen.build.dataset import Top, scan_chunks
+    from atlasgen.build.dataset import Ranked, scan_chunks
 
-    running = [Top.empty(every[layer], examples) for layer in layers]
+    running = [Ranked.empty(every[layer], examples) for layer in layers]
     sizes: list[tuple[int, int]] = []
     skipped = 0
     start = time.perf_counter()
@@ -190,9 +193,9 @@ def alone_once(scanner, chunks: list, decoded: list, size: int, examples: int, b
                layers: list[str]) -> tuple[float, list]:
     """The model alone on the chunks decoded beforehand (`scan_decoded`: the same batches) and the
     same merges: its seconds and the running tops."""
-    from atlasgen.build.dataset import Top, scan_decoded
+    from atlasgen.build.dataset import Ranked, scan_decoded
 
-    alone = [Top.empty(every[layer], examples) for layer in layers]
+    alone = [Ranked.empty(every[layer], examples) for layer in layers]
     start = time.perf_counter()
     for part, chunk_decoded in zip(chunks, decoded):
         tops, _ = scan_decoded(scanner, chunk_decoded, size, examples, batch)
@@ -248,7 +251,8 @@ def scan_run(folder: str, size: int, chunk: int, layers: list[str] | None, batch
         model_s, alone = alone_once(scanner, chunks, decoded, size, examples, batch, index, every, layers)
         alones.append(model_s)
         same = same and all(np.array_equal(a.activation, b.activation) and np.array_equal(a.image, b.image)
-                            and np.array_equal(a.unit, b.unit) for a, b in zip(running, alone))
+                            and np.array_equal(a.unit, b.unit)
+                            for ranks, others in zip(running, alone) for a, b in zip(ranks, others))
     scan_s, forward_s, passes = min(scans)
 
     by_shape: dict[tuple[int, int], float] = {}
@@ -264,7 +268,7 @@ def scan_run(folder: str, size: int, chunk: int, layers: list[str] | None, batch
         "model_alone_s": min(alones), "same_examples": same,
         "rounds": {"scan_s": [round(s[0], 3) for s in scans], "model_alone_s": [round(s, 3) for s in alones]},
         "mean_hw": [float(np.mean([s[0] for s in sizes])), float(np.mean([s[1] for s in sizes]))] if sizes else None,
-        "examples_held": sum(int((top.image >= 0).sum()) for top in running), "peak_rss_mb": rss,
+        "examples_held": sum(int((ranks.top.image >= 0).sum()) for ranks in running), "peak_rss_mb": rss,
         "layers": layers, "computed": computed,
     }
 

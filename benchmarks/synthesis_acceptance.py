@@ -17,6 +17,9 @@ A filter's response is the quantity the synthesis maximises, the spatial mean of
 map; the post-ReLU comparison with the crops is printed beside it (not checked): early edge
 filters fire harder on a photo's few sharp edges after the ReLU cuts their negative side.
   - zero changed pixels outside every centre neuron's receptive field.
+With --negative it also makes every filter's negative whole-filter image (the same synthesis,
+minimising the filter's pre-ReLU channel mean) and checks that each one drives its filter below
+the filter's lowest mean over the same natural crops (and below its positive image).
 It also times a naive loop (one filter at a time, the full conv network, pixel-space gradient
 ascent) in the same process and prints both throughputs in image-steps per second.
 Exit status 1 when a check fails.
@@ -33,6 +36,7 @@ import numpy as np
 
 from atlasgen.model.weights import VGG16_LAYERS, load_model
 from atlasgen.synthesis import LayerEngine, SynthesisParams, channel_images, natural_photos, neuron_images
+from atlasgen.synthesis.images import negative_channel_images
 from atlasgen.tf import load
 from levers import lever_overrides
 
@@ -95,6 +99,29 @@ def crops(photos, size: int, stride: int) -> np.ndarray:
     return np.stack(out)
 
 
+def negative_row(engine: LayerEngine, filter_ids: list[int], params: SynthesisParams, crop_pre: np.ndarray,
+                 positive: list) -> dict:
+    """Each filter's negative whole-filter image against its lowest natural crop (pre-ReLU means):
+    the row's numbers, and which filters' images are not below it."""
+    start = time.perf_counter()
+    negatives = negative_channel_images(engine, filter_ids, params)
+    seconds = time.perf_counter() - start
+    own_pre, _ = responses(engine, np.stack([n.image for n in negatives]), filter_ids)
+    own = np.array([own_pre[i, i] for i in range(len(filter_ids))])
+    lowest_crop = crop_pre.min(axis=0)
+    return {
+        "negative_s": round(seconds, 2),
+        "negative_pre_relu_mean": [round(float(v), 3) for v in own],
+        "lowest_crop_pre_relu_mean": [round(float(v), 3) for v in lowest_crop],
+        "positive_pre_relu_mean": [round(float(p.objective), 3) for p in positive],
+        "negative_rgb_std": [round(float(n.image.std()), 1) for n in negatives],
+        "not_below_lowest_crop": [f for f, o, c in zip(filter_ids, own, lowest_crop) if not o < c],
+        "not_below_positive": [f for f, o, p in zip(filter_ids, own, positive) if not o < p.objective],
+        # The stored objective is the float32 evaluation of the final image: it must be this number.
+        "objective_matches": bool(np.allclose([n.objective for n in negatives], own, rtol=1e-4, atol=1e-3)),
+    }
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size", type=int, default=64)
@@ -108,6 +135,8 @@ def main() -> int:
     parser.add_argument("--first-filter", type=int, default=0, help="the first filter of each layer to take")
     parser.add_argument("--naive-filters", type=int, default=2)
     parser.add_argument("--naive-steps", type=int, default=16)
+    parser.add_argument("--negative", action="store_true", help="also check every negative whole-filter image "
+                        "against its filter's lowest natural crop")
     args = parser.parse_args()
 
     loaded = load_model(args.weights)
@@ -123,6 +152,8 @@ def main() -> int:
         warm = SynthesisParams(size=args.size, steps=1, **overrides)
         channel_images(engine, filter_ids, warm)
         neuron_images(engine, filter_ids, warm)
+        if args.negative:
+            negative_channel_images(engine, filter_ids, warm)
         start = time.perf_counter()
         channels = channel_images(engine, filter_ids, params)
         channel_s = time.perf_counter() - start
@@ -166,6 +197,8 @@ def main() -> int:
             "channel_rgb_std": [round(float(c.image.std()), 1) for c in channels],
             "faint_driven": [c.filter for c in channels if c.faint],
         }
+        if args.negative:
+            row.update(negative_row(engine, filter_ids, params, crop_pre, channels))
         report.append(row)
         print(json.dumps(row), flush=True)
 
@@ -177,13 +210,23 @@ def main() -> int:
         "own_image_fraction": selective / total,
         "changed_pixels_outside_box": int(outside),
     }
-    passed = flat == 0 and grey == 0 and beats == total and selective == total and outside == 0
+    # bool(): a failed comparison of NumPy counts is NumPy's bool, which json cannot write.
+    passed = bool(flat == 0 and grey == 0 and beats == total and selective == total and outside == 0)
     checks["not_own_image"] = [f"{row['layer']}/{filter_ids[i]}" for row in report
                                for i, won in enumerate(row["own_image_wins"]) if not won]
     checks["below_best_crop"] = [f"{row['layer']}/{filter_ids[i]}" for row in report
                                  for i, (own, crop) in enumerate(zip(row["own_pre_relu_mean"], row["best_crop_pre_relu_mean"]))
                                  if own <= crop]
-    settings = {"weights": args.weights, "size": args.size, "steps": args.steps, "filters": filter_ids, "set": args.set}
+    if args.negative:
+        above = [f"{row['layer']}/{f}" for row in report for f in row["not_below_lowest_crop"]]
+        checks["negative_below_lowest_crop_fraction"] = 1 - len(above) / total
+        checks["negative_not_below_lowest_crop"] = above
+        checks["negative_not_below_positive"] = [f"{row['layer']}/{f}" for row in report for f in row["not_below_positive"]]
+        checks["negative_objective_matches"] = all(row["objective_matches"] for row in report)
+        passed = bool(passed and not above and not checks["negative_not_below_positive"]
+                      and checks["negative_objective_matches"])
+    settings = {"weights": args.weights, "size": args.size, "steps": args.steps, "filters": filter_ids, "set": args.set,
+                "layers": list(layers), "negative": args.negative}
     print(json.dumps({"checks": checks, "passed": passed, "settings": settings}))
     return 0 if passed else 1
 

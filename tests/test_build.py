@@ -37,14 +37,15 @@ def entries(store_root) -> set[str]:
 def test_build_computes_every_kind_and_rebuilds_are_incremental(tmp_path, tiny_config, quiet, photo_dir):
     store = tmp_path / "store"
     first = run_build(tiny_config(), quiet)
-    # Every kind of every filter, and the probe photo: 2 filters x 7 (channel, neuron, channel-map,
-    # kernel, examples, and map + map-view of the one probe), the probe photo, and the 2 chunks of the
-    # 18 built-in photos.
-    assert first.complete and first.computed == first.planned == 17
+    # Every kind of every filter, and the probe photo: 2 filters x 10 (channel, channel-negative, neuron,
+    # channel-map, kernel, examples, examples-negative, wiring, and map + map-view of the one probe), the
+    # probe photo, and the 2 chunks of the 18 built-in photos.
+    assert first.complete and first.computed == first.planned == 23
     made = computed_by_kind(store, set())
     # Each kind once a filter (the probe photo once), and the built-in photos' 2 chunks.
-    assert made == {"probe-photo": 1, "dataset-top": 2, "channel": 2, "channel-map": 2, "neuron": 2, "kernel": 2,
-                    "examples": 2, "map": 2, "map-view": 2}
+    assert made == {"probe-photo": 1, "dataset-top": 2, "channel": 2, "channel-negative": 2, "channel-map": 2,
+                    "neuron": 2, "kernel": 2, "examples": 2, "examples-negative": 2, "map": 2, "map-view": 2,
+                    "wiring": 2}
     manifest = tmp_path / "site" / "vgg16-hed-bsds500" / "atlas.json"
     stamp = manifest.stat().st_mtime_ns
     assert run_build(tiny_config(), quiet).computed == 0
@@ -55,24 +56,27 @@ def test_build_computes_every_kind_and_rebuilds_are_incremental(tmp_path, tiny_c
     run_build(tiny_config(probes=(photo_dir / "red.png", photo_dir / "blue.png")), quiet)
     made = computed_by_kind(store, seen)
     assert (made["probe-photo"], made["map"], made["map-view"]) == (2, 4, 4)
-    assert not {"channel", "neuron", "kernel"} & set(made)
+    assert not {"channel", "neuron", "kernel", "wiring"} & set(made)
     # More steps: only the synthesised images.
     seen = entries(store)
     run_build(tiny_config(probes=(photo_dir / "red.png", photo_dir / "blue.png"), steps=5), quiet)
     made = computed_by_kind(store, seen)
-    assert (made["channel"], made["neuron"]) == (2, 2) and not {"probe-photo", "map", "map-view", "kernel"} & set(made)
+    assert (made["channel"], made["channel-negative"], made["neuron"]) == (2, 2, 2)
+    assert not {"probe-photo", "map", "map-view", "kernel", "examples", "examples-negative", "wiring"} & set(made)
     units = json.loads(manifest.read_text())["layers"][0]["units"]
     assert [m["probe"] for m in units[0]["activation_maps"]] == ["red", "blue"]
 
 
 def test_status_counts_every_kind(built_atlas):
     report = build_status(dataclasses.replace(built_atlas, filters="0-3"))
-    # 2 layers x 4 filters x 6 (channel, neuron, channel-map, examples, and map + map-view of the one
-    # probe), block1_conv1's 4 kernels, the probe photo, and 2 chunks a layer (the 18 built-in photos);
-    # missing: filter 3 of each layer, 2 x 6, and its kernel in block1_conv1.
-    assert report["planned"] == 57 and report["missing"] == 13
-    assert list(report["layers"]["block1_conv1"]) == ["dataset-top", "channel", "channel-map", "neuron", "kernel",
-                                                       "examples", "map", "map-view"]
+    # 2 layers x 4 filters x 9 (channel, channel-negative, neuron, channel-map, examples,
+    # examples-negative, wiring, and map + map-view of the one probe), block1_conv1's 4 kernels, the probe
+    # photo, and 2 chunks a layer (the 18 built-in photos); missing: filter 3 of each layer, 2 x 9, and its
+    # kernel in block1_conv1.
+    assert report["planned"] == 81 and report["missing"] == 19
+    assert list(report["layers"]["block1_conv1"]) == ["dataset-top", "channel", "channel-negative", "channel-map",
+                                                       "neuron", "kernel", "examples", "examples-negative", "map",
+                                                       "map-view", "wiring"]
     assert "kernel" not in report["layers"]["block2_conv1"]  # it reads block1's channels, not the image
     assert report["layers"]["block2_conv1"]["map-view"] == {"planned": 4, "missing": 1}
 
@@ -98,12 +102,13 @@ def test_sigkill_in_the_middle_of_a_build_then_resume(tmp_path, tiny_config, qui
     store = Store(tmp_path / "store")
     assert store.verify().ok
     done_before = len(entries(tmp_path / "store"))
-    # 31 in all: 4 filters x 7 (channel, neuron, channel-map, kernel, examples, and map + map-view of
-    # the one probe), the probe photo, and the 2 chunks of the 18 built-in photos.
-    assert 0 < done_before < 31, "killed in the middle"
+    # 43 in all: 4 filters x 10 (channel, channel-negative, neuron, channel-map, kernel, examples,
+    # examples-negative, wiring, and map + map-view of the one probe), the probe photo, and the 2 chunks
+    # of the 18 built-in photos.
+    assert 0 < done_before < 43, "killed in the middle"
     # Resumed in this process: only what the killed one did not store.
     resumed = run_build(tiny_config(filters="0-3", steps=8, batch_size=1), quiet)
-    assert resumed.complete and resumed.computed == 31 - done_before
+    assert resumed.complete and resumed.computed == 43 - done_before
     assert store.verify().ok
     manifest = json.loads((tmp_path / "site" / "vgg16-hed-bsds500" / "atlas.json").read_text())
     assert [u["index"] for u in manifest["layers"][0]["units"]] == list(range(4))
@@ -221,21 +226,26 @@ def test_a_build_with_both_methods_shows_both_whole_filter_images(tmp_path, tiny
     result = run_build(tiny_config(methods=("maco", "lucid")), quiet)
     assert result.complete
     made = computed_by_kind(tmp_path / "store", set())
-    assert made["maco-channel"] == 2 and made["channel"] == 2
+    assert made["maco-channel"] == made["maco-negative"] == made["channel"] == made["channel-negative"] == 2
     atlas = json.loads((tmp_path / "site" / "vgg16-hed-bsds500" / "atlas.json").read_text())
     assert atlas["methods"] == ["lucid", "maco"]
     assert atlas["method_parameters"]["maco"]["steps"] == 4 and atlas["method_parameters"]["maco"]["size"] == 32
     unit = atlas["layers"][0]["units"][0]
-    assert {"channel", "maco_channel", "maco_transparency"} <= set(unit["images"])
+    assert {"channel", "channel_negative", "maco_channel", "maco_transparency", "maco_negative"} <= set(unit["images"])
     assert unit["metrics"]["maco"]["steps"] == 4 and unit["metrics"]["channel"]["steps"] == 4
-    for name in ("channel", "maco_channel", "maco_transparency"):
+    # Each method's negative image is below its positive one: the filter's pre-ReLU mean, minimised.
+    metrics = unit["metrics"]
+    assert metrics["maco_negative"]["objective"] < metrics["maco"]["objective"]
+    assert metrics["channel_negative"]["objective"] < metrics["channel"]["objective"]
+    for name in ("channel", "channel_negative", "maco_channel", "maco_transparency", "maco_negative"):
         with Image.open(tmp_path / "site" / unit["images"][name]) as image:
             assert image.size == (32, 32)
     page = (tmp_path / "site" / unit["page"] / "index.html").read_text()
-    for name in ("channel.webp", "maco-channel.webp", "maco-transparency.webp"):
+    for name in ("channel.webp", "maco-channel.webp", "maco-transparency.webp", "channel-negative.webp",
+                 "maco-negative.webp"):
         assert re.search(rf'<img src="[./]*{re.escape(unit["page"])}{name}" width="32" height="32"[^>]* alt="[^"]+"', page), name
     layer_page = (tmp_path / "site" / atlas["layers"][0]["path"] / "index.html").read_text()
-    assert "Whole filter (MACO)" in layer_page
+    assert "Whole filter (MACO)" in layer_page and "Most negative (MACO)" in layer_page
     # Adding MACO kept every Lucid artifact: a lucid-only rebuild computes nothing.
     assert run_build(tiny_config(), quiet).computed == 0
     assert json.loads((tmp_path / "site" / "vgg16-hed-bsds500" / "atlas.json").read_text())["methods"] == ["lucid"]
@@ -246,6 +256,7 @@ def test_a_maco_only_build_has_no_lucid_whole_filter_images(tmp_path, tiny_confi
     assert run_build(tiny_config(methods=("maco",)), quiet).complete
     made = computed_by_kind(tmp_path / "store", set())
     assert "channel" not in made and made["neuron"] == 2 and made["maco-channel"] == 2
+    assert "channel-negative" not in made and made["maco-negative"] == 2
     atlas = json.loads((tmp_path / "site" / "vgg16-hed-bsds500" / "atlas.json").read_text())
     unit = atlas["layers"][0]["units"][1]
     assert atlas["methods"] == ["maco"] and "channel" not in unit["images"] and "neuron" in unit["images"]
@@ -278,5 +289,6 @@ def test_a_mixed_precision_build_records_its_precision_and_keeps_the_maps(tmp_pa
     report = build_status(dataclasses.replace(config, precision="float32"))
     counts = report["layers"]["block2_conv1"]
     assert counts["channel"]["missing"] == counts["neuron"]["missing"] == counts["maco-channel"]["missing"] == 2
+    assert counts["channel-negative"]["missing"] == counts["maco-negative"]["missing"] == 2
     assert counts["map"]["missing"] == 0 and counts["map-view"]["missing"] == 0
     assert store.verify().ok

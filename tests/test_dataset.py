@@ -176,6 +176,24 @@ def test_merged_chunk_tops_equal_the_top_of_everything():
     assert np.array_equal(whole.image, brute)
 
 
+def test_merged_chunk_bottoms_equal_the_bottom_of_everything():
+    rng = np.random.default_rng(2)
+    values = rng.normal(size=(50, 7)).astype(np.float32)
+    values[12, 4] = values[33, 4] = -9.0  # a tie: the lower id wins
+    positions = rng.integers(0, 20, size=(50, 7, 2)).astype(np.int32)
+    ids = np.arange(50, dtype=np.int64)
+    whole = top_of_images(values, positions, ids, 5, lowest=True)
+    merged = Top.empty(7, 5, lowest=True)
+    for part in np.array_split(np.arange(50), [3, 17, 18, 40]):
+        merged = merge(merged, top_of_images(values[part], positions[part], ids[part], 5, lowest=True), lowest=True)
+    assert np.array_equal(merged.activation, whole.activation)
+    assert np.array_equal(merged.image, whole.image) and np.array_equal(merged.unit, whole.unit)
+    assert whole.image[4, 0] == 12 and whole.image[4, 1] == 33
+    assert np.array_equal(whole.image, np.argsort(values, axis=0, kind="stable")[:5].T)  # lowest first
+    few = top_of_images(values[:2], positions[:2], ids[:2], 5, lowest=True)
+    assert (few.image[:, 2:] == -1).all() and np.isposinf(few.activation[:, 2:]).all()
+
+
 def test_a_chunk_of_fewer_images_than_k_pads_with_none():
     top = top_of_images(np.ones((2, 3), np.float32), np.zeros((2, 3, 2), np.int32), np.array([4, 7]), 5)
     assert top.image[:, :2].tolist() == [[4, 7]] * 3 and (top.image[:, 2:] == -1).all()
@@ -225,7 +243,7 @@ def scanned(tmp_path_factory):
     return root, folder, json.loads((root / "site" / "vgg16-hed-bsds500" / "atlas.json").read_text()), notes[0]
 
 
-def test_every_first_example_is_the_true_maximum_found_by_brute_force(scanned, hed_model):
+def test_every_example_top_and_bottom_is_the_true_extreme_found_by_brute_force(scanned, hed_model):
     from atlasgen.synthesis import LayerEngine
     from atlasgen.tf import tf
 
@@ -245,21 +263,28 @@ def test_every_first_example_is_the_true_maximum_found_by_brute_force(scanned, h
             per_image[source] = maps
         for unit in layer["units"]:
             f = unit["index"]
+            # The top k by each image's highest unit, and the bottom k by each image's lowest, lowest first.
             best = sorted(((m[..., f].max(), s) for s, m in per_image.items()), key=lambda t: (-t[0], t[1]))
-            examples = unit["dataset_examples"]
-            assert len(examples) == 3
-            assert [e["source"] for e in examples] == [s for _, s in best[:3]]
-            for e, (value, source) in zip(examples, best):
-                assert e["activation"] == pytest.approx(value, rel=1e-3, abs=1e-3)
-                maps = per_image[source][..., f]
-                y, x = e["unit"]
-                assert maps[y, x] == pytest.approx(value, rel=1e-3, abs=1e-3)
-                h, w = readable[source].shape[:2]
-                box = engine.field((h, w)).unit_box((y, x)).clipped((h, w))
-                assert e["box"] == box.as_list() and e["photo_size"] == [h, w]
-                crop = Image.open(root / "site" / e["image"])
-                assert max(crop.size) >= min(dataset.EXAMPLE_DISPLAY, max(box.height, box.width))
-            assert len({e["source"] for e in examples}) == len(examples)  # one unit per image
+            worst = sorted(((m[..., f].min(), s) for s, m in per_image.items()), key=lambda t: (t[0], t[1]))
+            for examples, ranked, folder in ((unit["dataset_examples"], best, "examples"),
+                                             (unit["dataset_examples_negative"], worst, "examples-negative")):
+                assert len(examples) == 3
+                assert [e["source"] for e in examples] == [s for _, s in ranked[:3]]
+                for rank, (e, (value, source)) in enumerate(zip(examples, ranked)):
+                    assert e["activation"] == pytest.approx(value, rel=1e-3, abs=1e-3)
+                    maps = per_image[source][..., f]
+                    y, x = e["unit"]
+                    assert maps[y, x] == pytest.approx(value, rel=1e-3, abs=1e-3)
+                    h, w = readable[source].shape[:2]
+                    box = engine.field((h, w)).unit_box((y, x)).clipped((h, w))
+                    assert e["box"] == box.as_list() and e["photo_size"] == [h, w]
+                    assert e["image"] == f"{unit['page']}{folder}/{rank}.webp"
+                    crop = Image.open(root / "site" / e["image"])
+                    assert max(crop.size) >= min(dataset.EXAMPLE_DISPLAY, max(box.height, box.width))
+                    # The same photo file, once in the atlas, whichever list an image's unit is in.
+                    assert (root / "site" / e["photo"]).is_file() and e["photo"].split("/")[-2] == "dataset"
+                assert len({e["source"] for e in examples}) == len(examples)  # one unit per image
+            assert unit["dataset_examples_negative"][0]["activation"] < unit["dataset_examples"][-1]["activation"]
 
 
 def test_skipped_files_are_listed_with_reasons_and_counted_in_the_log(scanned):
@@ -300,6 +325,39 @@ def test_an_added_image_rescans_only_its_chunk(tmp_path):
     assert atlas["dataset"]["images"] == 10
 
 
+def test_a_chunk_stored_before_its_bottom_blob_is_scanned_again_and_nothing_else(tmp_path):
+    """A store made before the bottom k: its chunk entries hold only "top", and no filter has negative
+    examples. The next build extends it: it scans those chunks again (their recipes, and so the top
+    examples' keys, unchanged) and makes the negative examples; everything else is found in the store."""
+    from atlasgen.build.run import build_status, prepare
+    from atlasgen.store import Store
+
+    folder = make_folder(tmp_path / "photos", 6)
+    config = dataset_config(tmp_path, folder)
+    assert build(config).complete
+    site = tmp_path / "site" / "vgg16-hed-bsds500" / "atlas.json"
+    before = json.loads(site.read_text())
+    plan = prepare(config).plan
+    store = Store(config.store)
+    for artifact in plan.chunks:  # as an older atlasgen stored them: the same key and facts, "top" only
+        entry = store.get(artifact.key)
+        store.put(artifact.key, {"top": store.get_blob(entry.blobs["top"].digest)}, entry.meta)
+    negative = [a for a in plan.artifacts if a.kind == "examples-negative"]
+    for artifact in negative:
+        store.entry_path(artifact.key).unlink()
+    assert len(negative) == 2 * 4 and len(plan.chunks) >= 2 * 2
+    status = build_status(config)
+    assert status["missing"] == len(plan.chunks) + len(negative)
+    assert all(counts["dataset-top"]["missing"] == counts["dataset-top"]["planned"] for counts in status["layers"].values())
+    notes = []
+    result = build(config, notes)
+    assert result.complete and result.computed == len(plan.chunks) + len(negative)
+    assert f"scanning {len(plan.chunks) // 2} of {len(plan.chunks) // 2} chunks" in notes[0]
+    assert all(set(store.get(a.key).blobs) == {"top", "bottom"} for a in plan.chunks)
+    assert json.loads(site.read_text()) == before  # the same examples, top and bottom, as a fresh build's
+    assert build(config).computed == 0
+
+
 def test_a_sharded_scan_equals_an_unsharded_one(tmp_path):
     folder = make_folder(tmp_path / "photos", 8)
     whole = dataset_config(tmp_path / "one", folder)
@@ -314,8 +372,8 @@ def test_a_sharded_scan_equals_an_unsharded_one(tmp_path):
     assert merged.complete
     a = json.loads((tmp_path / "one" / "site" / "vgg16-hed-bsds500" / "atlas.json").read_text())
     b = json.loads((tmp_path / "two" / "site" / "vgg16-hed-bsds500" / "atlas.json").read_text())
-    assert [u["dataset_examples"] for l in a["layers"] for u in l["units"]] == \
-           [u["dataset_examples"] for l in b["layers"] for u in l["units"]]
+    for field in ("dataset_examples", "dataset_examples_negative"):
+        assert [u[field] for l in a["layers"] for u in l["units"]] == [u[field] for l in b["layers"] for u in l["units"]]
     assert a["dataset"] == b["dataset"]
 
 
@@ -592,7 +650,9 @@ class RecordingScanner:
     def peaks(self, images):
         self.batches.append(images.shape)
         n = images.shape[0]
-        return [(images.reshape(n, -1).max(axis=1, keepdims=True).astype(np.float32), np.zeros((n, 1, 2), np.int32))]
+        flat = images.reshape(n, -1)
+        return [(flat.max(axis=1, keepdims=True).astype(np.float32), np.zeros((n, 1, 2), np.int32),
+                 flat.min(axis=1, keepdims=True).astype(np.float32), np.zeros((n, 1, 2), np.int32))]
 
 
 def test_wide_images_go_in_smaller_batches_when_the_batch_is_fitted(tmp_path):
@@ -606,7 +666,8 @@ def test_wide_images_go_in_smaller_batches_when_the_batch_is_fitted(tmp_path):
     dataset.scan_chunk(given, chunk, 40, 3, 4)
     # 40 x 400 is 16,000 px, 2.5 times the (2 x 40)^2 a batch was sized for: batches of 4 * 6400 // 16000 = 1.
     assert [b[0] for b in fitted.batches] == [1, 1, 1, 1] and [b[0] for b in given.batches] == [4]
-    assert facts == {"sizes": [[40, 400]] * 4, "skipped": []} and tops[0].image.shape == (1, 3)
+    assert facts == {"sizes": [[40, 400]] * 4, "skipped": []}
+    assert tops[0].top.image.shape == tops[0].bottom.image.shape == (1, 3)
 
 
 def test_memory_advice_on_the_dataset_path_names_the_dataset_options(tmp_path, monkeypatch):
@@ -655,9 +716,10 @@ def test_the_threaded_scan_gives_exactly_what_the_serial_one_gives(tmp_path, hed
     assert any(facts["skipped"] for _, facts in serial)
     for (tops, facts), (threaded_tops, threaded_facts, changed) in zip(serial, threaded):
         assert changed is None and threaded_facts == facts
-        for top, other in zip(tops, threaded_tops):
-            assert (top is None) == (other is None)
-            if top is not None:  # bit for bit: the same pixels in the same batches
+        for ranked, other_ranked in zip(tops, threaded_tops):
+            assert (ranked is None) == (other_ranked is None)
+            for top, other in zip(ranked or (), other_ranked or ()):  # the top k, then the bottom k
+                # bit for bit: the same pixels in the same batches
                 assert top.activation.tobytes() == other.activation.tobytes()
                 assert np.array_equal(top.image, other.image) and np.array_equal(top.unit, other.unit)
     for chunk in chunks:  # and the pixels themselves

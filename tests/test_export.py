@@ -35,7 +35,8 @@ def test_manifest_describes_the_atlas(built_atlas):
         assert unit["page"] == folder
         assert unit["images"] == {"channel": folder + "channel.webp", "neuron": folder + "neuron.webp",
                                   "rf_crop": folder + "rf-crop.webp", "channel_map": folder + "channel-map.webp",
-                                  "kernel": folder + "kernel.webp"}  # block1_conv1 reads the image: its kernels
+                                  "kernel": folder + "kernel.webp",  # block1_conv1 reads the image: its kernels
+                                  "channel_negative": folder + "channel-negative.webp"}
         for path in unit["images"].values():
             with Image.open(site / path) as image:
                 assert image.format == "WEBP"
@@ -66,11 +67,13 @@ def test_export_only_copies_stored_blobs(atlas_copy, monkeypatch):
     site = atlas_copy.out
     images = [p for p in site.rglob("*.webp")]
     examples = [p for p in images if p.parent.name == "examples"]
+    negative = [p for p in images if p.parent.name == "examples-negative"]
     photos = [p for p in images if p.parent.name == "dataset"]
-    # The probe photo, 6 filters x 6 files: channel, neuron, rf-crop, channel-map, and the probe's
-    # heatmap + overlay; and the kernels of block1_conv1's 3 filters
-    assert len(images) - len(examples) - len(photos) == 40
-    assert len(examples) == 6 * 9 and 9 <= len(photos) <= 18  # 9 examples a filter, from the 18 built-in photos
+    # The probe photo, 6 filters x 7 files: channel, channel-negative, neuron, rf-crop, channel-map, and
+    # the probe's heatmap + overlay; and the kernels of block1_conv1's 3 filters
+    assert len(images) - len(examples) - len(negative) - len(photos) == 46
+    assert len(examples) == len(negative) == 6 * 9  # 9 examples a filter, top and bottom
+    assert 9 <= len(photos) <= 18  # from the 18 built-in photos, each once whichever list it is in
     for path in images:
         assert hashlib.sha256(path.read_bytes()).hexdigest() in stored, path
     # With every encoder and model call broken, the export still runs: it computes nothing.
@@ -185,3 +188,41 @@ def test_each_layer_records_the_transforms_its_images_were_made_with(built_atlas
                                "learning_rate": 0.05}
     assert second["channel"]["jitter_last"] == 1 and second["neuron"]["jitter"] == 1
     assert load_manifest(site / "vgg16-hed-bsds500").layers[0].synthesis["channel"].learning_rate == 0.1
+
+
+def test_the_negative_side_of_every_filter_in_atlas_json_and_unit_json(built_atlas):
+    """The negative whole-filter image with its numbers (its objective the filter's pre-ReLU mean on it:
+    low), and the bottom dataset examples, lowest first; unit.json carries them as atlas.json does."""
+    site = built_atlas.out
+    manifest = json.loads((site / "vgg16-hed-bsds500" / "atlas.json").read_text())
+    for layer in manifest["layers"]:
+        for unit in layer["units"]:
+            folder = unit["page"]
+            assert unit["images"]["channel_negative"] == folder + "channel-negative.webp"
+            negative, positive = unit["metrics"]["channel_negative"], unit["metrics"]["channel"]
+            assert set(negative) >= {"objective", "mean_activation", "steps", "curve", "activation_vs_best_probe"}
+            assert negative["objective"] < positive["objective"] and negative["steps"] == 4
+            assert negative["curve"][-1][1] == negative["objective"]
+            assert negative["contrast_response"] is None and negative["faint"] is None  # a verdict on maximising
+            bottom, top = unit["dataset_examples_negative"], unit["dataset_examples"]
+            assert len(bottom) == 9 and [e["activation"] for e in bottom] == sorted(e["activation"] for e in bottom)
+            assert bottom[0]["activation"] < top[-1]["activation"]
+            assert [e["image"] for e in bottom] == [f"{folder}examples-negative/{r}.webp" for r in range(9)]
+            assert {e["photo"] for e in bottom + top} <= {f"vgg16-hed-bsds500/dataset/{p.name}"
+                                                         for p in (site / "vgg16-hed-bsds500" / "dataset").iterdir()}
+            record = json.loads((site / folder / "unit.json").read_text())["unit"]
+            assert record["dataset_examples_negative"] == bottom and record["metrics"]["channel_negative"] == negative
+            assert record["images"]["channel_negative"] == unit["images"]["channel_negative"]
+    assert manifest["dataset"]["convention"]["negative_examples"].startswith("bottom units by pre-ReLU activation")
+
+
+def test_an_atlas_json_from_before_the_negative_side_still_reads(built_atlas):
+    from atlasgen.manifest import Manifest
+
+    document = json.loads((built_atlas.out / "vgg16-hed-bsds500" / "atlas.json").read_text())
+    for layer in document["layers"]:
+        for unit in layer["units"]:
+            del unit["dataset_examples_negative"], unit["images"]["channel_negative"], unit["metrics"]["channel_negative"]
+    unit = Manifest.from_json(document).layers[0].units[0]
+    assert unit.dataset_examples_negative == [] and "channel_negative" not in unit.metrics.images
+    assert len(unit.dataset_examples) == 9

@@ -178,6 +178,35 @@ def test_every_view_with_examples_and_maps(site, tmp_path):
     assert {"top dataset", "examples", "activation map", "(astronaut)"} <= texts
 
 
+def test_the_negative_columns_draw_the_negative_image_and_the_lowest_examples(site, tmp_path):
+    columns = "channel,negative,examples,examples-negative"
+    result = make_figure(site, ["block1_conv1/0-1", "block2_conv1/3"], tmp_path / "sides.svg", columns)
+    assert result.columns == ("channel", "negative", "examples", "examples-negative")
+    records = [unit(site, r.layer, r.filter) for r in result.rows]
+    lowest = [min(3, len(u["dataset_examples_negative"])) for u in records]
+    assert lowest == [3, 3, 3]
+    assert result.images == 3 * 2 + sum(min(3, len(u["dataset_examples"])) for u in records) + sum(lowest)
+    root = ET.parse(result.path).getroot()
+    texts = {"".join(t.itertext()) for t in root.iter(f"{SVG}text")}
+    assert {"most negative", "(whole filter)", "lowest dataset", "examples"} <= texts
+    embedded = set()
+    for element in root.iter(f"{SVG}image"):
+        href = element.get(XLINK) or element.get("href")
+        with Image.open(io.BytesIO(base64.b64decode(href.split(",", 1)[1]))) as image:
+            embedded.add(image.convert("RGB").tobytes())
+    for record in records:  # each negative image and each lowest crop, pixel for pixel
+        for path in [record["images"]["channel_negative"]] + [e["image"] for e in record["dataset_examples_negative"][:3]]:
+            with Image.open(site / path) as source:
+                assert source.convert("RGB").tobytes() in embedded, path
+    assert parse_columns("negative,examples-negative") == ("negative", "examples-negative")
+
+
+def test_the_figure_help_lists_the_negative_columns(cli):
+    shown = cli("figure", "--help")
+    listed = "".join(shown.stdout.split())  # click wraps the list, at hyphens too
+    assert shown.returncode == 0 and "channel,negative," in listed and "examples,examples-negative," in listed
+
+
 def test_the_kernel_column_embeds_each_first_layer_kernel_pixel_for_pixel(site, tmp_path):
     import numpy as np
 
@@ -277,6 +306,7 @@ def maco_only(site, tmp_path) -> Path:
     record = document["layers"][0]["units"][0]
     record["images"] = {"maco_channel": record["images"]["channel"]}
     record["dataset_examples"] = []
+    record["dataset_examples_negative"] = []
     record["activation_maps"] = []
     path.write_text(json.dumps(document))
     return root
@@ -326,6 +356,8 @@ def test_bad_input_is_one_line_and_writes_nothing(cli, one_line_error, site, tmp
 
 @pytest.mark.parametrize("columns, fragment", [
     ("channel", "(it has maco); build with --method lucid (or use the view maco)"),
+    ("negative", "the view negative was not built"),
+    ("examples-negative", "the view examples-negative was not built"),
     ("examples", "the view examples was not built"),
     ("maps", "the view maps was not built"),
 ])

@@ -36,8 +36,8 @@ def keys(p) -> dict[tuple, str]:
 
 
 def test_the_kinds_the_atlas_is_made_of():
-    assert set(UNIT_KINDS) == {"channel", "neuron", "channel-map"}
-    assert [k.name for k in KINDS.values() if k.needs_dataset] == ["dataset-top", "examples"]
+    assert set(UNIT_KINDS) == {"channel", "channel-negative", "neuron", "channel-map", "wiring"}
+    assert [k.name for k in KINDS.values() if k.needs_dataset] == ["dataset-top", "examples", "examples-negative"]
     assert [k.name for k in KINDS.values() if k.scope == "chunk"] == ["dataset-top"]
     assert set(PROBE_KINDS) == {"map", "map-view"}
     assert SHARED_KINDS == ["probe-photo"]
@@ -48,7 +48,7 @@ def test_a_kind_is_consistent(kind):
     assert ALL_KINDS[kind.name] is kind
     assert kind.method is None or kind.method in METHODS
     assert kind.scope in typing.get_args(Scope)
-    assert kind.blobs and len(set(kind.blobs)) == len(kind.blobs)
+    assert (kind.blobs or kind.facts) and len(set(kind.blobs)) == len(kind.blobs)  # wiring is facts alone
     assert len(set(kind.facts)) == len(kind.facts)
     for output in kind.outputs:
         assert output.blob in kind.blobs, (kind.name, output)
@@ -78,21 +78,60 @@ def test_the_views_table():
 
     views = [v for k in ALL_KINDS.values() for v in k.views]
     assert list(VIEWS) == [v.id for v in views]  # one view per id
-    assert list(VIEWS) == ["channel", "maco", "maco-transparency", "channel-map", "neuron", "rf-crop", "kernel",
-                           "examples", "maps"]
+    assert list(VIEWS) == ["channel", "negative", "maco", "maco-transparency", "maco-negative", "channel-map", "neuron",
+                           "rf-crop", "kernel", "examples", "examples-negative", "maps", "wiring"]
     published = {o.field for k in ALL_KINDS.values() for o in k.outputs}
     metrics = {k.metrics for k in ALL_KINDS.values()}
     for view in views:
         assert (templates_dir() / "views" / view.template).is_file(), view.template
-        assert view.shows in ("examples", "maps") or f"images.{view.image}" in published, view.id
+        assert view.shows in ("examples", "maps", "wiring") or f"images.{view.image}" in published, view.id
+        assert view.layer_template is None or (templates_dir() / "views" / view.layer_template).is_file(), view.id
+        assert view.shows != "examples" or view.examples in ("dataset_examples", "dataset_examples_negative"), view.id
         assert view.metrics is None or view.metrics in metrics, view.id
         assert not view.column or view.hint, view.id  # a figure that asks for it can say how to get it
     assert [v.id for v in views if v.default_column] == ["channel", "neuron", "rf-crop"]
+    # The filter's card, side by side: what excites it, what inhibits it.
+    assert [v.id for v in views if v.side == "excites"] == ["channel", "maco", "maco-transparency", "channel-map",
+                                                            "examples"]
+    assert [v.id for v in views if v.side == "inhibits"] == ["negative", "maco-negative", "examples-negative"]
+    assert {v.id for v in views if v.column} >= {"negative", "maco-negative", "examples-negative"}
 
 
 def test_kinds_are_listed_after_the_kinds_their_recipes_read():
     order = list(KINDS)
     assert order.index("map") < order.index("map-view")
+    # Each negative kind right after its positive twin.
+    order = list(ALL_KINDS)
+    for positive, negative in (("channel", "channel-negative"), ("maco-channel", "maco-negative"),
+                               ("examples", "examples-negative")):
+        assert order.index(negative) == order.index(positive) + 1
+
+
+def test_negative_kinds_name_the_minimised_objective_and_differ_from_their_twins():
+    both = make_plan(MODEL, FINGERPRINT, LAYERS, PARAMS, [A], ("lucid", "maco"), {"maco": MACO})
+    for f in (0, 1):
+        unit = both.layers[0].unit(f)
+        for positive, negative in (("channel", "channel-negative"), ("maco-channel", "maco-negative")):
+            mine, twin = unit[(negative, None)].recipe, unit[(positive, None)].recipe
+            assert mine["objective"] == "channel mean (pre-ReLU), minimised"
+            assert twin["objective"] == "channel mean (pre-ReLU)"
+            # Everything else the same: the same synthesis on the negated objective.
+            assert {k: v for k, v in mine.items() if k not in ("kind", "objective")} == \
+                   {k: v for k, v in twin.items() if k not in ("kind", "objective")}
+            assert unit[(negative, None)].key != unit[(positive, None)].key
+    assert ALL_KINDS["channel-negative"].metrics == "channel_negative"
+    assert ALL_KINDS["maco-negative"].metrics == "maco_negative"
+    assert [o.field for o in ALL_KINDS["channel-negative"].outputs] == ["images.channel_negative"]
+    assert [o.field for o in ALL_KINDS["maco-negative"].outputs] == ["images.maco_negative"]
+
+
+def test_the_chunk_kind_declares_its_bottom_blob_and_the_build_requires_it():
+    from atlasgen.build.kinds import required_blobs
+
+    assert ALL_KINDS["dataset-top"].blobs == ("top", "bottom")
+    assert required_blobs(ALL_KINDS["dataset-top"]) == ("top", "bottom")
+    assert required_blobs(ALL_KINDS["examples"]) == ()  # as many crops and photos as the entry says
+    assert required_blobs(ALL_KINDS["maco-channel"]) == ("image", "transparency")
 
 
 # --- the plan -------------------------------------------------------------------------------------
@@ -129,7 +168,7 @@ def test_keys_are_unique_and_hash_the_recipe():
 def test_only_synthesis_recipes_hold_the_parameters():
     p = plan()
     for a in p.artifacts:
-        if a.kind in ("channel", "neuron"):
+        if a.kind in ("channel", "channel-negative", "neuron"):
             assert a.recipe["params"] == PARAMS
         else:
             assert "params" not in a.recipe and not set(PARAMS) & set(a.recipe)
@@ -146,7 +185,7 @@ def test_more_steps_change_the_synthesis_keys_only():
     assert base.keys() == longer.keys()
     for what, key in base.items():
         # channel-map names its whole-filter image, so it follows that image's recipe.
-        assert (longer[what] != key) == (what[0] in ("channel", "neuron", "channel-map")), what
+        assert (longer[what] != key) == (what[0] in ("channel", "channel-negative", "neuron", "channel-map")), what
 
 
 def test_other_weights_change_every_key():
@@ -233,18 +272,19 @@ def method_plan(methods, maco=MACO):
 def test_kinds_follow_the_methods():
     assert KINDS == kinds_for(("lucid",))
     assert set(kinds_for(("maco",))) == {"probe-photo", "dataset-top", "neuron", "map", "map-view", "maco-channel",
-                                         "examples", "kernel"}
+                                         "maco-negative", "examples", "examples-negative", "kernel", "wiring"}
     assert list(kinds_for(("lucid", "maco"))) == list(ALL_KINDS)
     with pytest.raises(ValueError):
         kinds_for(("nope",))
 
 
 def test_maco_kinds_are_planned_only_with_the_maco_method():
-    # No dataset, and no layer that reads the image: no examples, chunks or kernels.
-    assert {a.kind for a in method_plan(("lucid",)).artifacts} == set(KINDS) - {"examples", "dataset-top", "kernel"}
-    assert "maco-channel" not in {a.kind for a in method_plan(("lucid",)).artifacts}
+    assert {a.kind for a in method_plan(("lucid",)).artifacts} == \
+        set(KINDS) - {"examples", "examples-negative", "dataset-top", "kernel"}  # no dataset, no layer reading the image
+    assert not {"maco-channel", "maco-negative"} & {a.kind for a in method_plan(("lucid",)).artifacts}
     only = method_plan(("maco",))
-    assert {a.kind for a in only.artifacts} == {"probe-photo", "neuron", "map", "map-view", "maco-channel"}
+    assert {a.kind for a in only.artifacts} == {"probe-photo", "neuron", "map", "map-view", "maco-channel", "maco-negative",
+                                                "wiring"}
     assert only.methods == ("maco",)
     both = method_plan(("lucid", "maco"))
     for f in (0, 1):
@@ -256,21 +296,23 @@ def test_maco_kinds_are_planned_only_with_the_maco_method():
 def test_adding_maco_leaves_every_other_key_alone():
     lucid = keys(method_plan(("lucid",)))
     both = keys(method_plan(("lucid", "maco")))
-    assert {w: k for w, k in both.items() if w[0] != "maco-channel"} == lucid
+    maco_kinds = ("maco-channel", "maco-negative")
+    assert {w: k for w, k in both.items() if w[0] not in maco_kinds} == lucid
     assert lucid == keys(plan())  # the default plan is the lucid plan
     # The maps do not depend on the method either.
     maco_only = keys(method_plan(("maco",)))
-    assert {w: k for w, k in maco_only.items() if w[0] != "maco-channel"} == {
-        w: k for w, k in lucid.items() if w[0] in ("probe-photo", "neuron", "map", "map-view")}
+    assert {w: k for w, k in maco_only.items() if w[0] not in maco_kinds} == {
+        w: k for w, k in lucid.items() if w[0] in ("probe-photo", "neuron", "map", "map-view", "wiring")}
     for a in method_plan(("lucid", "maco")).artifacts:
-        if a.kind != "maco-channel":
+        if a.kind not in maco_kinds:
             assert "method" not in a.recipe
 
 
 def test_maco_parameters_change_only_the_maco_keys():
     base = keys(method_plan(("lucid", "maco")))
     other = keys(method_plan(("lucid", "maco"), {**MACO, "crops": 4}))
-    assert {w for w in base if base[w] != other[w]} == {("maco-channel", "block1_conv1", f, None) for f in (0, 1)}
+    assert {w for w in base if base[w] != other[w]} == {(kind, "block1_conv1", f, None) for f in (0, 1)
+                                                       for kind in ("maco-channel", "maco-negative")}
 
 
 # --- first-layer kernels --------------------------------------------------------------------------
@@ -303,3 +345,36 @@ def test_the_kernels_recipe_names_the_layer_filter_and_weights_only():
                   kernel_plan(methods=("lucid", "maco"))):
         assert {w: k for w, k in keys(other).items() if w[0] == "kernel"} == kernel
     assert not set(kernel.values()) & set(keys(kernel_plan(fingerprint="e" * 64)).values())
+
+
+# --- wiring ---------------------------------------------------------------------------------------
+
+
+def test_the_wiring_recipe_is_the_weights_the_layer_the_filter_and_k_alone():
+    """Wiring reads weights only: no synthesis parameter, probe or method moves its key; k does."""
+    def wiring_keys(p):
+        return {w: k for w, k in keys(p).items() if w[0] == "wiring"}
+
+    base = plan()
+    assert len(wiring_keys(base)) == 2  # one per filter
+    for a in base.artifacts:
+        if a.kind == "wiring":
+            assert set(a.recipe) == {"algorithm", "model", "weights", "kind", "layer", "filter", "k", "weight"}
+            assert a.recipe["k"] == 6 and a.recipe["weight"].startswith("sum of the kernel slice")
+    assert wiring_keys(plan(SynthesisParams(size=32, steps=7, seed=3).recipe())) == wiring_keys(base)
+    assert wiring_keys(plan(probes=(C,))) == wiring_keys(base)
+    assert wiring_keys(method_plan(("maco",))) == wiring_keys(method_plan(("lucid", "maco"))) == wiring_keys(base)
+    other_k = make_plan(MODEL, FINGERPRINT, LAYERS, PARAMS, [A, B], wiring_k=3)
+    assert not set(wiring_keys(other_k).values()) & set(wiring_keys(base).values())
+    assert {w: k for w, k in keys(other_k).items() if w[0] != "wiring"} == \
+        {w: k for w, k in keys(base).items() if w[0] != "wiring"}  # k moves nothing else
+    assert not set(wiring_keys(plan(fingerprint="e" * 64)).values()) & set(wiring_keys(base).values())
+
+
+def test_wiring_is_a_section_of_the_filter_page_and_a_tab_of_its_own_cells():
+    kind = ALL_KINDS["wiring"]
+    assert kind.scope == "unit" and kind.blobs == () and kind.facts == ("wiring",) and kind.record == {"wiring": "wiring"}
+    assert kind.method is None and not kind.needs_dataset and not kind.reads_image  # every layer, every method
+    (view,) = kind.views
+    assert (view.shows, view.place, view.side, view.column, view.tab) == ("wiring", "section", None, False, True)
+    assert view.layer_template == "wiring-layer.html"

@@ -44,11 +44,12 @@ def keys_by_kind(plan):
 
 def test_plan_lists_every_artifact_with_distinct_keys():
     plan = make_plan("vgg16", "fp", [("a", [0, 1]), ("b", [3])], PARAMS, PROBES)
-    # 3 filters x 7 (channel, neuron, channel-map, and map + map-view of each of the 2 probes; no
-    # dataset, so no examples), and the 2 probe photos
-    assert len(plan.artifacts) == 23
+    # 3 filters x 9 (channel, channel-negative, neuron, channel-map, wiring, and map + map-view of each of the 2
+    # probes; no dataset, so no examples), and the 2 probe photos
+    assert len(plan.artifacts) == 29
     assert len({a.key for a in plan.artifacts}) == len(plan.artifacts)
-    assert {a.kind for a in plan.artifacts} == {"probe-photo", "channel", "channel-map", "neuron", "map", "map-view"}
+    assert {a.kind for a in plan.artifacts} == {"probe-photo", "channel", "channel-negative", "channel-map", "neuron",
+                                                "map", "map-view", "wiring"}
     assert all(a.recipe["algorithm"] == ALGORITHM_VERSION for a in plan.artifacts)
 
 
@@ -113,10 +114,10 @@ def test_the_precision_changes_only_the_synthesis_keys():
 
     exact, mixed = keys("float32"), keys("mixed")
     assert exact.keys() == mixed.keys() and {w[0] for w in exact} == \
-        set(kinds_for(("lucid", "maco"))) - {"examples", "dataset-top", "kernel"}
+        set(kinds_for(("lucid", "maco"))) - {"examples", "examples-negative", "dataset-top", "kernel"}
     changed = {what[0] for what in exact if exact[what] != mixed[what]}
     # The images, and the map drawn on the whole-filter image (it names that image); not the photos' maps.
-    assert changed == {"channel", "neuron", "maco-channel", "channel-map"}
+    assert changed == {"channel", "channel-negative", "neuron", "maco-channel", "maco-negative", "channel-map"}
 
 
 def test_a_dataset_adds_its_chunks_per_layer_and_every_filters_examples():
@@ -128,7 +129,7 @@ def test_a_dataset_adds_its_chunks_per_layer_and_every_filters_examples():
     assert [(a.layer, a.recipe["images"]) for a in plan.chunks] == [
         ("a", chunks[0]), ("b", chunks[0]), ("a", chunks[1]), ("b", chunks[1])]
     assert all(a.filter is None and a.recipe["short_side"] == 224 and a.recipe["examples"] == 9 for a in plan.chunks)
-    assert sum(a.kind == "examples" for a in plan.artifacts) == 3
+    assert sum(a.kind == "examples" for a in plan.artifacts) == sum(a.kind == "examples-negative" for a in plan.artifacts) == 3
     # One forward pass makes every layer's artifact of a chunk: they go to one shard.
     for n in (2, 3, 5):
         for chunk in {a.chunk for a in plan.chunks}:
@@ -138,7 +139,7 @@ def test_a_dataset_adds_its_chunks_per_layer_and_every_filters_examples():
                        dataset=DatasetRef(chunks + [["4" * 64]], 224, 9))
     before, after = keys_by_kind(plan), keys_by_kind(bigger)
     changed = {what[0] for what in before if before[what] != after[what] and what[0] != "dataset-top"}
-    assert changed == {"examples"}  # a new chunk: new examples, nothing else recomputed
+    assert changed == {"examples", "examples-negative"}  # a new chunk: new examples, nothing else recomputed
     assert {a.key for a in plan.chunks} < {a.key for a in bigger.chunks}
     resized = make_plan("vgg16", "fp", [("a", [0, 1])], PARAMS, PROBES, dataset=DatasetRef(chunks, 160, 9))
     assert not {a.key for a in resized.chunks} & {a.key for a in plan.chunks}

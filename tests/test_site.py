@@ -227,7 +227,7 @@ def test_filter_page_lists_the_examples_highest_first_with_activation_and_source
     write_examples_atlas(tmp_path)
     page = parse(tmp_path / "vgg16/block2_conv1/1/index.html")
     section = page.find("section", class_="dataset")
-    assert section.find("h2").text == "Dataset examples"
+    assert section.find("h3").text == "Dataset examples"  # under the card's "Excites" side
     items = section.find("ol", class_="examples").find_all("li")
     assert len(items) == 3
     for rank, item in enumerate(items):
@@ -667,3 +667,123 @@ def test_only_the_first_row_of_figures_loads_at_once(tmp_path):
         assert eager and set(eager) <= {"channel.webp", "maco-channel.webp", "neuron.webp"}, eager
     for page in [tmp_path / "vgg16/block1_conv1/index.html", tmp_path / "vgg16/index.html"]:
         assert all(img.attrs.get("loading") == "lazy" for img in parse(page).find_all("img")), page
+
+
+# --- the negative side: what inhibits a filter ------------------------------------------------------
+
+
+def add_negative(manifest: dict, k: int = 3) -> dict:
+    """Every unit with a negative whole-filter image, its numbers, and k bottom examples (lowest first)."""
+    for layer in manifest["layers"]:
+        for unit in layer["units"]:
+            unit["images"]["channel_negative"] = unit["page"] + "channel-negative.webp"
+            unit["metrics"]["channel_negative"] = {"objective": -4.5, "mean_activation": 0.0,
+                                                   "activation_vs_best_probe": 0.0, "steps": 512}
+            unit["dataset_examples_negative"] = [
+                {"source": f"dark/photo {r}.jpg", "activation": -3.0 + 0.5 * r, "unit": [2 + r, 3], "box": box_of(r),
+                 "image": f"{unit['page']}examples-negative/{r}.webp", "photo": f"vgg16/dataset/{10 + r:020d}.webp",
+                 "photo_size": [224, 280 + r]}
+                for r in range(k)
+            ]
+    return manifest
+
+
+def write_negative_atlas(out: Path) -> dict:
+    manifest = add_negative(add_examples(synthetic_manifest(layers=[("block1_conv1", 2), ("block2_conv1", 2)])))
+    out.mkdir(parents=True, exist_ok=True)
+    write_manifest(out, manifest)
+    render_site(out)
+    return manifest
+
+
+def test_the_filter_page_shows_what_excites_and_what_inhibits_side_by_side(tmp_path):
+    write_negative_atlas(tmp_path)
+    page = parse(tmp_path / "vgg16/block2_conv1/1/index.html")
+    sides = page.find("div", class_="sides").find_all("section", class_="side")
+    assert [s.attrs["class"] for s in sides] == ["side excites", "side inhibits"]
+    excites, inhibits = sides
+    assert [excites.find("h2").text, inhibits.find("h2").text] == ["Excites", "Inhibits"]
+    # The positive whole-filter image and the top examples on one side; the negative ones on the other.
+    assert [i.attrs["src"] for i in excites.find("div", class_="side-figures").find_all("img")] == [
+        "../../../vgg16/block2_conv1/1/channel.webp"]
+    negative = inhibits.find("div", class_="side-figures").find("img")
+    assert negative.attrs["src"] == "../../../vgg16/block2_conv1/1/channel-negative.webp"
+    assert "lowest" in negative.attrs["alt"] and (negative.attrs["width"], negative.attrs["height"]) == ("224", "224")
+    caption = inhibits.find("div", class_="side-figures").find("figcaption").text
+    assert "minimises the mean of its pre-ReLU map" in caption and "down to -4.5 (low on purpose)" in caption
+    assert excites.find("section", class_="dataset").find("h3").text == "Dataset examples"
+    bottom = inhibits.find("section", class_="dataset-negative")
+    assert bottom.find("h3").text == "Negative dataset examples"
+    assert "3 lowest pre-ReLU activations" in bottom.find("p", class_="note").text
+    items = bottom.find("ol", class_="examples").find_all("li")
+    assert [i.find("span", class_="activation").text for i in items] == ["-3", "-2.5", "-2"]  # lowest first
+    assert [i.find("a").attrs["href"] for i in items] == ["#examples-negative-1", "#examples-negative-2",
+                                                         "#examples-negative-3"]
+    assert [i.find("img").attrs["src"] for i in items] == [
+        f"../../../vgg16/block2_conv1/1/examples-negative/{r}.webp" for r in range(3)]
+    figures = bottom.find("div", class_="contexts").find_all("figure")
+    assert [f.attrs["id"] for f in figures] == ["examples-negative-1", "examples-negative-2", "examples-negative-3"]
+    assert figures[0].find("figcaption").text.startswith("Negative example 1 of 3: dark/photo 0.jpg, activation -3")
+    # The top examples keep their ids (the layer grid links #example-1), and no id is used twice.
+    assert [f.attrs["id"] for f in excites.find("div", class_="contexts").find_all("figure")] == [
+        "example-1", "example-2", "example-3"]
+    ids = [n.attrs["id"] for n in page.find_all() if "id" in n.attrs]
+    assert len(ids) == len(set(ids))
+    # Outside the two sides: the centre neuron's row of figures and the maps.
+    assert [i.attrs["src"].rsplit("/", 1)[1] for i in page.find("div", class_="figures").find_all("img")] == [
+        "neuron.webp", "rf-crop.webp"]
+
+
+def test_the_negative_images_numbers_say_they_were_lowered(tmp_path):
+    write_negative_atlas(tmp_path)
+    table = parse(tmp_path / "vgg16/block1_conv1/0/index.html").find("table", class_="numbers")
+    rows = {tr.find("th").text: [td.text for td in tr.find_all("td")] for tr in table.find("tbody").find_all("tr")}
+    value, meaning = rows["most negative (whole filter): objective"]
+    assert value == "-4.5" and meaning.startswith("What the image was optimised to lower")
+    assert "most negative (whole filter): against the best probe photo" not in rows  # a ratio for what it raises
+    assert rows["whole filter: objective"][1].startswith("What the image was optimised to raise")
+
+
+def test_the_layer_page_has_most_negative_and_lowest_example_tabs(tmp_path):
+    write_negative_atlas(tmp_path)
+    page = parse(tmp_path / "vgg16/block2_conv1/index.html")
+    tabs = {b.attrs["data-view"]: b.text for b in page.find("div", class_="tabs").find_all("button")}
+    assert list(tabs) == ["channel", "negative", "rf-crop", "examples", "examples-negative", "map-0"]
+    assert tabs["negative"] == "Most negative" and tabs["examples-negative"] == "Lowest dataset example"
+    cells = page.find("div", class_="grid", **{"data-view": "negative"}).find_all("a")
+    assert [a.find("img").attrs["src"] for a in cells] == [f"../../vgg16/block2_conv1/{i}/channel-negative.webp"
+                                                           for i in range(2)]
+    lowest = page.find("div", class_="grid", **{"data-view": "examples-negative"}).find_all("a")
+    assert [a.attrs["href"] for a in lowest] == [f"../../vgg16/block2_conv1/{i}/index.html#examples-negative-1"
+                                                 for i in range(2)]
+    assert [a.find("img").attrs["src"] for a in lowest] == [f"../../vgg16/block2_conv1/{i}/examples-negative/0.webp"
+                                                            for i in range(2)]
+    assert "activation -3" in lowest[0].attrs["title"] and "dark/photo 0.jpg" in lowest[0].find("img").attrs["alt"]
+    top = page.find("div", class_="grid", **{"data-view": "examples"}).find_all("a")
+    assert top[0].attrs["href"].endswith("index.html#example-1")
+
+
+def test_unit_json_carries_the_negative_records(tmp_path):
+    manifest = write_negative_atlas(tmp_path)
+    unit = json.loads((tmp_path / "vgg16/block1_conv1/1/unit.json").read_text())["unit"]
+    source = manifest["layers"][0]["units"][1]
+    assert unit["dataset_examples_negative"] == source["dataset_examples_negative"]
+    assert unit["images"]["channel_negative"] == source["images"]["channel_negative"]
+    assert unit["metrics"]["channel_negative"]["objective"] == -4.5
+
+
+def test_an_atlas_without_negatives_has_no_inhibits_side(tmp_path):
+    write_examples_atlas(tmp_path)
+    page = parse(tmp_path / "vgg16/block1_conv1/0/index.html")
+    assert [s.attrs["class"] for s in page.find("div", class_="sides").find_all("section", class_="side")] == [
+        "side excites"]
+    layer = (tmp_path / "vgg16/block1_conv1/index.html").read_text()
+    assert 'data-view="negative"' not in layer and 'data-view="examples-negative"' not in layer
+
+
+def test_negative_example_paths_are_checked_like_the_others(tmp_path):
+    manifest = add_negative(synthetic_manifest(layers=[("block1_conv1", 1)]))
+    manifest["layers"][0]["units"][0]["dataset_examples_negative"][1]["photo"] = "../outside.webp"
+    write_manifest(tmp_path, manifest)
+    with pytest.raises(AtlasgenError, match=r"units\[0\]\.dataset_examples_negative\[1\]\.photo"):
+        render_site(tmp_path)

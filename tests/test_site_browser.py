@@ -127,13 +127,13 @@ def test_dataset_examples_and_their_boxes_show_without_javascript(site, browser,
     context = browser.new_context(viewport={"width": 1280, "height": 1000}, java_script_enabled=False)
     page = context.new_page()
     page.goto(site + "vgg16-hed-bsds500/block2_conv1/1/index.html")
-    crops = page.query_selector_all("ol.examples img")
+    crops = page.query_selector_all("section.dataset ol.examples img")  # the top ones ("Excites")
     assert len(crops) == len(examples)
     for crop in crops:
         crop.scroll_into_view_if_needed()
         box = crop.bounding_box()
         assert box["width"] > 0 and box["height"] > 0
-    page.wait_for_function("Array.from(document.querySelectorAll('ol.examples img')).every(i => i.complete && i.naturalWidth > 0)")
+    page.wait_for_function("Array.from(document.querySelectorAll('section.dataset ol.examples img')).every(i => i.complete && i.naturalWidth > 0)")
     ratio = atlas["layers"][1]["units"][1]["metrics"]["neuron_vs_best_example"]
     assert (f"{ratio:.3g}× the best dataset example's activation" if ratio is not None else "No ratio") in page.inner_text(".versus")
 
@@ -169,6 +169,13 @@ def test_dataset_examples_and_their_boxes_show_without_javascript(site, browser,
     assert page.evaluate("document.querySelector(':target').id") == f"example-{last + 1}"
     drawn(last)
     assert not page.is_visible("#example-1")
+    # The lowest examples beside them ("Inhibits") open the same way, each list on its own.
+    negative = atlas["layers"][1]["units"][1]["dataset_examples_negative"]
+    assert len(page.query_selector_all("section.dataset-negative ol.examples img")) == len(negative)
+    assert page.is_visible("#examples-negative-1") and not page.is_visible("#examples-negative-2")
+    page.click("a[href='#examples-negative-2']")
+    assert page.is_visible("#examples-negative-2") and not page.is_visible("#examples-negative-1")
+    assert page.is_visible("#example-1") and not page.is_visible(f"#example-{last + 1}")  # its first, again
 
     # Without JavaScript the photo, heatmap and overlay all show, and the search (which needs it) does not.
     assert page.is_visible("#overlay-1") and page.is_visible("#heatmap-1") and not page.is_visible(".overlay-toggle")

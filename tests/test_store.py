@@ -87,6 +87,19 @@ def test_fan_out_layout_and_round_trip(store):
     assert temp_files(store.root) == []
 
 
+def test_an_entry_without_a_blob_its_key_needs_counts_as_missing(store):
+    """An entry stored before its kind declared another blob is missing, so the build makes it again."""
+    store.put(key_of(0), {"top": b"old"}, {"n": 0})
+    store.put(key_of(1), {"top": b"new", "bottom": b"also"}, {"n": 1})
+    keys = [key_of(0), key_of(1)]
+    needs = {k: ("top", "bottom") for k in keys}
+    assert store.missing(keys) == [] and store.missing(keys, blobs={}) == []
+    assert store.missing(keys, blobs=needs) == [key_of(0)] == store.missing(keys, deep=True, blobs=needs)
+    assert store.missing(keys, blobs={key_of(0): ("top",)}) == []
+    store.put(key_of(0), {"top": b"old", "bottom": b"made"}, {"n": 0})  # extended in place: the same key
+    assert store.missing(keys, blobs=needs) == []
+
+
 def test_missing_store_reads_as_empty_without_creating_it(store):
     assert store.get(key_of(0)) is None
     assert store.missing([key_of(0)]) == [key_of(0)]

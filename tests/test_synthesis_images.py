@@ -188,3 +188,48 @@ def test_whole_filter_images_carry_their_contrast_response(block1):
                            and image.contrast_response[3][1] < image.objective)
     (neuron,) = synthesise(block1, "neuron", [5], TINY)
     assert neuron.contrast_response is None and neuron.faint is None
+
+
+# --- negative images: what inhibits a filter most -----------------------------------------------
+
+
+@pytest.mark.parametrize("layer,filters", [("block1_conv1", [0, 5, 9]), ("block3_conv1", [0, 3, 7])])
+def test_a_negative_image_drives_its_filter_below_its_positive_image_and_grey(hed_model, layer, filters):
+    from atlasgen.synthesis.images import evaluate
+
+    engine = LayerEngine(hed_model, layer)
+    positive = synthesise(engine, "channel", filters, TINY)
+    negative = synthesise(engine, "channel-negative", filters, TINY)
+    grey = evaluate(engine, np.full((len(filters), 40, 40, 3), 0.5, np.float32), filters)[0]
+    for up, down, on_grey in zip(positive, negative, grey):
+        assert (down.kind, down.filter, down.image.shape) == ("channel-negative", up.filter, (40, 40, 3))
+        assert down.objective < on_grey < up.objective, (layer, down.filter, down.objective, on_grey, up.objective)
+        # Its numbers are the channel mean itself: the stored one is the final image's, and the run went down.
+        assert down.objective == pytest.approx(float(evaluate(engine, down.image[None] / 255.0, [down.filter])[0][0]))
+        assert down.history[-1] < down.history[0]
+        assert down.contrast_response is None and down.faint is None  # a verdict on maximising only
+
+
+def test_the_contrast_search_keeps_the_lowest_candidate_for_a_negative_image(block1):
+    from atlasgen.synthesis.images import best_contrast, evaluate, with_contrast
+
+    images = np.random.default_rng(3).integers(0, 256, (3, 16, 16, 3)).astype(np.uint8)
+    scales = (1.0, 0.5, 0.1)
+    candidates = np.stack([evaluate(block1, with_contrast(images, s, grey), [0, 1, 2])[0]
+                           for grey in (False, True) for s in scales], axis=1)
+    for sign, pick in ((1, np.max), (-1, np.min)):
+        chosen = evaluate(block1, best_contrast(block1, images, [0, 1, 2], scales, sign) / 255.0, [0, 1, 2])[0]
+        # The chosen image is the best candidate, rounded back to bytes.
+        assert np.allclose(chosen, pick(candidates, axis=1), atol=0.05), (sign, chosen, candidates)
+
+
+def test_a_negative_maco_image_drives_its_filter_below_its_positive_one(block1):
+    from atlasgen.synthesis.maco import MacoParams, maco_batch, negative_maco_batch
+
+    params = MacoParams(size=32, steps=8, crops=2)
+    positive = maco_batch(block1, [0, 5], params)
+    negative = negative_maco_batch(block1, [0, 5], params)
+    for up, down in zip(positive, negative):
+        assert down.kind == "maco-negative" and down.filter == up.filter
+        assert down.objective < up.objective and down.history[-1] < down.history[0]
+        assert down.contrast_response is None and down.faint is None and down.transparency.shape == (32, 32)

@@ -164,6 +164,14 @@ def whole_filter_images(job: Job) -> Results:
                             lambda image: ({"image": codec.webp(image.image)}, {}))
 
 
+def negative_whole_filter_images(job: Job) -> Results:
+    """Whole-filter images that minimise their filter's pre-ReLU channel mean (Lucid's method)."""
+    from atlasgen.synthesis.images import channel_batch_size
+
+    yield from _synthesised(job, "negative whole-filter images", channel_batch_size,
+                            lambda image: ({"image": codec.webp(image.image)}, {}))
+
+
 def centre_neuron_images(job: Job) -> Results:
     from atlasgen.synthesis.images import neuron_batch_size, rf_crop
 
@@ -184,6 +192,15 @@ def maco_images(job: Job) -> Results:
         return {"image": codec.webp(image.image), "transparency": codec.webp(transparency_image(image.transparency))}, {}
 
     yield from _synthesised(job, "MACO whole-filter images", maco_batch_size, blobs_and_facts, params, maco_batch)
+
+
+def negative_maco_images(job: Job) -> Results:
+    """MACO whole-filter images that minimise their filter's pre-ReLU channel mean (the image only)."""
+    from atlasgen.synthesis.maco import MacoParams, maco_batch_size, negative_maco_batch
+
+    params = job.method_params.get("maco") or MacoParams.from_synthesis(job.params)
+    yield from _synthesised(job, "negative MACO whole-filter images", maco_batch_size,
+                            lambda image: ({"image": codec.webp(image.image)}, {}), params, negative_maco_batch)
 
 
 def own_image_maps(job: Job) -> Results:
@@ -233,13 +250,16 @@ def map_views(job: Job) -> Results:
         yield artifact, {"heatmap": codec.webp(heatmap), "overlay": codec.webp(overlay)}, {"scale": scale}
 
 
-def dataset_examples(job: Job) -> Results:
-    """Each filter's top k units over the dataset, merged exactly from the layer's stored chunks,
-    with the crop of each unit's receptive field and the photo it is in. Waits (yields nothing)
-    while another shard has not stored its chunks yet."""
+def dataset_examples(job: Job, lowest: bool = False) -> Results:
+    """Each filter's top k units over the dataset (`lowest`: its bottom k, lowest first), merged
+    exactly from the layer's stored chunks (their blob "top", or "bottom"), with the crop of each
+    unit's receptive field and the photo it is in. Waits (yields nothing) while another shard has not
+    stored its chunks yet, or stored them before they held that blob."""
     from atlasgen.build.dataset import EXAMPLE_DISPLAY, PhotoCache, Top, merge, to_global
 
+    blob = "bottom" if lowest else "top"
     entries = [job.store.get(a.key) for a in job.chunks]
+    entries = [entry if entry is not None and blob in entry.blobs else None for entry in entries]
     layer = job.artifacts[0].layer
     missing = sum(entry is None for entry in entries)
     if missing:
@@ -250,9 +270,9 @@ def dataset_examples(job: Job) -> Results:
     index = dataset.index()
     top = None
     for artifact, entry in zip(job.chunks, entries):
-        local = Top.from_bytes(job.store.get_blob(entry.blobs["top"].digest))
+        local = Top.from_bytes(job.store.get_blob(entry.blobs[blob].digest))
         chunk_top = to_global(local, artifact.recipe["images"], index)
-        top = chunk_top if top is None else merge(top, chunk_top)
+        top = chunk_top if top is None else merge(top, chunk_top, lowest)
     photos = PhotoCache(dataset)
     encoded: dict[str, bytes] = {}
     engine = job.engine_for("float32")
@@ -277,13 +297,20 @@ def dataset_examples(job: Job) -> Results:
         yield artifact, blobs, {"examples": examples}
 
 
+def negative_dataset_examples(job: Job) -> Results:
+    """Each filter's bottom k units over the dataset, lowest first: `dataset_examples` of the chunks'
+    "bottom" blobs."""
+    yield from dataset_examples(job, lowest=True)
+
+
 def dataset_chunks(job: Job) -> Results:
     """The dataset's missing chunks: one forward pass per image gives every planned layer's top k,
     each chunk's artifacts (one per layer) stored as soon as the chunk is done, so a kill loses at
-    most the chunk in flight. Threads decode the next chunk while the model runs this one
+    most the chunk in flight; each entry holds the layer's top k ("top") and bottom k ("bottom") of
+    the chunk, from the same forward passes. Threads decode the next chunk while the model runs this one
     (`scan_chunks`). A chunk with an image that changed since it was hashed is not stored: the next
     build scans it again. Each chunk's facts say the precision it was scanned in (`scan_precision`)."""
-    from atlasgen.build.dataset import Scanner, Top, host_cores, scan_batch_size, scan_chunks, scan_precision
+    from atlasgen.build.dataset import Ranked, Scanner, host_cores, scan_batch_size, scan_chunks, scan_precision
 
     dataset = job.dataset
     by_digest = {image.digest: image for image in dataset.images}
@@ -300,16 +327,16 @@ def dataset_chunks(job: Job) -> Results:
                 f"{host_cores()} decoding threads)")
         scanned = scan_chunks(scanner, chunks, dataset.short_side, dataset.examples, batch, fit_shapes=not job.batch_size)
         try:
-            for artifacts, (tops, facts, changed) in zip(groups, scanned):
+            for artifacts, (ranked, facts, changed) in zip(groups, scanned):
                 if changed is not None:
                     job.log(f"dataset {dataset.name}: {changed} while the build ran; its chunk is not stored "
                             f"(run atlasgen build again to scan it)")
                     continue
                 facts = {**facts, "precision": precision}  # a fact, not in the recipe: shards share chunks
                 for artifact in artifacts:
-                    top = tops[job.layers.index(artifact.layer)] or Top.empty(job.geometry.filters(artifact.layer),
-                                                                              dataset.examples)
-                    yield artifact, {"top": top.to_bytes()}, facts
+                    layer = ranked[job.layers.index(artifact.layer)] or Ranked.empty(
+                        job.geometry.filters(artifact.layer), dataset.examples)
+                    yield artifact, layer.blobs(), facts
         except Exception as error:
             if not out_of_memory(error):
                 raise

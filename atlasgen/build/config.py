@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from atlasgen.build.dataset import DEFAULT_CHUNK, DEFAULT_EXAMPLES, DEFAULT_SHORT_SIDE, check_options
-from atlasgen.build.kinds import DEFAULT_METHODS, METHODS
+from atlasgen.build.kinds import DEFAULT_METHODS, METHODS, WIRING_K
 from atlasgen.errors import AtlasgenError
 from atlasgen.model.weights import VGG16_LAYERS
 from atlasgen.names import check_atlas_name
@@ -38,9 +38,12 @@ DEFAULT_PRESET = "full"
 
 #: More steps than this would need a history too large to keep, and years on a CPU.
 MAX_STEPS = 100_000
+#: The most links a filter's wiring lists in each direction: every one is in atlas.json, with its slice.
+MAX_WIRING_K = 64
 #: Whole-number options: (option, config field, least value, greatest value or None).
 WHOLE_NUMBERS = (("--size", "size", 8, None), ("--steps", "steps", 1, MAX_STEPS),
-                 ("--batch-size", "batch_size", 1, None), ("--seed", "seed", 0, None))
+                 ("--batch-size", "batch_size", 1, None), ("--seed", "seed", 0, None),
+                 ("--wiring-k", "wiring_k", 1, MAX_WIRING_K))
 #: What the dataset options fall back to when not given.
 DATASET_DEFAULTS = {"dataset_size": DEFAULT_SHORT_SIDE, "examples": DEFAULT_EXAMPLES, "dataset_chunk": DEFAULT_CHUNK}
 
@@ -80,6 +83,8 @@ class BuildConfig:
     # weights) and its authors.
     title: str | None = None
     authors: tuple[str, ...] = ()
+    # Each filter's wiring: its strongest inputs, inhibitors and outputs, this many of each (None: WIRING_K).
+    wiring_k: int | None = None
 
     def resolved(self) -> "BuildConfig":
         """The config with every value checked and every value not given taken from the preset."""
@@ -97,6 +102,7 @@ class BuildConfig:
             **{name: value if value is not None else defaults[name] for name, value in given.items()},
             methods=tuple(m for m in METHODS if m in self.methods),  # one order, each once
             precision=self.precision or default_precision(),
+            wiring_k=self.wiring_k if self.wiring_k is not None else WIRING_K,
         )
 
 

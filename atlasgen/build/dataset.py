@@ -1,5 +1,5 @@
-"""Dataset examples: every filter's top-activating units on a folder of real images, and exactly
-what each of those units saw.
+"""Dataset examples: every filter's top-activating units on a folder of real images (and its
+bottom ones, the most negative), and exactly what each of those units saw.
 
 The convention (recorded in atlas.json): each image is shown as a viewer sees it (its EXIF
 orientation applied, then PIL's `convert("RGB")`), its shorter side resized to `short_side` with
@@ -10,9 +10,10 @@ unit for the filter competes with the other images' best.
 The scan goes in chunks: content-defined runs of the folder's images in path order. A chunk ends
 after an image whose content hash says so, so adding or removing an image changes only the chunk
 it is in (and splits or joins it at most). A chunk's top k for every filter of a layer is one
-store entry, keyed by the images' content hashes, the model, the weights, the convention and the
-algorithm version: a killed scan resumes from the chunks already stored, and merging chunks is
-exact, so shards may scan different chunks.
+store entry (its blobs "top" and "bottom", from the same forward passes), keyed by the images'
+content hashes, the model, the weights, the convention and the algorithm version: a killed scan
+resumes from the chunks already stored, and merging chunks is exact, so shards may scan different
+chunks. A filter's negative examples are its bottom k, the same way: each image's lowest unit.
 
 Threads read, hash, decode and resize the next chunk's images while the model runs this one
 (`scan_chunks`), to exactly the serial scan's result. On a GPU the scan disables TF32 unless asked
@@ -30,7 +31,7 @@ import warnings
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Iterable, Iterator, NamedTuple
 
 import numpy as np
 from PIL import Image
@@ -63,6 +64,7 @@ CONVENTION = {
     "resize": "shorter side to short_side with PIL bicubic; longer side round(long * short_side / short)",
     "crop": "none: the whole image is fed",
     "examples": "top units by pre-ReLU activation, at most one per image",
+    "negative_examples": "bottom units by pre-ReLU activation (lowest first), at most one per image",
 }
 
 # scikit-image's bundled photographs (no download needed): the offline corpus when no --dataset is given.
@@ -359,9 +361,9 @@ def resized(image: Image.Image, short_side: int) -> Image.Image:
 
 @dataclass(frozen=True)
 class Top:
-    """Top k per filter: activation (filters, k), image id (filters, k; -1 where there are fewer
-    than k images) and unit (filters, k, 2) as (y, x). Image ids are chunk positions or, once
-    merged, global ids (`Dataset.index`)."""
+    """Top k per filter (or bottom k: the k lowest, lowest first): activation (filters, k), image id
+    (filters, k; -1 where there are fewer than k images) and unit (filters, k, 2) as (y, x). Image
+    ids are chunk positions or, once merged, global ids (`Dataset.index`)."""
 
     activation: np.ndarray
     image: np.ndarray
@@ -378,19 +380,38 @@ class Top:
             return cls(arrays["activation"], arrays["image"], arrays["unit"])
 
     @classmethod
-    def empty(cls, filters: int, k: int) -> "Top":
-        return cls(np.full((filters, k), -np.inf, np.float32), np.full((filters, k), -1, np.int64),
+    def empty(cls, filters: int, k: int, lowest: bool = False) -> "Top":
+        """No images yet: every activation the worst there is (-inf; +inf for a bottom k)."""
+        return cls(np.full((filters, k), np.inf if lowest else -np.inf, np.float32), np.full((filters, k), -1, np.int64),
                    np.zeros((filters, k, 2), np.int32))
 
 
-def top_of_images(peaks: np.ndarray, positions: np.ndarray, image_ids: np.ndarray, k: int) -> Top:
-    """Each filter's k best images. peaks, positions: (images, filters) of each image's best unit
-    (value, (y, x) in positions[..., :]); image_ids: (images,). Equal values go to the lower id."""
+class Ranked(NamedTuple):
+    """A layer's scan of one chunk: its top k and its bottom k per filter, each stored as the chunk
+    entry's blob of the same name."""
+
+    top: Top
+    bottom: Top
+
+    @classmethod
+    def empty(cls, filters: int, k: int) -> "Ranked":
+        return cls(Top.empty(filters, k), Top.empty(filters, k, lowest=True))
+
+    def blobs(self) -> dict[str, bytes]:
+        """The chunk entry's blobs: "top" and "bottom"."""
+        return {"top": self.top.to_bytes(), "bottom": self.bottom.to_bytes()}
+
+
+def top_of_images(peaks: np.ndarray, positions: np.ndarray, image_ids: np.ndarray, k: int, lowest: bool = False) -> Top:
+    """Each filter's k best images (`lowest`: its k lowest, lowest first). peaks, positions: (images,
+    filters) of each image's best unit (value, (y, x) in positions[..., :]; `lowest`: its lowest
+    unit); image_ids: (images,). Equal values go to the lower id."""
     filters = peaks.shape[1]
-    top = Top.empty(filters, k)
+    top = Top.empty(filters, k, lowest)
     if peaks.shape[0] == 0:
         return top
-    order = np.lexsort((np.broadcast_to(image_ids[:, None], peaks.shape), -peaks), axis=0)[:k]  # (k', filters)
+    ranked = peaks if lowest else -peaks
+    order = np.lexsort((np.broadcast_to(image_ids[:, None], peaks.shape), ranked), axis=0)[:k]  # (k', filters)
     n = order.shape[0]
     columns = np.arange(filters)[None, :]
     top.activation[:, :n] = peaks[order, columns].T
@@ -399,14 +420,15 @@ def top_of_images(peaks: np.ndarray, positions: np.ndarray, image_ids: np.ndarra
     return top
 
 
-def merge(a: Top, b: Top) -> Top:
-    """The exact top k of two tops of distinct images (global ids): by activation, then the lower id."""
+def merge(a: Top, b: Top, lowest: bool = False) -> Top:
+    """The exact top k of two tops of distinct images (global ids): by activation, then the lower id
+    (`lowest`: the exact bottom k of two bottoms, lowest first)."""
     k = a.activation.shape[1]
     activation = np.concatenate([a.activation, b.activation], axis=1)
     image = np.concatenate([a.image, b.image], axis=1)
     unit = np.concatenate([a.unit, b.unit], axis=1)
     rank_id = np.where(image < 0, np.iinfo(np.int64).max, image)
-    order = np.lexsort((rank_id, -activation), axis=1)[:, :k]
+    order = np.lexsort((rank_id, activation if lowest else -activation), axis=1)[:, :k]
     return Top(np.take_along_axis(activation, order, 1), np.take_along_axis(image, order, 1),
                np.take_along_axis(unit, order[..., None], 1))
 
@@ -419,7 +441,8 @@ def to_global(top: Top, digests: list[str], index: dict[str, int]) -> Top:
 
 class Scanner:
     """One forward pass per batch gives the pre-ReLU maps of every planned layer; per image and
-    filter it keeps the largest value and where it is (the first, in row-major order, on ties)."""
+    filter it keeps the largest value and where it is, and the lowest value and where it is (the
+    first, in row-major order, on ties): the top k and the bottom k come from the same pass."""
 
     def __init__(self, loaded, layers: list[str]):
         from atlasgen.model.graph import conv_layers, runnable_model
@@ -441,16 +464,20 @@ class Scanner:
                 shape = tf.shape(m)
                 flat = tf.reshape(m, (shape[0], shape[1] * shape[2], shape[3]))
                 where = tf.argmax(flat, axis=1, output_type=tf.int32)
-                out.append((tf.reduce_max(flat, axis=1), where // shape[2], where % shape[2]))
+                low = tf.argmin(flat, axis=1, output_type=tf.int32)
+                out.append((tf.reduce_max(flat, axis=1), where // shape[2], where % shape[2],
+                            tf.reduce_min(flat, axis=1), low // shape[2], low % shape[2]))
             return out
 
         self._peaks = peaks
 
-    def peaks(self, images: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
-        """Per layer: (values (batch, filters), positions (batch, filters, 2)) for a batch of equal-size images."""
+    def peaks(self, images: np.ndarray) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+        """Per layer, for a batch of equal-size images: (highest values (batch, filters), their positions
+        (batch, filters, 2), lowest values, their positions)."""
         out = []
-        for values, ys, xs in self._peaks(images):
-            out.append((values.numpy(), np.stack([ys.numpy(), xs.numpy()], axis=-1)))
+        for values, ys, xs, lows, low_ys, low_xs in self._peaks(images):
+            out.append((values.numpy(), np.stack([ys.numpy(), xs.numpy()], axis=-1),
+                        lows.numpy(), np.stack([low_ys.numpy(), low_xs.numpy()], axis=-1)))
         return out
 
 
@@ -498,8 +525,8 @@ def decode_chunk(chunk: tuple[SourceImage, ...], short_side: int) -> Decoded:
 
 
 def scan_chunk(scanner: Scanner, chunk: tuple[SourceImage, ...], short_side: int, k: int, batch_size: int,
-               fit_shapes: bool = False) -> tuple[list[Top], dict]:
-    """Each planned layer's top k of one chunk (chunk positions), and the chunk's facts: every
+               fit_shapes: bool = False) -> tuple[list[Ranked | None], dict]:
+    """Each planned layer's top k and bottom k of one chunk (chunk positions), and the chunk's facts: every
     image's resized size, and the images skipped with their reasons (facts of their content only:
     an image that no longer reads as it was hashed raises Changed, before any forward pass). With
     `fit_shapes`, `batch_size` is for images of up to (2 short_side)^2 pixels, and larger ones go in
@@ -508,9 +535,9 @@ def scan_chunk(scanner: Scanner, chunk: tuple[SourceImage, ...], short_side: int
 
 
 def scan_decoded(scanner: Scanner, decoded: Decoded, short_side: int, k: int, batch_size: int,
-                 fit_shapes: bool = False) -> tuple[list[Top], dict]:
+                 fit_shapes: bool = False) -> tuple[list[Ranked | None], dict]:
     """`scan_chunk` of a chunk already decoded: the forward passes (one per batch of equal-shape
-    images, in chunk order) and each layer's top k."""
+    images, in chunk order) and each layer's top k and bottom k (None for a layer without images)."""
     per_layer: list[list] = [[] for _ in scanner.layers]
     by_shape: dict[tuple, list[int]] = {}
     for i, pixels in decoded.pixels.items():
@@ -521,18 +548,18 @@ def scan_decoded(scanner: Scanner, decoded: Decoded, short_side: int, k: int, ba
             size = max(1, min(batch_size, batch_size * (2 * short_side) ** 2 // (shape[0] * shape[1])))
         for start in range(0, len(ids), size):
             part = ids[start:start + size]
-            for layer_index, (values, positions) in enumerate(scanner.peaks(np.stack([decoded.pixels[i] for i in part]))):
-                per_layer[layer_index].append((np.array(part), values, positions))
-    tops = []
+            for layer_index, extremes in enumerate(scanner.peaks(np.stack([decoded.pixels[i] for i in part]))):
+                per_layer[layer_index].append((np.array(part), *extremes))
+    ranked = []
     for parts in per_layer:
         if parts:
-            ids = np.concatenate([p[0] for p in parts])
-            values = np.concatenate([p[1] for p in parts])
-            positions = np.concatenate([p[2] for p in parts])
-            tops.append(top_of_images(values, positions, ids.astype(np.int64), k))
+            ids, values, positions, lows, low_positions = (np.concatenate(column) for column in zip(*parts))
+            ids = ids.astype(np.int64)
+            ranked.append(Ranked(top_of_images(values, positions, ids, k),
+                                 top_of_images(lows, low_positions, ids, k, lowest=True)))
         else:
-            tops.append(None)
-    return tops, {"sizes": decoded.sizes, "skipped": decoded.skipped}
+            ranked.append(None)
+    return ranked, {"sizes": decoded.sizes, "skipped": decoded.skipped}
 
 
 def scan_chunks(scanner: Scanner, chunks: list[tuple[SourceImage, ...]], short_side: int, k: int, batch_size: int,

@@ -14,6 +14,7 @@ Adding a per-filter image kind is one `Kind(...)` here, one compute function in
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from typing import Callable, Literal
 
@@ -25,6 +26,8 @@ from atlasgen.codec import KERNEL_DISPLAY
 #: The synthesis methods of whole-filter images; a kind with a method is planned only when it is chosen.
 METHODS = ("lucid", "maco")
 DEFAULT_METHODS = ("lucid",)
+#: How many inputs, inhibitors and outputs each filter's wiring lists (--wiring-k), by default.
+WIRING_K = 6
 
 #: One artifact per filter, per filter and probe photo, per probe photo, or per dataset chunk and layer.
 Scope = Literal["unit", "unit-probe", "probe", "chunk"]
@@ -49,11 +52,18 @@ class View:
     label: str  # the tab's label and the block's heading, e.g. "Whole filter"
     header: str  # the figure column's header ("\n" breaks it)
     template: str  # the filter page's block: templates/views/<template>
-    shows: Literal["image", "rf-crop", "kernel", "examples", "maps"] = "image"  # what a grid or figure cell draws
+    shows: Literal["image", "rf-crop", "kernel", "examples", "maps", "wiring"] = "image"  # what a grid or figure cell draws
     image: str | None = None  # the unit's `images` entry an image view shows
     metrics: str | None = None  # the unit's `metrics` entry of the image's numbers
     place: Literal["figures", "section"] = "figures"  # in the page's row of figures, or a section of its own
+    # Which side of the filter's card it shows, side by side on the filter page: what excites the filter
+    # (its images and top examples) or what inhibits it (its negative images and bottom examples); None:
+    # neither, outside the two sides. Within a side, `place` says a row of figures or a section.
+    side: Literal["excites", "inhibits"] | None = None
+    examples: str = "dataset_examples"  # an examples view: the unit's record field of its examples
     tab: bool = True  # a grid on the layer page (when every filter of the layer has it)
+    # A tab that draws its own cells (templates/views/<this>, inside the tab's panel) instead of an image each.
+    layer_template: str | None = None
     column: bool = True  # a column `atlasgen figure --columns` can ask for
     default_column: bool = False  # among the figure's columns when --columns is not given
     hint: str = ""  # how to get it, when a figure asks for it and the atlas has not built it
@@ -73,6 +83,7 @@ class RecipeContext:
     examples: dict | None = None  # dataset examples: a hash of the layer's chunk keys, and k
     chunk: tuple[str, ...] = ()  # dataset chunks: the chunk's image digests
     dataset: object = None  # dataset chunks: atlasgen.build.artifacts.DatasetRef
+    wiring_k: int = WIRING_K  # wiring: the strongest links each list keeps
 
 
 @dataclass(frozen=True)
@@ -96,25 +107,33 @@ class Kind:
     reads_image: bool = False  # planned only for layers that read the image itself (ModelGeometry.image_readers)
 
 
+def required_blobs(kind: Kind) -> tuple[str, ...]:
+    """The blobs every entry of the kind holds (not the "{rank}" ones, as many as the entry says): an
+    entry stored before the kind declared one of them lacks it, and the build makes it again."""
+    return tuple(blob for blob in kind.blobs if "{" not in blob)
+
+
 def _unit(context: RecipeContext) -> dict:
     return {"layer": context.layer, "filter": context.filter}
 
 
-def publish_examples(artifact, entry, publisher) -> dict:
-    """A filter's example crops in its folder, and the photos they are cut from, each photo once in the
-    atlas's dataset/ folder."""
+def publish_examples(artifact, entry, publisher, field: str = "dataset_examples", folder: str = "examples") -> dict:
+    """A filter's example crops in its folder (`folder`/<rank>.webp), and the photos they are cut from,
+    each photo once in the atlas's dataset/ folder: the unit record's `field`."""
     examples = []
     for rank, example in enumerate(entry.meta["examples"]):
-        crop = publisher.unit_file(artifact, f"examples/{rank}.webp", entry.blobs[f"crop{rank}"].digest)
+        crop = publisher.unit_file(artifact, f"{folder}/{rank}.webp", entry.blobs[f"crop{rank}"].digest)
         digest = entry.blobs[f"photo{rank}"].digest
         photo = publisher.atlas_file(f"dataset/{digest[:20]}.webp", digest)
         examples.append({"source": publisher.dataset_source(example["digest"]), "activation": example["activation"],
                          "unit": example["unit"], "box": example["box"], "image": crop, "photo": photo,
                          "photo_size": example["size"]})
-    return {"dataset_examples": examples}
+    return {field: examples}
 
 
 SYNTHESIS_FACTS = ("objective", "mean_activation", "steps")
+#: What a wiring weight is (atlasgen.model.wiring), in its recipe.
+WIRING_WEIGHT = "sum of the kernel slice W[:, :, c, d], per-channel scales between the layers folded in"
 
 #: Every kind, in the order the build runs them; their views show in this order too.
 ALL_KINDS: dict[str, Kind] = {
@@ -127,10 +146,11 @@ ALL_KINDS: dict[str, Kind] = {
             outputs=(Output("image", "probes/{probe}.webp", "image"),),
             facts=("width", "height"), record={"width": "width", "height": "height"}, needs_model=False,
         ),
-        # The top k of one chunk of the dataset for every filter of a layer: one forward pass per image
-        # makes every planned layer's, so the scan computes a chunk's artifacts of all layers at once.
+        # The top k and the bottom k of one chunk of the dataset for every filter of a layer: one forward
+        # pass per image makes every planned layer's, so the scan computes a chunk's artifacts of all
+        # layers at once. ("bottom" came later: an entry without it is scanned again, its recipe the same.)
         Kind(
-            "dataset-top", "dataset chunks", "chunk", ("top",),
+            "dataset-top", "dataset chunks", "chunk", ("top", "bottom"),
             recipe=lambda c: {"layer": c.layer, "images": list(c.chunk), "convention": DATASET_CONVENTION,
                               "short_side": c.dataset.short_side, "examples": c.dataset.examples},
             compute=compute.dataset_chunks,
@@ -143,8 +163,20 @@ ALL_KINDS: dict[str, Kind] = {
             outputs=(Output("image", "channel.webp", "images.channel"),),
             facts=SYNTHESIS_FACTS, metrics="channel", method="lucid",
             views=(View("channel", "Whole filter", "whole filter", "channel.html", image="channel", metrics="channel",
-                        default_column=True,
+                        side="excites", default_column=True,
                         hint="build with --method lucid (or use the view maco), or leave channel out of --columns"),),
+        ),
+        # What inhibits the filter most: the same synthesis on the negated objective (Olah et al. 2017).
+        Kind(
+            "channel-negative", "negative whole-filter images", "unit", ("image",),
+            recipe=lambda c: {**_unit(c), "objective": "channel mean (pre-ReLU), minimised", "params": c.params},
+            compute=compute.negative_whole_filter_images,
+            outputs=(Output("image", "channel-negative.webp", "images.channel_negative"),),
+            facts=SYNTHESIS_FACTS, metrics="channel_negative", method="lucid",
+            views=(View("negative", "Most negative", "most negative\n(whole filter)", "negative.html",
+                        image="channel_negative", metrics="channel_negative", side="inhibits",
+                        hint="build with --method lucid (or use the view maco-negative), or leave negative out of "
+                             "--columns"),),
         ),
         # MACO (Fel et al. 2023): phase-only images on a natural spectrum, and where the gradient fell.
         Kind(
@@ -156,9 +188,21 @@ ALL_KINDS: dict[str, Kind] = {
                      Output("transparency", "maco-transparency.webp", "images.maco_transparency")),
             facts=SYNTHESIS_FACTS, metrics="maco", method="maco",
             views=(View("maco", "Whole filter (MACO)", "whole filter\n(MACO)", "maco.html", image="maco_channel",
-                        metrics="maco", hint="build with --method lucid,maco, or leave maco out of --columns"),
+                        metrics="maco", side="excites",
+                        hint="build with --method lucid,maco, or leave maco out of --columns"),
                    View("maco-transparency", "MACO transparency", "MACO\ntransparency", "maco-transparency.html",
-                        image="maco_transparency", tab=False, column=False)),
+                        image="maco_transparency", side="excites", tab=False, column=False)),
+        ),
+        Kind(
+            "maco-negative", "negative MACO whole-filter images", "unit", ("image",),
+            recipe=lambda c: {**_unit(c), "method": "maco", "objective": "channel mean (pre-ReLU), minimised",
+                              "params": c.method_params["maco"]},
+            compute=compute.negative_maco_images,
+            outputs=(Output("image", "maco-negative.webp", "images.maco_negative"),),
+            facts=SYNTHESIS_FACTS, metrics="maco_negative", method="maco",
+            views=(View("maco-negative", "Most negative (MACO)", "most negative\n(MACO)", "maco-negative.html",
+                        image="maco_negative", metrics="maco_negative", side="inhibits",
+                        hint="build with --method lucid,maco, or leave maco-negative out of --columns"),),
         ),
         # Where the filter fires on its own whole-filter image: a uniform texture, or a few hot spots.
         Kind(
@@ -168,7 +212,7 @@ ALL_KINDS: dict[str, Kind] = {
             outputs=(Output("overlay", "channel-map.webp", "images.channel_map"),),
             facts=("peak", "mean"), record={"metrics.own_image_peak": "peak"}, method="lucid",
             views=(View("channel-map", "Where it fires on its image", "where it fires\non its image",
-                        "channel-map.html", image="channel_map", tab=False, column=False),),
+                        "channel-map.html", image="channel_map", side="excites", tab=False, column=False),),
         ),
         # Not a method's: every atlas has its centre-neuron images, whichever whole-filter methods it has.
         Kind(
@@ -204,7 +248,19 @@ ALL_KINDS: dict[str, Kind] = {
             compute=compute.dataset_examples,
             facts=("examples",), publish=publish_examples, needs_dataset=True,
             views=(View("examples", "Top dataset example", "top dataset\nexamples", "examples.html", shows="examples",
-                        place="section", hint="leave examples out of --columns"),),
+                        place="section", side="excites", hint="leave examples out of --columns"),),
+        ),
+        # The bottom k units, lowest first, from the same chunks (their "bottom" blobs): what the filter
+        # is most negative on, with the same crops and photos.
+        Kind(
+            "examples-negative", "negative dataset examples", "unit", ("crop{rank}", "photo{rank}"),
+            recipe=lambda c: {**_unit(c), **c.examples, "display": EXAMPLE_DISPLAY, "order": "lowest pre-ReLU first"},
+            compute=compute.negative_dataset_examples,
+            facts=("examples",), needs_dataset=True,
+            publish=functools.partial(publish_examples, field="dataset_examples_negative", folder="examples-negative"),
+            views=(View("examples-negative", "Lowest dataset example", "lowest dataset\nexamples",
+                        "examples-negative.html", shows="examples", place="section", side="inhibits",
+                        examples="dataset_examples_negative", hint="leave examples-negative out of --columns"),),
         ),
         # No synthesis parameters: more steps must not recompute activation maps.
         Kind(
@@ -227,6 +283,16 @@ ALL_KINDS: dict[str, Kind] = {
             facts=("scale",), record={"scale": "scale"}, needs_model=False,
             views=(View("maps", "Activation on", "activation map", "maps.html", shows="maps", place="section",
                         hint="leave maps out of --columns"),),
+        ),
+        # Which filters feed this one and which it feeds (Olah et al. 2020, Circuits), from the weights
+        # alone: no synthesis parameters, so no other setting recomputes it. Its record is its facts.
+        Kind(
+            "wiring", "filter wiring", "unit", (),
+            recipe=lambda c: {**_unit(c), "k": c.wiring_k, "weight": WIRING_WEIGHT},
+            compute=compute.filter_wiring,
+            facts=("wiring",), record={"wiring": "wiring"},
+            views=(View("wiring", "Wiring", "wiring", "wiring.html", shows="wiring", place="section", column=False,
+                        layer_template="wiring-layer.html"),),
         ),
     )
 }

@@ -20,7 +20,7 @@ from atlasgen.build.compute import Job
 from atlasgen.build.config import BuildConfig
 from atlasgen.build.dataset import SizeCap, open_dataset, skipped_files
 from atlasgen.build.export import check_name, export_atlas
-from atlasgen.build.kinds import kinds_for
+from atlasgen.build.kinds import ALL_KINDS, kinds_for, required_blobs
 from atlasgen.build.plan import in_shard, make_plan, parse_filters
 from atlasgen.errors import AtlasgenError
 from atlasgen.fs import check_writable, claim_folder, output_folder
@@ -87,7 +87,7 @@ def prepare(config: BuildConfig) -> Prepared:
         params.recipe(), [ProbeRef(p.name, p.digest) for p in probes], config.methods,
         {method: p.recipe() for method, p in method_params.items()},
         DatasetRef([[image.digest for image in chunk] for chunk in dataset.chunks], dataset.short_side, dataset.examples),
-        image_readers=geometry.image_readers,
+        image_readers=geometry.image_readers, wiring_k=config.wiring_k,
     )
     name = atlas_name(loaded.architecture, loaded.source.kind, loaded.fingerprint, config.name)
     return Prepared(config, loaded, geometry, probes, chosen, params, plan, method_params, dataset, name)
@@ -191,7 +191,7 @@ def run_build(config: BuildConfig, progress: Progress | None = None) -> BuildRes
     # Shared: builders run side by side; gc and verify wait for them (or refuse to run).
     with Store(config.store).lock(shared=True) as store:
         # Deep: a blob of the right size but the wrong bytes is quarantined and recomputed.
-        missing = set(store.missing([a.key for a in mine], deep=True))
+        missing = set(store.missing([a.key for a in mine], deep=True, blobs=declared_blobs(mine)))
         todo = [a for a in mine if a.key in missing]
         progress = progress or Progress()
         progress.start(len(todo))
@@ -204,7 +204,7 @@ def run_build(config: BuildConfig, progress: Progress | None = None) -> BuildRes
             _compute(prepared, store, layer.name, [a for a in todo if a.layer == layer.name and a.chunk is None], progress)
         progress.close()
         # Say "complete" only for what is in the store now, whatever else happened meanwhile.
-        still_missing = len(store.missing([a.key for a in plan.artifacts]))
+        still_missing = len(store.missing([a.key for a in plan.artifacts], blobs=declared_blobs(plan.artifacts)))
         complete = not still_missing
         manifest = rendered = None
         if complete:
@@ -217,6 +217,13 @@ def run_build(config: BuildConfig, progress: Progress | None = None) -> BuildRes
                                        log=progress.note)
     return BuildResult(len(plan.artifacts), len(mine), len(todo), complete, manifest, time.perf_counter() - start,
                        rendered, still_missing, config.shard != (1, 1))
+
+
+def declared_blobs(artifacts: list) -> dict[str, tuple[str, ...]]:
+    """Each artifact's key -> the blobs its kind declares that every entry holds (`kinds.required_blobs`):
+    the store counts an entry without one of them as missing (an older entry of a kind that has since
+    declared another blob, such as a dataset chunk stored before its "bottom"), and the build extends it."""
+    return {a.key: required_blobs(ALL_KINDS[a.kind]) for a in artifacts}
 
 
 def precision_note(precision: str) -> str:
@@ -278,7 +285,7 @@ def build_status(config: BuildConfig) -> dict:
     """What the plan holds and what the store still lacks, per layer and kind."""
     prepared = prepare(config)
     store = Store(prepared.config.store)
-    missing = set(store.missing([a.key for a in prepared.plan.artifacts]))
+    missing = set(store.missing([a.key for a in prepared.plan.artifacts], blobs=declared_blobs(prepared.plan.artifacts)))
     layers = {}
     for layer in prepared.plan.layers:
         counts = {}

@@ -30,7 +30,8 @@ from atlasgen.errors import AtlasgenError
 from atlasgen.fs import atomic_write, read_regular
 from atlasgen.manifest import MANIFEST, Manifest
 from atlasgen.site.atlases import atlas_folders, load_atlas
-from atlasgen.site.views import COLUMNS, DEFAULT_COLUMNS, EXAMPLES_IN_CELL, cell_images, has_view, unit_views
+from atlasgen.site.views import COLUMNS, DEFAULT_COLUMNS, EXAMPLES_IN_CELL, cell_images, has_view, thumbnail, unit_views
+from atlasgen.site.wiring import built_units
 from atlasgen.names import safe_name, unit_folder
 
 FORMATS = ("pdf", "svg", "png")
@@ -159,11 +160,15 @@ def figure_command(atlas_name: str, layer: str, filter: int, out: str = "site",
 
 
 def make_figure(out: Path, specs: Sequence[str], target: Path, columns: str | Sequence[str] = DEFAULT_COLUMNS,
-                dpi: int = DEFAULT_DPI, atlas: str | None = None) -> FigureResult:
+                dpi: int = DEFAULT_DPI, atlas: str | None = None, wiring: bool = False) -> FigureResult:
     """Draws the rows of `specs` (each parsed by `parse_spec`) with one column per view of `columns`
     from the atlases in `out`, and writes `target` (.pdf, .svg or .png, by its extension) atomically.
     `atlas` names the atlas of a SPEC that does not name its own; it may be left out when `out`
-    holds one atlas. Any bad input raises AtlasgenError (one line) before anything is written."""
+    holds one atlas. Any bad input raises AtlasgenError (one line) before anything is written.
+
+    With `wiring`, `columns` is not drawn: each row is the filter's whole-filter image and its inputs'
+    (`wiring.inputs`, strongest first), each input captioned with its layer, filter and weight; an input
+    the atlas did not build is an empty box that says so (`_wiring_cells`)."""
     out, target = Path(out), Path(target)
     fmt = _check_target(target)
     if isinstance(dpi, bool) or not isinstance(dpi, int) or not 1 <= dpi <= MAX_DPI:
@@ -186,24 +191,30 @@ def make_figure(out: Path, specs: Sequence[str], target: Path, columns: str | Se
             manifests[name] = load_atlas(out, name)
         rows += _units(manifests[name], spec)
     for row, unit in rows:
-        for view in columns:
+        for view in columns if not wiring else ():
             _check_view(row, unit, COLUMNS[view])
 
     images = _ImageReader(out)
-    cells = [[[images.read(path) for path in cell_images(COLUMNS[view], unit)] for view in columns] for _, unit in rows]
+    if wiring:
+        columns = ("wiring",)
+        headers, cells, captions = _wiring_cells(rows, manifests, images)
+        shows = ["image"] * len(headers)
+    else:
+        cells = [[[images.read(path) for path in cell_images(COLUMNS[view], unit)] for view in columns] for _, unit in rows]
+        probes = {unit.activation_maps[0].probe for _, unit in rows if unit.activation_maps}
+        headers, captions, shows = [_header(view, probes) for view in columns], None, [COLUMNS[v].shows for v in columns]
     several = len({row.atlas for row, _ in rows}) > 1
-    probes = {unit.activation_maps[0].probe for _, unit in rows if unit.activation_maps}
-    headers = [_header(view, probes) for view in columns]
     labels = [_row_label(row, several) for row, _ in rows]
-    data, size, pixels = _draw(fmt, dpi, headers, labels, cells, [COLUMNS[view].shows for view in columns])
+    data, size, pixels = _draw(fmt, dpi, headers, labels, cells, shows, captions)
     try:
         atomic_write(target, data)
     except OSError as exc:
         raise AtlasgenError(f"cannot write {target} ({exc.strerror or exc}); check free space and permissions") from None
     return FigureResult(
         path=target, format=fmt, rows=[row for row, _ in rows], columns=columns,
-        images=sum(len(images) for row in cells for images in row),
-        labels=[line for text in headers + labels for line in text.split("\n")],
+        images=sum(image is not None for row in cells for images in row for image in images),
+        labels=[line for text in headers + labels + [c for row in captions or [] for c in row if c]
+                for line in text.split("\n")] + ["not built"] * sum(image is None for row in cells for c in row for image in c),
         width_in=size[0], height_in=size[1], dpi=dpi, pixels=pixels,
     )
 
@@ -292,6 +303,31 @@ def _ranges(indices: list[int]) -> str:
     return text + (",…" if len(spans) > 8 else "")
 
 
+def _wiring_cells(rows: list, manifests: dict, images) -> tuple[list[str], list[list[list]], list[list[str]]]:
+    """--wiring: the headers, cells and captions of every row: the filter's whole-filter image, then its
+    inputs' (None: not built, an empty box), each captioned `layer/filter` and its weight. A filter
+    without wiring, or whose inputs are not claimed (it reads the image, a residual add...), is an error."""
+    wired = []
+    for row, unit in rows:
+        if unit.wiring is None:
+            raise AtlasgenError(f"the atlas {row.atlas} has no wiring for {row.layer}/{row.filter} (built before "
+                                f"atlasgen computed it); run atlasgen build again to add it")
+        if unit.wiring.source is None:
+            raise AtlasgenError(f"{row.layer}/{row.filter} has no inputs to draw: {unit.wiring.unclaimed.get('inputs')}; "
+                                f"choose filters of a layer that another conv layer feeds, or drop --wiring")
+        built = built_units(manifests[row.atlas])
+        wired.append((unit, [(link, built.get((link.layer, link.filter))) for link in unit.wiring.inputs]))
+    width = max(len(inputs) for _, inputs in wired)
+    headers = ["filter"] + [f"input {i + 1}" for i in range(width)]
+    cells, captions = [], []
+    for unit, inputs in wired:
+        blank = width - len(inputs)
+        cells.append([[images.read(thumbnail(unit))]]
+                     + [[images.read(thumbnail(linked)) if linked else None] for _, linked in inputs] + [[]] * blank)
+        captions.append([""] + [f"{link.layer}/{link.filter}\n{link.weight:+.3g}" for link, _ in inputs] + [""] * blank)
+    return headers, cells, captions
+
+
 def _check_view(row: Row, unit, view) -> None:
     if not has_view(view, unit):
         built = ", ".join(v.id for v in unit_views(unit) if v.column) or "none"
@@ -357,17 +393,21 @@ def _text_width(text: str) -> float:
 
 
 def _draw(fmt: str, dpi: int, headers: list[str], labels: list[str], cells: list[list[list]],
-          shows: list[str]) -> tuple[bytes, tuple[float, float], tuple[int, int]]:
+          shows: list[str], captions: list[list[str]] | None = None) -> tuple[bytes, tuple[float, float], tuple[int, int]]:
     """The panel as the bytes of a `fmt` file, its size in inches, and its size in pixels at `dpi`;
-    `shows` says what each column's cells draw (a view's `shows`)."""
+    `shows` says what each column's cells draw (a view's `shows`), `captions` a text under each cell
+    (rows of columns, "" for none); a cell's image None is an empty box that says "not built"."""
     import matplotlib
     from matplotlib.figure import Figure
 
     label_w = max(_text_width(label) for label in labels) + 2 * GAP
-    widths = [max(EXAMPLES_WIDTH if view == "examples" else CELL, _text_width(h) + GAP) for view, h in zip(shows, headers)]
+    widths = [max(EXAMPLES_WIDTH if view == "examples" else CELL, _text_width(h) + GAP,
+                  *(_text_width(row[c]) + GAP for row in captions or [] if row[c]))
+              for c, (view, h) in enumerate(zip(shows, headers))]
+    caption_h = max((LINE_HEIGHT * (c.count("\n") + 1) + SUBGAP for row in captions or [] for c in row if c), default=0)
     rows = len(labels)
     header_h = max(HEADER, LINE_HEIGHT * max(h.count("\n") + 1 for h in headers) + GAP)
-    row_h = max(CELL, LINE_HEIGHT * max(label.count("\n") + 1 for label in labels))
+    row_h = max(CELL + caption_h, LINE_HEIGHT * max(label.count("\n") + 1 for label in labels))
     width = 2 * MARGIN + label_w + sum(widths) + GAP * (len(widths) - 1)
     height = 2 * MARGIN + header_h + rows * row_h + GAP * (rows - 1)
     pixels = (round(width * dpi), round(height * dpi))
@@ -411,13 +451,11 @@ def _draw(fmt: str, dpi: int, headers: list[str], labels: list[str], cells: list
             top = MARGIN + header_h + r * (row_h + GAP)
             fig.text((MARGIN + label_w - GAP) / width, 1 - (top + row_h / 2) / height, label,
                      ha="right", va="center", multialignment="right")
-            for left, w, view, images in zip(lefts, widths, shows, row):
-                if view == "examples":
-                    slot = (w - SUBGAP * (EXAMPLES_IN_CELL - 1)) / EXAMPLES_IN_CELL
-                    for k, image in enumerate(images):
-                        _image_axes(fig, rect(left + k * (slot + SUBGAP), top, slot, row_h), image)
-                else:
-                    _image_axes(fig, rect(left, top, w, row_h), images[0])
+            for c, (left, w, view, images) in enumerate(zip(lefts, widths, shows, row)):
+                _draw_cell(fig, rect, left, top, w, row_h - caption_h, view, images)
+                if captions and captions[r][c]:
+                    fig.text((left + w / 2) / width, 1 - (top + row_h - caption_h + SUBGAP) / height, captions[r][c],
+                             ha="center", va="top", multialignment="center")
         buffer = io.BytesIO()
         metadata = {
             "pdf": {"Creator": "atlasgen figure", "CreationDate": None},
@@ -426,6 +464,34 @@ def _draw(fmt: str, dpi: int, headers: list[str], labels: list[str], cells: list
         }[fmt]
         fig.savefig(buffer, format=fmt, dpi=dpi, facecolor="white", metadata=metadata)
     return buffer.getvalue(), (width, height), pixels
+
+
+def _draw_cell(fig, rect, left: float, top: float, w: float, h: float, view: str, images: list) -> None:
+    """One cell's images, `w` × `h` inches at (left, top): an examples cell's side by side, else its one
+    image (None: an empty box that says "not built"; no image at all: nothing)."""
+    if view == "examples":
+        slot = (w - SUBGAP * (EXAMPLES_IN_CELL - 1)) / EXAMPLES_IN_CELL
+        for k, image in enumerate(images):
+            _image_axes(fig, rect(left + k * (slot + SUBGAP), top, slot, h), image)
+    elif images and images[0] is None:
+        _empty_box(fig, rect(left, top, w, h))
+    elif images:
+        _image_axes(fig, rect(left, top, w, h), images[0])
+
+
+def _empty_box(fig, rect: list[float]) -> None:
+    """A square dashed frame centred in `rect`, saying "not built": a filter the atlas does not have."""
+    ax = fig.add_axes(rect)
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_aspect("equal")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.text(0.5, 0.5, "not built", ha="center", va="center", color="#666666")
+    for spine in ax.spines.values():
+        spine.set_linewidth(0.4)
+        spine.set_linestyle((0, (2, 2)))
+        spine.set_color("#999999")
 
 
 def _image_axes(fig, rect: list[float], image) -> None:

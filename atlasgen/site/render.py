@@ -29,8 +29,9 @@ from atlasgen.site.figure import figure_command
 from atlasgen.fs import OutputFolder, output_folder, progress_lines
 from atlasgen.manifest import MANIFEST, Manifest, to_json
 from atlasgen.site.atlases import atlas_folders, load_atlases
+from atlasgen.site.wiring import top_inputs, wiring_view
 from atlasgen.site.runs import curve_plot, image_label, making
-from atlasgen.site.views import LAYER_THUMB, faint_units, image_size, layer_tabs, thumbnail, unit_views
+from atlasgen.site.views import LAYER_THUMB, example_anchor, faint_units, image_size, layer_tabs, thumbnail, unit_views
 
 # Display widths in CSS px; static/atlas.css sets the same ones (the <img> width and height
 # attributes are the image's own pixels, for its aspect ratio, as HTML means them).
@@ -91,6 +92,8 @@ def environment() -> Environment:
     env.globals["as_pixels"] = as_pixels
     env.globals["thumbnail"] = thumbnail
     env.globals["faint_units"] = faint_units
+    env.globals.update(wiring_view=wiring_view, top_inputs=top_inputs)
+    env.globals["example_anchor"] = example_anchor
     env.globals.update(curve_plot=curve_plot, making=making, image_label=image_label, image_size=image_size)
     return env
 

@@ -13,17 +13,31 @@ from atlasgen.build.kinds import VIEWS, View
 from atlasgen.codec import RF_CROP_DISPLAY, kernel_size, zoomed_size
 
 LAYER_THUMB = 96
-#: The dataset examples a figure's `examples` cell shows, side by side, highest first.
+#: The dataset examples a figure's examples cell shows, side by side (highest first; lowest, for the negative ones).
 EXAMPLES_IN_CELL = 3
 #: The views `atlasgen figure --columns` can draw, and those it draws when not asked.
 COLUMNS: dict[str, View] = {view.id: view for view in VIEWS.values() if view.column}
 DEFAULT_COLUMNS = tuple(view.id for view in COLUMNS.values() if view.default_column)
 
 
+def examples_of(view: View, unit) -> list:
+    """The dataset examples an examples view shows: the unit's record field `view.examples` (top k,
+    highest first, or bottom k, lowest first)."""
+    return getattr(unit, view.examples, None) or []
+
+
+def example_anchor(view: View) -> str:
+    """The id prefix of an examples view's context figures on the filter page ("example-" for the top
+    examples, so their links stay what they were; "<view id>-" for any other)."""
+    return "example-" if view.examples == "dataset_examples" else f"{view.id}-"
+
+
 def has_view(view: View, unit) -> bool:
     """Whether the atlas built this view for the unit."""
     if view.shows == "examples":
-        return bool(unit.dataset_examples)
+        return bool(examples_of(view, unit))
+    if view.shows == "wiring":
+        return getattr(unit, "wiring", None) is not None
     if view.shows == "maps":
         return bool(unit.activation_maps) and all("overlay" in m.images and "heatmap" in m.images
                                                   for m in unit.activation_maps)
@@ -58,15 +72,20 @@ def layer_tabs(layer, probes, size: int) -> list[dict]:
     for view in VIEWS.values():
         if not (view.tab and units and all(has_view(view, u) for u in units)):
             continue
+        if view.layer_template:  # the tab draws its own cells: one per unit, the unit's picture
+            tabs.append({"id": view.id, "label": view.label, "height": LAYER_THUMB, "crops": False, "metrics": None,
+                         "include": f"views/{view.layer_template}", "cells": [(u, thumbnail(u), None, (size, size)) for u in units]})
+            continue
         if view.shows == "maps":
             tabs += [{"id": f"map-{i}", "label": f"{view.label} {probe.name}",
                       "height": round(LAYER_THUMB * probe.height / probe.width), "crops": False, "metrics": None,
                       "cells": [(u, u.activation_maps[i].images["overlay"], None, (probe.width, probe.height)) for u in units]}
                      for i, probe in enumerate(probes)]
         elif view.shows == "examples":
+            firsts = [(u, examples_of(view, u)[0]) for u in units]
             tabs.append({"id": view.id, "label": view.label, "height": LAYER_THUMB, "crops": True, "metrics": None,
-                         "cells": [(u, u.dataset_examples[0].image, u.dataset_examples[0], _box_size(u.dataset_examples[0].box))
-                                   for u in units]})
+                         "anchor": example_anchor(view) + "1",
+                         "cells": [(u, first.image, first, _box_size(first.box)) for u, first in firsts]})
         else:
             tabs.append({"id": view.id, "label": view.label, "height": LAYER_THUMB, "crops": False, "metrics": view.metrics,
                          "cells": [(u, u.images[view.image], None, image_size(view, u, size)) for u in units]})
@@ -81,7 +100,7 @@ def faint_units(layer) -> list:
 def cell_images(view: View, unit) -> list[str]:
     """The paths of the images a figure's cell of this view draws, left to right."""
     if view.shows == "examples":
-        return [example.image for example in unit.dataset_examples[:EXAMPLES_IN_CELL]]
+        return [example.image for example in examples_of(view, unit)[:EXAMPLES_IN_CELL]]
     if view.shows == "maps":
         return [unit.activation_maps[0].images["heatmap"]]
     return [unit.images[view.image]]

@@ -113,8 +113,11 @@ class ObjectStore(Layout):
     def has(self, key: str) -> bool:
         return self.get(key) is not None
 
-    def missing(self, keys, deep: bool = False) -> list[str]:
+    def missing(self, keys, deep: bool = False, blobs: dict | None = None) -> list[str]:
         """The keys (in the given order) that have no usable entry: the work a build still has to do.
+
+        `blobs` maps a key to the blob names its entry must hold: an entry without one of them (stored
+        before its kind declared that blob) counts as missing, so the build makes it again, whole.
 
         With `deep=True` every blob of every present entry is also re-hashed (each distinct digest
         once); a blob that does not match its hash is moved into quarantine, as `verify` does, and
@@ -127,7 +130,10 @@ class ObjectStore(Layout):
             digests = dict.fromkeys(r.digest for e in entries.values() if e is not None for r in e.blobs.values())
             # Builds may run beside us (a shared lock): one may replace a corrupt copy while we look.
             bad = {d for d in digests if not check_blob(self.root, self.blob_path(d), d, tries=3).intact}
-        return [k for k in keys if entries[k] is None or any(r.digest in bad for r in entries[k].blobs.values())]
+        needed = blobs or {}
+        lacking = {k for k, e in entries.items() if e is not None and not set(needed.get(k, ())) <= set(e.blobs)}
+        return [k for k in keys if entries[k] is None or k in lacking
+                or any(r.digest in bad for r in entries[k].blobs.values())]
 
 
 @dataclass(frozen=True)

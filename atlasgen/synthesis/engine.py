@@ -155,29 +155,36 @@ class LayerEngine:
         """RGB images in [0, 1] to the model's own input convention."""
         return model_input(self.loaded.input_convention, images)
 
-    def maps(self, images, filter_ids, *, float32: bool = False):
+    def maps(self, images, filter_ids, *, float32: bool = False, features=None):
         """Pre-ReLU maps of the listed filters for every image: (batch, h, w, len(filter_ids)), float32.
 
         Computed in the engine's precision, or in float32 whatever it is when `float32` is true. In
         "mixed" the float32 images enter the trunk, whose first layer casts them to bfloat16; the
         features and the gathered kernel meet in a bfloat16 convolution, and its output is cast to
-        float32 before the bias is added."""
-        inputs = self.to_model_input(images)
+        float32 before the bias is added. `features`: the images' `features(images)`, when the caller
+        has them already (they are the engine's own precision's)."""
         kernel = tf.gather(self.layer.kernel, filter_ids, axis=3)
         if float32 or self.precision == "float32":
-            out = self.layer.convolution_op(self.float32_trunk(inputs, training=False), kernel)
+            if features is None or self.precision != "float32":
+                features = self.float32_trunk(self.to_model_input(images), training=False)
+            out = self.layer.convolution_op(features, kernel)
         else:
+            if features is None:
+                features = self.features(images)
             # A trunk of no layers (the first conv) returns the float32 image itself: cast it here.
-            features = tf.cast(self.trunk(inputs, training=False), tf.bfloat16)
-            out = self.layer.convolution_op(features, tf.cast(kernel, tf.bfloat16))
+            out = self.layer.convolution_op(tf.cast(features, tf.bfloat16), tf.cast(kernel, tf.bfloat16))
         out = tf.cast(out, tf.float32)
         if self.layer.use_bias:
             out = out + tf.cast(tf.gather(self.layer.bias, filter_ids), tf.float32)
         return out
 
-    def own_maps(self, images, filter_ids, *, float32: bool = False):
+    def features(self, images):
+        """The activations that feed the layer, in the engine's precision: (batch, h, w, c)."""
+        return self.trunk(self.to_model_input(images), training=False)
+
+    def own_maps(self, images, filter_ids, *, float32: bool = False, features=None):
         """Pre-ReLU map of image i's own filter filter_ids[i]: (batch, h, w), float32 (see `maps`)."""
-        out = self.maps(images, filter_ids, float32=float32)
+        out = self.maps(images, filter_ids, float32=float32, features=features)
         own = tf.one_hot(tf.range(tf.shape(filter_ids)[0]), tf.shape(filter_ids)[0], dtype=out.dtype)
         return tf.reduce_sum(out * own[:, None, None, :], axis=-1)
 

@@ -19,6 +19,8 @@ from atlasgen.tf import tf
 
 NEUTRAL_BYTE = int(np.round(NEUTRAL * 255))
 CHANNEL, NEURON = "channel", "neuron"
+#: The whole-filter image that minimises its filter's pre-ReLU channel mean: what inhibits it most.
+CHANNEL_NEGATIVE = "channel-negative"
 
 # Jitter moves the field's content under the neuron; beyond a fraction of the field the neuron
 # mostly sees grey and the image stops being about it (at block1_conv1, r = 3, jitter 8 made the
@@ -39,7 +41,7 @@ class FilterImage:
 
     layer: str
     filter: int
-    kind: str  # "channel" or "neuron"
+    kind: str  # "channel", "channel-negative" or "neuron"
     image: np.ndarray  # uint8 (h, w, 3)
     objective: float  # pre-ReLU objective on the final image, no transforms
     mean_activation: float  # the filter's post-ReLU spatial mean on the final image
@@ -130,14 +132,15 @@ def with_contrast(images: np.ndarray, scale, towards_grey=False) -> np.ndarray:
     return np.clip(centre + scale * (pixels - centre), 0, 255) / 255.0
 
 
-def best_contrast(engine: LayerEngine, images: np.ndarray, filter_ids: list[int], scales) -> np.ndarray:
+def best_contrast(engine: LayerEngine, images: np.ndarray, filter_ids: list[int], scales, sign: int = 1) -> np.ndarray:
     """Each uint8 image at whichever of `scales` its filter scores highest (the first on ties), each
-    scale taken about the image's own mean colour and about neutral grey (fainter colour too)."""
+    scale taken about the image's own mean colour and about neutral grey (fainter colour too); with
+    `sign` -1, whichever it scores lowest (a negative image: the one that inhibits it most)."""
     if len(scales) < 2:
         return images
     candidates = [(s, grey) for grey in (False, True) for s in scales]
     scores = np.stack([evaluate(engine, with_contrast(images, s, grey), filter_ids)[0] for s, grey in candidates], axis=1)
-    best = [candidates[k] for k in np.argmax(scores, axis=1)]
+    best = [candidates[k] for k in np.argmax(sign * scores, axis=1)]
     return to_bytes(with_contrast(images, [s for s, _ in best], [grey for _, grey in best]))
 
 
@@ -209,20 +212,33 @@ def _run(engine: LayerEngine, kind: str, objective, param_f: FourierImage, param
     )
 
 
-def channel_batch(engine: LayerEngine, filter_ids: list[int], params: SynthesisParams) -> list[FilterImage]:
-    """One batch of images, each maximising the spatial mean of its filter's pre-ReLU output."""
+def channel_batch(engine: LayerEngine, filter_ids: list[int], params: SynthesisParams,
+                  sign: int = 1) -> list[FilterImage]:
+    """One batch of images, each maximising the spatial mean of its filter's pre-ReLU output; with
+    `sign` -1, minimising it (the same synthesis on the negated objective, kind "channel-negative").
+
+    Every number stays the channel mean itself (the objective, its history along the run), so a
+    negative image's is low. A negative image has no contrast response or faint verdict: they say
+    whether louder versions of an image its filter prefers score lower, a question of maximising."""
     param_f = FourierImage(params.size, params.size, params.init_sd, params.decay_power, params.decorrelate)
     if params.fit_transforms:
         params = fitted_to_field(params, min(engine.field((params.size, params.size)).r))
-    run = _run(engine, CHANNEL, objectives.channel_mean(), param_f, params, filter_ids)
-    images = best_contrast(engine, to_bytes(run.images), filter_ids, params.contrast_search)
+    objective = objectives.channel_mean() if sign > 0 else -objectives.channel_mean()
+    run = _run(engine, CHANNEL, objective, param_f, params, filter_ids)
+    images = best_contrast(engine, to_bytes(run.images), filter_ids, params.contrast_search, sign)
     objective, mean_act = evaluate(engine, images / 255.0, filter_ids)
-    responses, faint = contrast_responses(engine, images, filter_ids)
+    responses, faint = contrast_responses(engine, images, filter_ids) if sign > 0 else ([None] * len(images),) * 2
+    kind = CHANNEL if sign > 0 else CHANNEL_NEGATIVE
     return [
-        FilterImage(engine.name, f, CHANNEL, images[i], float(objective[i]), float(mean_act[i]), run.history[:, i],
+        FilterImage(engine.name, f, kind, images[i], float(objective[i]), float(mean_act[i]), sign * run.history[:, i],
                     contrast_response=responses[i], faint=faint[i])
         for i, f in enumerate(filter_ids)
     ]
+
+
+def negative_channel_batch(engine: LayerEngine, filter_ids: list[int], params: SynthesisParams) -> list[FilterImage]:
+    """One batch of negative whole-filter images: each minimises its filter's pre-ReLU channel mean."""
+    return channel_batch(engine, filter_ids, params, sign=-1)
 
 
 def neuron_batch(engine: LayerEngine, filter_ids: list[int], params: SynthesisParams) -> list[FilterImage]:
@@ -248,11 +264,12 @@ def neuron_batch(engine: LayerEngine, filter_ids: list[int], params: SynthesisPa
     ]
 
 
-SYNTHESISERS = {CHANNEL: channel_batch, NEURON: neuron_batch}
+SYNTHESISERS = {CHANNEL: channel_batch, CHANNEL_NEGATIVE: negative_channel_batch, NEURON: neuron_batch}
 
 
 def synthesise(engine: LayerEngine, kind: str, filter_ids: list[int], params: SynthesisParams) -> list[FilterImage]:
-    """One batch of `kind` images ("channel" or "neuron"): image i maximises filter_ids[i].
+    """One batch of `kind` images ("channel", "channel-negative" or "neuron"): image i maximises
+    filter_ids[i] (a "channel-negative" image minimises it).
 
     The caller chooses the batch (the build sizes it to memory); nothing here re-batches."""
     check_batch(engine, filter_ids, params)
@@ -263,6 +280,14 @@ def channel_images(engine: LayerEngine, filter_ids: list[int], params: Synthesis
                    batch_size: int | None = None) -> list[FilterImage]:
     """Whole-filter images of any number of filters, in batches that fit memory."""
     return _in_batches(engine, CHANNEL, filter_ids, params, batch_size or channel_batch_size(engine, params, len(filter_ids)))
+
+
+def negative_channel_images(engine: LayerEngine, filter_ids: list[int], params: SynthesisParams,
+                            batch_size: int | None = None) -> list[FilterImage]:
+    """Negative whole-filter images (each minimising its filter's channel mean) of any number of
+    filters, in batches that fit memory."""
+    size = batch_size or channel_batch_size(engine, params, len(filter_ids))
+    return _in_batches(engine, CHANNEL_NEGATIVE, filter_ids, params, size)
 
 
 def neuron_images(engine: LayerEngine, filter_ids: list[int], params: SynthesisParams,

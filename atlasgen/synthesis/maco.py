@@ -32,6 +32,8 @@ from atlasgen.tf import tf
 SPECTRUM_SIDE = 256
 SPECTRUM_FILE = Path(__file__).resolve().parent.parent / "data" / "natural_spectrum.npy"
 METHOD = "maco"
+#: The MACO image that minimises its filter's pre-ReLU channel mean.
+NEGATIVE = "maco-negative"
 
 
 # --- the natural spectrum ------------------------------------------------------------------------
@@ -225,9 +227,10 @@ class MacoState(NamedTuple):
                    tf.zeros([batch, size, size]))
 
 
-def maco_step(engine, params: MacoParams, magnitude_tensor) -> Step:
-    """One MACO step: Adam up the mean objective over each image's crops, on its phase (and its log
-    contrast, when that learns), adding the objective's gradient on the pixels to the saliency."""
+def maco_step(engine, params: MacoParams, magnitude_tensor, sign: int = 1) -> Step:
+    """One MACO step: Adam up the mean objective over each image's crops (down, with `sign` -1), on
+    its phase (and its log contrast, when that learns), adding the objective's gradient on the pixels
+    to the saliency. The scores it records are the objective itself, whatever the sign."""
     size = params.size
 
     def step(i, state: MacoState, inputs: LoopInputs):
@@ -238,7 +241,7 @@ def maco_step(engine, params: MacoParams, magnitude_tensor) -> Step:
             crops = crops_and_noise(image, step_keys(inputs.keys, i), progress, params)
             maps = engine.own_maps(crops, tf.repeat(inputs.filter_ids, params.crops))
             scores = tf.reduce_mean(tf.reshape(tf.reduce_mean(maps, axis=[1, 2]), [-1, params.crops]), axis=1)
-            loss = -tf.reduce_sum(scores)
+            loss = -float(sign) * tf.reduce_sum(scores)
         grad, contrast_grad, pixels = tape.gradient(loss, [state.phase, state.contrast, image])
         phase, moments = state.moments.update(state.phase, grad, i, params.learning_rate)
         contrast, contrast_moments = state.contrast, state.contrast_moments
@@ -251,8 +254,9 @@ def maco_step(engine, params: MacoParams, magnitude_tensor) -> Step:
     return step
 
 
-def compile_maco(engine, params: MacoParams):
-    """The compiled loop of a MACO batch: from the phase to (images, pre-images, saliency), history."""
+def compile_maco(engine, params: MacoParams, sign: int = 1):
+    """The compiled loop of a MACO batch (`sign` -1: minimising): from the phase to (images,
+    pre-images, saliency), history."""
     size = params.size
     magnitude_tensor = tf.constant(magnitude(size))
 
@@ -260,19 +264,21 @@ def compile_maco(engine, params: MacoParams):
         pre = pre_image(state.phase, magnitude_tensor, size)
         return to_pixels(pre, state.contrast), pre, state.saliency
 
-    return compile_loop(lambda phase: MacoState.begin(phase, size), maco_step(engine, params, magnitude_tensor), finish)
+    return compile_loop(lambda phase: MacoState.begin(phase, size), maco_step(engine, params, magnitude_tensor, sign),
+                        finish)
 
 
-def optimise_maco(engine, filter_ids: list[int], params: MacoParams) -> MacoRun:
-    """Image i maximises the spatial mean of filter filter_ids[i]'s pre-ReLU map, by Adam on its phase.
+def optimise_maco(engine, filter_ids: list[int], params: MacoParams, sign: int = 1) -> MacoRun:
+    """Image i maximises the spatial mean of filter filter_ids[i]'s pre-ReLU map (minimises it, with
+    `sign` -1), by Adam on its phase.
 
-    One compiled graph per (parameters without steps, batch size), cached on the engine; steps are
-    a graph input."""
+    One compiled graph per (sign, parameters without steps, batch size), cached on the engine; steps
+    are a graph input."""
     check_engine_precision(engine, params)
-    cache_key = (METHOD, replace(params, steps=0), len(filter_ids))
+    cache_key = (METHOD, sign, replace(params, steps=0), len(filter_ids))
     keys = [filter_key(params.seed, f) for f in filter_ids]
     (images, pre, saliency), history = run_loop(
-        engine, cache_key, lambda: compile_maco(engine, params), tf.constant(initial_phase(keys, params.size)),
+        engine, cache_key, lambda: compile_maco(engine, params, sign), tf.constant(initial_phase(keys, params.size)),
         LoopInputs.of(keys, filter_ids, params.steps),
     )
     return MacoRun(images.numpy(), pre.numpy(), normalise(saliency.numpy()), history.numpy())
@@ -296,21 +302,30 @@ def maco_batch_size(engine, params: MacoParams, wanted: int) -> int:
     return choose_batch_size(per_image, available_memory_bytes(), wanted)
 
 
-def maco_batch(engine, filter_ids: list[int], params: MacoParams) -> list:
-    """One batch of MACO whole-filter images: `MacoImage` records, with their transparency maps."""
+def maco_batch(engine, filter_ids: list[int], params: MacoParams, sign: int = 1) -> list:
+    """One batch of MACO whole-filter images: `MacoImage` records, with their transparency maps.
+    With `sign` -1 each image minimises its filter's channel mean instead (kind "maco-negative"; the
+    contrast search keeps the contrast its filter scores lowest, and there is no contrast response
+    or faint verdict, as for Lucid's negative images)."""
     filter_ids = list(filter_ids)
     check_batch(engine, filter_ids, params)
     if params.crops < 1:
         raise AtlasgenError("MACO crops must be at least 1")
-    run = optimise_maco(engine, filter_ids, params)
-    images = best_contrast(engine, to_bytes(run.images), filter_ids, params.contrast_search)
+    run = optimise_maco(engine, filter_ids, params, sign)
+    images = best_contrast(engine, to_bytes(run.images), filter_ids, params.contrast_search, sign)
     objective, mean_act = evaluate(engine, images / 255.0, filter_ids)
-    responses, faint = contrast_responses(engine, images, filter_ids)
+    responses, faint = contrast_responses(engine, images, filter_ids) if sign > 0 else ([None] * len(images),) * 2
+    kind = METHOD if sign > 0 else NEGATIVE
     return [
-        MacoImage(engine.name, f, METHOD, images[i], float(objective[i]), float(mean_act[i]), run.history[:, i],
+        MacoImage(engine.name, f, kind, images[i], float(objective[i]), float(mean_act[i]), run.history[:, i],
                   contrast_response=responses[i], faint=faint[i], transparency=run.transparency[i])
         for i, f in enumerate(filter_ids)
     ]
+
+
+def negative_maco_batch(engine, filter_ids: list[int], params: MacoParams) -> list:
+    """One batch of negative MACO images: each minimises its filter's pre-ReLU channel mean."""
+    return maco_batch(engine, filter_ids, params, sign=-1)
 
 
 @dataclass

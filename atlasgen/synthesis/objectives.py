@@ -1,7 +1,8 @@
 """Objectives, composable the way Lucid's are.
 
 An objective maps `maps`, the pre-ReLU output of each batch element's own filter, shape
-(batch, h, w), to one score per element, shape (batch,). Objectives add, subtract and scale:
+(batch, h, w), to one score per element, shape (batch,); one that `needs_features` also gets the
+activations that feed the filter's layer, (batch, h', w', c). Objectives add, subtract and scale:
 `channel_mean() + 0.5 * neuron(3, 3)` is an objective too, with a description to match.
 """
 
@@ -19,21 +20,25 @@ class Objective:
 
     score: Callable
     description: str
+    needs_features: bool = False  # its score also takes the features that feed the layer
 
-    def __call__(self, maps):
-        return self.score(maps)
+    def __call__(self, maps, features=None):
+        return self.score(maps, features) if self.needs_features else self.score(maps)
+
+    def _joined(self, other: "Objective", score: Callable, description: str) -> "Objective":
+        return Objective(lambda m, f=None: score(m, f), description, self.needs_features or other.needs_features)
 
     def __add__(self, other: "Objective") -> "Objective":
-        return Objective(lambda m: self(m) + other(m), f"{self.description} + {other.description}")
+        return self._joined(other, lambda m, f: self(m, f) + other(m, f), f"{self.description} + {other.description}")
 
     def __neg__(self) -> "Objective":
-        return Objective(lambda m: -self(m), f"-({self.description})")
+        return Objective(lambda m, f=None: -self(m, f), f"-({self.description})", self.needs_features)
 
     def __sub__(self, other: "Objective") -> "Objective":
         return self + (-other)
 
     def __mul__(self, weight: float) -> "Objective":
-        return Objective(lambda m: weight * self(m), f"{weight:g} * ({self.description})")
+        return Objective(lambda m, f=None: weight * self(m, f), f"{weight:g} * ({self.description})", self.needs_features)
 
     __rmul__ = __mul__
 
@@ -46,3 +51,29 @@ def channel_mean() -> Objective:
 def neuron(y: int, x: int) -> Objective:
     """The pre-ReLU value of the single unit at (y, x) of the filter's map."""
     return Objective(lambda maps: maps[:, y, x], f"neuron ({y}, {x})")
+
+
+def gram_similarity(features, group: int):
+    """Each image's mean cosine similarity with the other images of its group (consecutive runs of
+    `group` images), between the Gram matrices of their features, (batch, h, w, c): (batch,)."""
+    flat = tf.reshape(features, [tf.shape(features)[0], -1, tf.shape(features)[-1]])
+    gram = tf.matmul(flat, flat, transpose_a=True) / tf.cast(tf.shape(flat)[1], features.dtype)
+    gram = tf.math.l2_normalize(tf.reshape(gram, [tf.shape(gram)[0], -1]), axis=1)
+    grouped = tf.reshape(gram, [-1, group, tf.shape(gram)[-1]])
+    cosine = tf.matmul(grouped, grouped, transpose_b=True)  # (groups, group, group)
+    others = (tf.reduce_sum(cosine, axis=-1) - tf.linalg.diag_part(cosine)) / max(group - 1, 1)
+    return tf.reshape(others, [-1])
+
+
+def diversity(group: int, weight: float, scale: Objective) -> Objective:
+    """Lucid's diversity term (Olah et al. 2017): minus each image's mean cosine similarity, between
+    Gram matrices of the features that feed the layer, with the other images of its group of `group`
+    images of one filter. It is weighted by `weight` times the size of `scale` on the image (held
+    constant in the gradient), so that it pulls as hard on a filter whose objective is 1000 as on one
+    whose objective is 1."""
+
+    def score(maps, features):
+        size = tf.stop_gradient(tf.abs(scale(maps)) + 1.0)
+        return -weight * size * gram_similarity(tf.cast(features, tf.float32), group)
+
+    return Objective(score, f"diversity of {group} ({weight:g} x |{scale.description}|)", needs_features=True)

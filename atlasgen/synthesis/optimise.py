@@ -220,7 +220,8 @@ def spectrum_step(engine: LayerEngine, objective: Objective, render: Callable, a
         with tf.GradientTape() as tape:
             tape.watch([state.spectrum, state.contrast])
             image = augment(render(state.spectrum, contrast.of(state)), step_keys(inputs.keys, i))
-            scores = objective(engine.own_maps(image, inputs.filter_ids))
+            features = engine.features(image) if objective.needs_features else None
+            scores = objective(engine.own_maps(image, inputs.filter_ids, features=features), features)
             loss = -tf.reduce_sum(scores)
         grad, contrast_grad = tape.gradient(loss, [state.spectrum, state.contrast])
         spectrum, moments = state.moments.update(state.spectrum, grad, i, learning_rate_at(lr, schedule, i, inputs.steps))
