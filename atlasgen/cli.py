@@ -13,7 +13,7 @@ import click
 from atlasgen.build.config import DATASET_DEFAULTS, DEFAULT_PRESET, MAX_WIRING_K, PRESETS, BuildConfig, parse_shard
 from atlasgen.build.kinds import DEFAULT_METHODS, METHODS, WIRING_K
 from atlasgen.errors import AtlasgenError
-from atlasgen.params import PRECISIONS
+from atlasgen.params import MAX_DIVERSITY, PRECISIONS
 from atlasgen.site.views import COLUMNS, DEFAULT_COLUMNS
 
 def _path(ctx, param, value):
@@ -138,6 +138,10 @@ PLAN_OPTIONS = (
     PlanOption(("--title",), "title", dict(default=None, help="the atlas's title, for citations [made from the model and weights]")),
     PlanOption(("--author", "authors"), "authors", dict(multiple=True,
                help="an author of the atlas, for citations (repeat for several)"), tuple),
+    PlanOption(("--diversity",), "diversity", dict(type=int, default=None,
+               help=f"each filter's diversity set: this many whole-filter images optimised together, each pulled "
+                    f"away from the others' texture (Lucid's method), at most {MAX_DIVERSITY}; 0 turns it off "
+                    f"[quick {PRESETS['quick'].diversity}, full {PRESETS['full'].diversity}]")),
     PlanOption(("--wiring-k",), "wiring_k", dict(type=int, default=None,
                help=f"each filter's wiring: its strongest inputs, inhibitors and outputs (from the weights), this "
                     f"many of each, at most {MAX_WIRING_K} [{WIRING_K}]")),

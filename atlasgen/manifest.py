@@ -29,6 +29,11 @@ SCHEMA_VERSION = 3
 MAX_MANIFEST_BYTES = 256 * 1024 * 1024
 
 
+#: A record field written only when it has a value: atlas.json omits it when it is None (older
+#: atlas.json lack it, and an atlas without the thing it describes carries no null for it).
+OMITTED_WHEN_NONE = {"omit_none": True}
+
+
 class ManifestError(AtlasgenError):
     """atlas.json is missing, unreadable or does not match its schema."""
 
@@ -110,11 +115,20 @@ class Metrics:
     own_image_peak: float | None = None  # the largest post-ReLU value on its own whole-filter image
     # Pre-ReLU negative everywhere on every probe photo and on its own whole-filter image.
     silent: bool = False
+    # The diversity set (images.diversity, in its order): each image's objective, its numbers and
+    # curve, and the set's mean pairwise cosine similarity between the Gram matrices of the features
+    # that feed the layer (1: the same texture); absent without one.
+    diversity: list[float] | None = field(default=None, metadata=OMITTED_WHEN_NONE)
+    diversity_runs: list[SynthesisMetrics] | None = field(default=None, metadata=OMITTED_WHEN_NONE)
+    diversity_similarity: float | None = field(default=None, metadata=OMITTED_WHEN_NONE)
     # Each synthesised image's numbers under its view's name ("channel", "neuron", "maco", ...), written
     # beside the fields above as metrics.<name>; an image the atlas did not build has none.
     images: dict[str, SynthesisMetrics] = field(default_factory=dict, metadata={"flatten": True})
 
     def problems(self):
+        if self.diversity is not None and (self.diversity_runs is None or len(self.diversity_runs) != len(self.diversity)):
+            yield "diversity_runs", f"one record per diversity image ({len(self.diversity)})", \
+                None if self.diversity_runs is None else len(self.diversity_runs)
         if self.neuron_vs_best_example is not None and "neuron" not in self.images:
             yield ("neuron_vs_best_example", "null: there are no centre-neuron numbers (metrics.neuron)",
                    self.neuron_vs_best_example)
@@ -206,9 +220,6 @@ class KernelRecord:
             yield "scale", "a number at least 0 (the largest absolute weight)", self.scale
 
 
-#: A record field written only when it has a value: atlas.json omits it when it is None (older
-#: atlas.json lack it, and an atlas without the thing it describes carries no null for it).
-OMITTED_WHEN_NONE = {"omit_none": True}
 
 
 @dataclass(frozen=True)
@@ -296,7 +307,7 @@ class UnitRecord:
     page: str  # the filter's permanent folder
     # Record field (e.g. "channel", "neuron", "rf_crop", "maco_channel") -> path; at least one, the
     # unit's picture (site.views.thumbnail). The pages show the views whose images a unit has.
-    images: dict[str, str]
+    images: dict[str, str | list[str]]  # a list: the diversity set ("diversity"), each image a path
     # [top, left, bottom, right] of the centre unit's field, bottom and right excluded, inside the
     # synthesised image (parameters.size).
     rf_box: list[int] = bounded(0, items=4)
@@ -317,6 +328,9 @@ class UnitRecord:
             yield ("images", "an object with at least one image", sorted(self.images))
         if "kernel" in self.images and self.kernel is None:
             yield "kernel", "the kernel's record (scale, taps, flipped), as images.kernel is there", None
+        faces = self.images.get("diversity")
+        if faces is not None and (isinstance(faces, str) or len(faces) != len(self.metrics.diversity or ())):
+            yield "images.diversity", "a list of paths, one per objective in metrics.diversity", faces
 
 
 @dataclass(frozen=True)
@@ -488,7 +502,7 @@ def derive_metrics(document: dict) -> dict:
     maps = document.get("activation_maps", [])
     best = max((m["mean"] for m in maps), default=0.0)
     metrics["best_probe_mean_activation"] = best
-    for value in metrics.values():
+    for value in [*metrics.values(), *metrics.get("diversity_runs", ())]:
         if isinstance(value, dict) and "mean_activation" in value:
             value.setdefault("activation_vs_best_probe", activation_vs_best_probe(value["mean_activation"], best))
     neuron, examples = metrics.get("neuron"), document.get("dataset_examples") or []
@@ -552,8 +566,10 @@ def _check_paths(manifest: "Manifest") -> None:
         for ui, unit in enumerate(layer.units):
             where = f"atlas.json.layers[{li}].units[{ui}]"
             _site_path(unit.page, f"{where}.page", folder=True)
-            for name, path in unit.images.items():
-                _site_path(path, _member(f"{where}.images", name), folder=False)
+            for name, paths in unit.images.items():
+                for i, path in enumerate([paths] if isinstance(paths, str) else paths):
+                    _site_path(path, _member(f"{where}.images", name) + ("" if isinstance(paths, str) else f"[{i}]"),
+                               folder=False)
             for mi, amap in enumerate(unit.activation_maps):
                 for name, path in amap.images.items():
                     _site_path(path, _member(f"{where}.activation_maps[{mi}].images", name), folder=False)
@@ -616,7 +632,7 @@ def _decode(kind, value, where: str):
         return record
     if origin in (typing.Union, types.UnionType):
         options = typing.get_args(kind)
-        records = [o for o in options if dataclasses.is_dataclass(o) or typing.get_origin(o) is dict]
+        records = [o for o in options if dataclasses.is_dataclass(o) or typing.get_origin(o) in (dict, list)]
         if value is not None and len(records) == 1 and set(options) == {records[0], type(None)}:
             return _decode(records[0], value, where)  # an optional record (or object): name the bad field inside it
         for option in options:

@@ -10,6 +10,12 @@ from atlasgen.errors import AtlasgenError
 #: What a synthesis computes in: float32 throughout, or "mixed": the trunk and the target layer's
 #: convolution in bfloat16 with float32 variables, the maps returned (and everything after them) in float32.
 PRECISIONS = ("float32", "mixed")
+#: The diversity term's weight (atlasgen.synthesis.objectives.diversity), relative to the size of the
+#: filter's objective on each image: 1 measured images as unlike as at 3 and still above every natural
+#: crop; 3 pulled some below it (block3_conv1 and block4_conv1, filters 0-5, 64 px).
+DIVERSITY_WEIGHT = 1.0
+#: The largest diversity set (--diversity): each image costs what a whole-filter image does.
+MAX_DIVERSITY = 16
 
 
 def check_precision(precision, option: str = "precision") -> str:

@@ -37,13 +37,13 @@ def entries(store_root) -> set[str]:
 def test_build_computes_every_kind_and_rebuilds_are_incremental(tmp_path, tiny_config, quiet, photo_dir):
     store = tmp_path / "store"
     first = run_build(tiny_config(), quiet)
-    # Every kind of every filter, and the probe photo: 2 filters x 10 (channel, channel-negative, neuron,
-    # channel-map, kernel, examples, examples-negative, wiring, and map + map-view of the one probe), the
-    # probe photo, and the 2 chunks of the 18 built-in photos.
-    assert first.complete and first.computed == first.planned == 23
+    # Every kind of every filter, and the probe photo: 2 filters x 11 (channel, channel-negative,
+    # diversity, neuron, channel-map, kernel, examples, examples-negative, wiring, and map + map-view of
+    # the one probe), the probe photo, and the 2 chunks of the 18 built-in photos.
+    assert first.complete and first.computed == first.planned == 25
     made = computed_by_kind(store, set())
     # Each kind once a filter (the probe photo once), and the built-in photos' 2 chunks.
-    assert made == {"probe-photo": 1, "dataset-top": 2, "channel": 2, "channel-negative": 2, "channel-map": 2,
+    assert made == {"probe-photo": 1, "dataset-top": 2, "channel": 2, "channel-negative": 2, "diversity": 2, "channel-map": 2,
                     "neuron": 2, "kernel": 2, "examples": 2, "examples-negative": 2, "map": 2, "map-view": 2,
                     "wiring": 2}
     manifest = tmp_path / "site" / "vgg16-hed-bsds500" / "atlas.json"
@@ -61,7 +61,7 @@ def test_build_computes_every_kind_and_rebuilds_are_incremental(tmp_path, tiny_c
     seen = entries(store)
     run_build(tiny_config(probes=(photo_dir / "red.png", photo_dir / "blue.png"), steps=5), quiet)
     made = computed_by_kind(store, seen)
-    assert (made["channel"], made["channel-negative"], made["neuron"]) == (2, 2, 2)
+    assert (made["channel"], made["channel-negative"], made["diversity"], made["neuron"]) == (2, 2, 2, 2)
     assert not {"probe-photo", "map", "map-view", "kernel", "examples", "examples-negative", "wiring"} & set(made)
     units = json.loads(manifest.read_text())["layers"][0]["units"]
     assert [m["probe"] for m in units[0]["activation_maps"]] == ["red", "blue"]
@@ -69,12 +69,12 @@ def test_build_computes_every_kind_and_rebuilds_are_incremental(tmp_path, tiny_c
 
 def test_status_counts_every_kind(built_atlas):
     report = build_status(dataclasses.replace(built_atlas, filters="0-3"))
-    # 2 layers x 4 filters x 9 (channel, channel-negative, neuron, channel-map, examples,
+    # 2 layers x 4 filters x 10 (channel, channel-negative, diversity, neuron, channel-map, examples,
     # examples-negative, wiring, and map + map-view of the one probe), block1_conv1's 4 kernels, the probe
-    # photo, and 2 chunks a layer (the 18 built-in photos); missing: filter 3 of each layer, 2 x 9, and its
-    # kernel in block1_conv1.
-    assert report["planned"] == 81 and report["missing"] == 19
-    assert list(report["layers"]["block1_conv1"]) == ["dataset-top", "channel", "channel-negative", "channel-map",
+    # photo, and 2 chunks a layer (the 18 built-in photos); missing: filter 3 of each layer, 2 x 10, and
+    # its kernel in block1_conv1.
+    assert report["planned"] == 89 and report["missing"] == 21
+    assert list(report["layers"]["block1_conv1"]) == ["dataset-top", "channel", "channel-negative", "diversity", "channel-map",
                                                        "neuron", "kernel", "examples", "examples-negative", "map",
                                                        "map-view", "wiring"]
     assert "kernel" not in report["layers"]["block2_conv1"]  # it reads block1's channels, not the image
@@ -102,13 +102,13 @@ def test_sigkill_in_the_middle_of_a_build_then_resume(tmp_path, tiny_config, qui
     store = Store(tmp_path / "store")
     assert store.verify().ok
     done_before = len(entries(tmp_path / "store"))
-    # 43 in all: 4 filters x 10 (channel, channel-negative, neuron, channel-map, kernel, examples,
-    # examples-negative, wiring, and map + map-view of the one probe), the probe photo, and the 2 chunks
-    # of the 18 built-in photos.
-    assert 0 < done_before < 43, "killed in the middle"
+    # 47 in all: 4 filters x 11 (channel, channel-negative, diversity, neuron, channel-map, kernel,
+    # examples, examples-negative, wiring, and map + map-view of the one probe), the probe photo, and the
+    # 2 chunks of the 18 built-in photos.
+    assert 0 < done_before < 47, "killed in the middle"
     # Resumed in this process: only what the killed one did not store.
     resumed = run_build(tiny_config(filters="0-3", steps=8, batch_size=1), quiet)
-    assert resumed.complete and resumed.computed == 43 - done_before
+    assert resumed.complete and resumed.computed == 47 - done_before
     assert store.verify().ok
     manifest = json.loads((tmp_path / "site" / "vgg16-hed-bsds500" / "atlas.json").read_text())
     assert [u["index"] for u in manifest["layers"][0]["units"]] == list(range(4))

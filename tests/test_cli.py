@@ -198,10 +198,10 @@ def test_build_status_verify_gc_render(tmp_path, cli):
     store, site = tmp_path / "store", tmp_path / "site"
     built = cli("build", *TINY_ARGS, "--seed", "3", "--store", store, "--out", site)
     assert built.returncode == 0, built.stderr
-    # 2 filters x 10 (channel, channel-negative, neuron, channel-map, kernel, examples,
+    # 2 filters x 11 (channel, channel-negative, diversity, neuron, channel-map, kernel, examples,
     # examples-negative, wiring, and map + map-view of the one probe), the probe photo, and the 2
     # chunks of the 18 built-in photos
-    planned = 23
+    planned = 25
     assert f"atlas complete: {planned} artifacts, {planned} computed now" in built.stdout
     assert "all 4,224 filters of vgg16" in built.stdout
     assert json.loads((site / "vgg16-hed-bsds500" / "atlas.json").read_text())["parameters"]["seed"] == 3
@@ -210,9 +210,9 @@ def test_build_status_verify_gc_render(tmp_path, cli):
     report = json.loads(status.stdout)
     assert report["done"] == planned and report["missing"] == 0
     more = cli("status", *TINY_ARGS, "--filters", "0-2", "--seed", "3", "--store", store)
-    assert "missing 10" in more.stdout and "channel 2/3" in more.stdout  # filter 2's 10 artifacts
+    assert "missing 11" in more.stdout and "channel 2/3" in more.stdout  # filter 2's 11 artifacts
     other_seed = cli("status", *TINY_ARGS, "--store", store)
-    assert "channel 0/2, channel-negative 0/2, channel-map 0/2, neuron 0/2" in other_seed.stdout and "map 2/2" in other_seed.stdout  # the seed is not in the maps' recipes
+    assert "channel 0/2, channel-negative 0/2, diversity 0/2, channel-map 0/2, neuron 0/2" in other_seed.stdout and "map 2/2" in other_seed.stdout  # the seed is not in the maps' recipes
     assert "examples-negative 2/2" in other_seed.stdout  # nor in the dataset examples', either side
     assert "wiring 2/2" in other_seed.stdout  # nor in the wiring's: it reads the weights alone
     assert "kernel 2/2" in other_seed.stdout  # nor in the kernels'
@@ -259,6 +259,11 @@ def test_build_status_verify_gc_render(tmp_path, cli):
     (["--wiring-k", "-1"], ["--wiring-k -1", "from 1"]),
     (["--wiring-k", "65"], ["--wiring-k 65", "to 64"]),
     (["--wiring-k", ""], ["--wiring-k", "not a valid integer"]),
+    (["--diversity", "1"], ["--diversity 1 is one image", "give 2 or more, or 0 to turn it off"]),
+    (["--diversity", "-1"], ["--diversity -1", "from 0 to 16"]),
+    (["--diversity", "17"], ["--diversity 17", "to 16"]),
+    (["--diversity", ""], ["--diversity", "not a valid integer"]),
+    (["--diversity", "3", "--method", "maco"], ["--diversity 3 uses Lucid's method", "add lucid to --method"]),
     (["--dataset", "/dev/zero"], ["--dataset", "not a folder"]),
     (["--dataset", "no/such/folder"], ["--dataset", "does not exist"]),
 ])

@@ -36,8 +36,11 @@ def test_manifest_describes_the_atlas(built_atlas):
         assert unit["images"] == {"channel": folder + "channel.webp", "neuron": folder + "neuron.webp",
                                   "rf_crop": folder + "rf-crop.webp", "channel_map": folder + "channel-map.webp",
                                   "kernel": folder + "kernel.webp",  # block1_conv1 reads the image: its kernels
-                                  "channel_negative": folder + "channel-negative.webp"}
-        for path in unit["images"].values():
+                                  "channel_negative": folder + "channel-negative.webp",
+                                  "diversity": [folder + "diversity/0.webp", folder + "diversity/1.webp"]}  # quick: 2
+        assert len(unit["metrics"]["diversity"]) == len(unit["metrics"]["diversity_runs"]) == 2
+        assert 0 <= unit["metrics"]["diversity_similarity"] <= 1
+        for path in [p for value in unit["images"].values() for p in ([value] if isinstance(value, str) else value)]:
             with Image.open(site / path) as image:
                 assert image.format == "WEBP"
         (amap,) = unit["activation_maps"]
@@ -55,6 +58,8 @@ def test_manifest_describes_the_atlas(built_atlas):
         assert channel["contrast_response"][1][1] == pytest.approx(channel["objective"], abs=1e-4)
         assert isinstance(channel["faint"], bool) and metrics["neuron"]["faint"] is None
         # Its run: every step of these 4 (at most 31 before the last), ending at the stored objective.
+        for objective, run in zip(metrics["diversity"], metrics["diversity_runs"]):  # each diversity image's too
+            assert [step for step, _ in run["curve"]] == [1, 2, 3, 4] and run["curve"][-1][1] == objective == run["objective"]
         for image in ("channel", "neuron"):
             curve = metrics[image]["curve"]
             assert [step for step, _ in curve] == [1, 2, 3, 4] and curve[-1][1] == metrics[image]["objective"]
@@ -69,9 +74,9 @@ def test_export_only_copies_stored_blobs(atlas_copy, monkeypatch):
     examples = [p for p in images if p.parent.name == "examples"]
     negative = [p for p in images if p.parent.name == "examples-negative"]
     photos = [p for p in images if p.parent.name == "dataset"]
-    # The probe photo, 6 filters x 7 files: channel, channel-negative, neuron, rf-crop, channel-map, and
-    # the probe's heatmap + overlay; and the kernels of block1_conv1's 3 filters
-    assert len(images) - len(examples) - len(negative) - len(photos) == 46
+    # The probe photo, 6 filters x 9 files: channel, channel-negative, the 2 diversity images, neuron,
+    # rf-crop, channel-map, and the probe's heatmap + overlay; and the kernels of block1_conv1's 3 filters
+    assert len(images) - len(examples) - len(negative) - len(photos) == 58
     assert len(examples) == len(negative) == 6 * 9  # 9 examples a filter, top and bottom
     assert 9 <= len(photos) <= 18  # from the 18 built-in photos, each once whichever list it is in
     for path in images:

@@ -201,10 +201,29 @@ def test_the_negative_columns_draw_the_negative_image_and_the_lowest_examples(si
     assert parse_columns("negative,examples-negative") == ("negative", "examples-negative")
 
 
+def test_the_diversity_column_draws_every_image_of_each_set(site, tmp_path):
+    result = make_figure(site, ["block1_conv1/0", "block2_conv1/2-3"], tmp_path / "faces.svg", "channel,diversity")
+    assert result.columns == ("channel", "diversity")
+    records = [unit(site, r.layer, r.filter) for r in result.rows]
+    assert [len(u["images"]["diversity"]) for u in records] == [2, 2, 2]  # the quick preset's sets
+    assert result.images == 3 + 3 * 2
+    root = ET.parse(result.path).getroot()
+    assert "diversity" in {"".join(t.itertext()) for t in root.iter(f"{SVG}text")}
+    embedded = []
+    for element in root.iter(f"{SVG}image"):
+        href = element.get(XLINK) or element.get("href")
+        with Image.open(io.BytesIO(base64.b64decode(href.split(",", 1)[1]))) as image:
+            embedded.append(image.convert("RGB").tobytes())
+    for record in records:
+        for path in record["images"]["diversity"]:
+            with Image.open(site / path) as source:
+                assert source.convert("RGB").tobytes() in embedded, path
+
+
 def test_the_figure_help_lists_the_negative_columns(cli):
     shown = cli("figure", "--help")
     listed = "".join(shown.stdout.split())  # click wraps the list, at hyphens too
-    assert shown.returncode == 0 and "channel,negative," in listed and "examples,examples-negative," in listed
+    assert shown.returncode == 0 and "channel,negative,diversity," in listed and "examples,examples-negative," in listed
 
 
 def test_the_kernel_column_embeds_each_first_layer_kernel_pixel_for_pixel(site, tmp_path):

@@ -19,7 +19,9 @@ A, B, C = ProbeRef("a", "1" * 64), ProbeRef("b", "2" * 64), ProbeRef("c", "3" * 
 LAYERS = [("block1_conv1", [0, 1])]
 
 # Plans here have no dataset, and name no layer that reads the image (the kernel's: test_the_kernel_*).
-UNIT_KINDS = [k.name for k in KINDS.values() if k.scope == "unit" and not k.needs_dataset and not k.reads_image]
+# Nor a diversity set (test_the_diversity_set_*), which a plan has only when asked for.
+UNIT_KINDS = [k.name for k in KINDS.values() if k.scope == "unit" and not k.needs_dataset and not k.reads_image
+              and k.planned is None]
 PROBE_KINDS = [k.name for k in KINDS.values() if k.scope == "unit-probe"]
 SHARED_KINDS = [k.name for k in KINDS.values() if k.scope == "probe"]
 
@@ -37,6 +39,7 @@ def keys(p) -> dict[tuple, str]:
 
 def test_the_kinds_the_atlas_is_made_of():
     assert set(UNIT_KINDS) == {"channel", "channel-negative", "neuron", "channel-map", "wiring"}
+    assert [k.name for k in ALL_KINDS.values() if k.planned is not None] == ["diversity"]
     assert [k.name for k in KINDS.values() if k.needs_dataset] == ["dataset-top", "examples", "examples-negative"]
     assert [k.name for k in KINDS.values() if k.scope == "chunk"] == ["dataset-top"]
     assert set(PROBE_KINDS) == {"map", "map-view"}
@@ -78,23 +81,24 @@ def test_the_views_table():
 
     views = [v for k in ALL_KINDS.values() for v in k.views]
     assert list(VIEWS) == [v.id for v in views]  # one view per id
-    assert list(VIEWS) == ["channel", "negative", "maco", "maco-transparency", "maco-negative", "channel-map", "neuron",
+    assert list(VIEWS) == ["channel", "negative", "diversity", "maco", "maco-transparency", "maco-negative", "channel-map", "neuron",
                            "rf-crop", "kernel", "examples", "examples-negative", "maps", "wiring"]
     published = {o.field for k in ALL_KINDS.values() for o in k.outputs}
     metrics = {k.metrics for k in ALL_KINDS.values()}
     for view in views:
         assert (templates_dir() / "views" / view.template).is_file(), view.template
-        assert view.shows in ("examples", "maps", "wiring") or f"images.{view.image}" in published, view.id
+        published_too = {"images.diversity"}  # published by its kind's own function (a list of paths)
+        assert view.shows in ("examples", "maps", "wiring") or f"images.{view.image}" in published | published_too, view.id
         assert view.layer_template is None or (templates_dir() / "views" / view.layer_template).is_file(), view.id
         assert view.shows != "examples" or view.examples in ("dataset_examples", "dataset_examples_negative"), view.id
         assert view.metrics is None or view.metrics in metrics, view.id
         assert not view.column or view.hint, view.id  # a figure that asks for it can say how to get it
     assert [v.id for v in views if v.default_column] == ["channel", "neuron", "rf-crop"]
     # The filter's card, side by side: what excites it, what inhibits it.
-    assert [v.id for v in views if v.side == "excites"] == ["channel", "maco", "maco-transparency", "channel-map",
-                                                            "examples"]
+    assert [v.id for v in views if v.side == "excites"] == ["channel", "diversity", "maco", "maco-transparency",
+                                                            "channel-map", "examples"]
     assert [v.id for v in views if v.side == "inhibits"] == ["negative", "maco-negative", "examples-negative"]
-    assert {v.id for v in views if v.column} >= {"negative", "maco-negative", "examples-negative"}
+    assert {v.id for v in views if v.column} >= {"negative", "maco-negative", "examples-negative", "diversity", "kernel"}
 
 
 def test_kinds_are_listed_after_the_kinds_their_recipes_read():
@@ -280,7 +284,8 @@ def test_kinds_follow_the_methods():
 
 def test_maco_kinds_are_planned_only_with_the_maco_method():
     assert {a.kind for a in method_plan(("lucid",)).artifacts} == \
-        set(KINDS) - {"examples", "examples-negative", "dataset-top", "kernel"}  # no dataset, no layer reading the image
+        set(KINDS) - {"examples", "examples-negative", "dataset-top", "kernel", "diversity"}  # no dataset, no layer
+    # reading the image, no diversity set asked for
     assert not {"maco-channel", "maco-negative"} & {a.kind for a in method_plan(("lucid",)).artifacts}
     only = method_plan(("maco",))
     assert {a.kind for a in only.artifacts} == {"probe-photo", "neuron", "map", "map-view", "maco-channel", "maco-negative",
@@ -378,3 +383,38 @@ def test_wiring_is_a_section_of_the_filter_page_and_a_tab_of_its_own_cells():
     (view,) = kind.views
     assert (view.shows, view.place, view.side, view.column, view.tab) == ("wiring", "section", None, False, True)
     assert view.layer_template == "wiring-layer.html"
+
+
+# --- diversity sets -------------------------------------------------------------------------------
+
+
+def diversity_plan(faces, params=PARAMS, methods=("lucid",)):
+    return make_plan(MODEL, FINGERPRINT, LAYERS, params, [A], methods, {"maco": MACO} if "maco" in methods else None,
+                     diversity=faces)
+
+
+def test_the_diversity_set_is_planned_only_when_asked_for():
+    assert not [a for a in diversity_plan(0).artifacts if a.kind == "diversity"]
+    sets = [a for a in diversity_plan(3).artifacts if a.kind == "diversity"]
+    assert [(a.layer, a.filter) for a in sets] == [("block1_conv1", 0), ("block1_conv1", 1)]
+    assert all(a.recipe["faces"] == 3 and a.recipe["weight"] == 1.0 and a.recipe["params"] == PARAMS for a in sets)
+    assert not [a for a in diversity_plan(3, methods=("maco",)).artifacts if a.kind == "diversity"]  # Lucid's method
+    # The set adds; it moves no other key.
+    assert {w: k for w, k in keys(diversity_plan(3)).items() if w[0] != "diversity"} == keys(diversity_plan(0))
+
+
+def test_the_diversity_sets_key_follows_its_size_and_the_synthesis():
+    def set_keys(p):
+        return {w: k for w, k in keys(p).items() if w[0] == "diversity"}
+
+    base = set_keys(diversity_plan(2))
+    assert not set(set_keys(diversity_plan(4)).values()) & set(base.values())
+    assert not set(set_keys(diversity_plan(2, SynthesisParams(size=64, steps=65).recipe())).values()) & set(base.values())
+    assert set_keys(diversity_plan(2)) == base
+
+
+def test_the_diversity_view_shows_a_list_of_images():
+    kind = ALL_KINDS["diversity"]
+    assert kind.blobs == ("image{rank}",) and kind.publish is not None and kind.method == "lucid"
+    (view,) = kind.views
+    assert (view.shows, view.image, view.side, view.tab, view.column) == ("faces", "diversity", "excites", False, True)

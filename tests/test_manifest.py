@@ -415,3 +415,36 @@ def test_the_transforms_and_kernel_records_are_optional_checked_and_never_null()
 def test_a_curve_or_contrast_response_the_pages_cannot_draw_is_refused(field, value, expected):
     message = error_of(mutate(["layers", 0, "units", 0, "metrics", "channel", field], value)(document()))
     assert f"metrics.channel.{field}" in message and expected in message, message
+
+
+def with_diversity(doc: dict, paths=("vgg16/d/0.webp", "vgg16/d/1.webp"), objectives=(2.0, 1.5), runs=None) -> dict:
+    unit = doc["layers"][0]["units"][0]
+    unit["images"]["diversity"] = list(paths)
+    run = {"objective": 2.0, "mean_activation": 1.0, "activation_vs_best_probe": 0.5, "steps": 8,
+           "curve": [[1, 0.5], [8, 2.0]]}
+    unit["metrics"].update(diversity=list(objectives), diversity_runs=[run] * len(objectives) if runs is None else runs,
+                           diversity_similarity=0.4)
+    return doc
+
+
+def test_a_diversity_set_is_a_list_of_paths_with_one_objective_and_run_each():
+    m = Manifest.from_json(with_diversity(document()))
+    unit = m.layers[0].units[0]
+    assert unit.images["diversity"] == ["vgg16/d/0.webp", "vgg16/d/1.webp"]
+    assert unit.metrics.diversity == [2.0, 1.5] and unit.metrics.diversity_similarity == 0.4
+    assert [r.curve for r in unit.metrics.diversity_runs] == [[[1, 0.5], [8, 2.0]]] * 2
+    assert "diversity" not in unit.metrics.images  # a list of numbers, not one image's numbers
+    assert Manifest.from_json(json.loads(m.to_bytes())) == m
+    # Without a set, atlas.json carries no field for it.
+    assert "diversity" not in json.loads(make_manifest().to_bytes())["layers"][0]["units"][0]["metrics"]
+
+
+@pytest.mark.parametrize("change,fragment", [
+    (lambda doc: with_diversity(doc, objectives=(2.0,)), "units[0].images.diversity should be a list of paths, one per "
+                                                         "objective in metrics.diversity"),
+    (lambda doc: with_diversity(doc, runs=[]), "units[0].metrics.diversity_runs should be one record per diversity image"),
+    (lambda doc: with_diversity(doc, paths=("../x.webp", "vgg16/d/1.webp")), "units[0].images.diversity[0]"),
+    (lambda doc: with_diversity(doc, paths=()), "units[0].images.diversity should be a list of paths"),
+])
+def test_a_bad_diversity_set_is_named(change, fragment):
+    assert fragment in error_of(change(document()))

@@ -72,6 +72,27 @@ def test_presets_fill_only_what_is_not_given():
     assert quick.layers == tuple(name for name in VGG16_LAYERS if name.endswith("_conv1")) and len(quick.layers) == 5
     full = BuildConfig().resolved()
     assert full.weights == "imagenet" and full.layers is None and full.filters is None and full.size == 224
+    assert (quick.diversity, full.diversity) == (2, 2)  # 4 would more than double the full atlas (projection.py)
+    assert BuildConfig(preset="quick", diversity=0).resolved().diversity == 0  # 0 turns it off, as given
+    assert BuildConfig(diversity=5).resolved().diversity == 5
+
+
+@pytest.mark.parametrize("settings,fragment", [
+    (dict(diversity=1), "--diversity 1 is one image with no other to differ from; give 2 or more, or 0"),
+    (dict(diversity=-1), "--diversity -1 is out of range; give a whole number from 0 to 16"),
+    (dict(diversity=17), "--diversity 17 is out of range"),
+    (dict(diversity=True), "--diversity True is out of range"),
+    (dict(diversity=3, methods=("maco",)), "--diversity 3 uses Lucid's method; add lucid to --method"),
+])
+def test_a_bad_diversity_is_refused_in_one_line(settings, fragment):
+    with pytest.raises(AtlasgenError) as error:
+        BuildConfig(preset="quick", **settings).resolved()
+    assert fragment in str(error.value) and "\n" not in str(error.value)
+
+
+def test_the_presets_diversity_quietly_gives_way_to_maco_alone():
+    assert BuildConfig(preset="quick", methods=("maco",)).resolved().diversity == 0  # the set is Lucid's
+    assert BuildConfig(preset="quick", methods=("maco",)).resolved().resolved().diversity == 0
 
 
 # --- precision ---------------------------------------------------------------------------------
@@ -110,14 +131,16 @@ def test_the_precision_changes_only_the_synthesis_keys():
     def keys(precision):
         params = SynthesisParams(size=64, steps=10, precision=precision)
         maco = {"maco": MacoParams.from_synthesis(params).recipe()}
-        return keys_by_kind(make_plan("vgg16", "fp", [("a", [0])], params.recipe(), PROBES, ("lucid", "maco"), maco))
+        return keys_by_kind(make_plan("vgg16", "fp", [("a", [0])], params.recipe(), PROBES, ("lucid", "maco"), maco,
+                                      diversity=2))
 
     exact, mixed = keys("float32"), keys("mixed")
     assert exact.keys() == mixed.keys() and {w[0] for w in exact} == \
         set(kinds_for(("lucid", "maco"))) - {"examples", "examples-negative", "dataset-top", "kernel"}
     changed = {what[0] for what in exact if exact[what] != mixed[what]}
     # The images, and the map drawn on the whole-filter image (it names that image); not the photos' maps.
-    assert changed == {"channel", "channel-negative", "neuron", "maco-channel", "maco-negative", "channel-map"}
+    assert changed == {"channel", "channel-negative", "diversity", "neuron", "maco-channel", "maco-negative",
+                       "channel-map"}
 
 
 def test_a_dataset_adds_its_chunks_per_layer_and_every_filters_examples():

@@ -787,3 +787,45 @@ def test_negative_example_paths_are_checked_like_the_others(tmp_path):
     write_manifest(tmp_path, manifest)
     with pytest.raises(AtlasgenError, match=r"units\[0\]\.dataset_examples_negative\[1\]\.photo"):
         render_site(tmp_path)
+
+
+# --- diversity sets -------------------------------------------------------------------------------
+
+
+def write_diversity_atlas(out: Path) -> dict:
+    """block1_conv1 with a diversity set of 3 on filter 0 (and its transforms recorded), none on filter 1."""
+    manifest = synthetic_manifest(layers=[("block1_conv1", 2)])
+    layer = manifest["layers"][0]
+    layer["synthesis"] = {"channel": CHANNEL_USED, "neuron": NEURON_USED, "diversity": CHANNEL_USED}
+    unit = layer["units"][0]
+    unit["images"]["diversity"] = [unit["page"] + f"diversity/{rank}.webp" for rank in range(3)]
+    runs = [dict(unit["metrics"]["channel"], objective=value, curve=[[1, 0.5], [256, value - 0.2], [512, value]])
+            for value in (3.25, 2.5, 2.75)]
+    unit["metrics"].update(diversity=[r["objective"] for r in runs], diversity_runs=runs, diversity_similarity=0.375)
+    write_manifest(out, manifest)
+    render_site(out)
+    return manifest
+
+
+def test_the_diversity_set_shows_beside_the_whole_filter_image_with_a_curve_each(tmp_path):
+    write_diversity_atlas(tmp_path)
+    page = parse(tmp_path / "vgg16/block1_conv1/0/index.html")
+    excites = page.find("section", class_="excites") or page
+    figure = excites.find("figure", class_="diversity")
+    sources = [img.attrs["src"] for img in figure.find_all("img")]
+    assert sources == [f"../../../vgg16/block1_conv1/0/diversity/{rank}.webp" for rank in range(3)]
+    assert all(img.attrs.get("loading") == "lazy" for img in figure.find_all("img"))
+    caption = figure.find("figcaption").text
+    assert "3 images of the whole filter optimised together" in caption and "3.25, 2.5, 2.75" in caption
+    assert "0.38" in caption  # the set's Gram similarity
+    runs = settings_of(page)
+    assert [h for h in runs if h.startswith("Diversity")] == [f"Diversity image {i} of 3" for i in (1, 2, 3)]
+    assert runs["Diversity image 1 of 3"]["Transforms"] == runs["Whole filter"]["Transforms"]  # fitted alike
+    assert runs["Diversity image 2 of 3"]["Steps"] == "512"
+    curves = page.find("section", class_="made").find_all("svg", class_="curve")
+    assert len(curves) == 3  # one per diversity image (this synthetic whole filter and centre neuron have none)
+    assert "ends at 2.75" in curves[-1].find("desc").text
+    # A filter without a set has no figure and no runs for it.
+    other = parse(tmp_path / "vgg16/block1_conv1/1/index.html")
+    assert not other.find_all("figure", class_="diversity")
+    assert list(settings_of(other)) == ["Whole filter", "Centre neuron"]

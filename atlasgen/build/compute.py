@@ -203,6 +203,33 @@ def negative_maco_images(job: Job) -> Results:
                             lambda image: ({"image": codec.webp(image.image)}, {}), params, negative_maco_batch)
 
 
+def diversity_images(job: Job) -> Results:
+    """Each filter's diversity set (Lucid's method with the diversity term, `atlasgen.synthesis.diversity`):
+    its `faces` images, optimised together in one batch, each stored with its numbers and curve."""
+    from atlasgen.build.dataset import tf32_allowed
+    from atlasgen.synthesis.diversity import diversity_batch, diversity_batch_size
+
+    recipe = job.artifacts[0].recipe
+    faces, weight = recipe["faces"], recipe["weight"]
+    engine = job.engine_for(job.params.precision)
+    by_filter = {a.filter: a for a in job.artifacts}
+    ids = sorted(by_filter)
+    where = f"{job.artifacts[0].layer}: diversity images ({faces} a filter)"
+    # --batch-size counts images; a batch holds whole sets.
+    size = max(1, min(job.batch_size // faces, len(ids))) if job.batch_size else \
+        diversity_batch_size(engine, job.params, faces, len(ids))
+    job.log(f"{where} in batches of {size} filters")
+    tf32 = tf32_allowed()
+    run = lambda engine, chunk, params: diversity_batch(engine, chunk, params, faces, weight)  # noqa: E731
+    for made in _fitting_memory(job, engine, ids, size, where, job.params, run):
+        blobs = {f"image{rank}": codec.webp(image) for rank, image in enumerate(made.images)}
+        runs = [{"objective": objective, "mean_activation": mean, "steps": int(len(history)),
+                 "curve": objective_curve(history, objective)}
+                for objective, mean, history in zip(made.objectives, made.mean_activations, made.histories)]
+        yield by_filter[made.filter], blobs, {"faces": len(made.images), "objectives": made.objectives,
+                                              "runs": runs, "similarity": made.similarity, "tf32": tf32}
+
+
 def own_image_maps(job: Job) -> Results:
     """Each filter's post-ReLU map on its own stored whole-filter image, drawn over that image."""
     from atlasgen.synthesis.maps import render_map

@@ -16,7 +16,7 @@ from atlasgen.build.kinds import DEFAULT_METHODS, METHODS, WIRING_K
 from atlasgen.errors import AtlasgenError
 from atlasgen.model.weights import VGG16_LAYERS
 from atlasgen.names import check_atlas_name
-from atlasgen.params import PRECISIONS, check_precision
+from atlasgen.params import MAX_DIVERSITY, PRECISIONS, check_precision
 
 
 @dataclass(frozen=True)
@@ -26,13 +26,15 @@ class Preset:
     filters: str | None  # None: every filter
     size: int
     steps: int
+    diversity: int  # images in each filter's diversity set (0: none)
 
 
 PRESETS = {
     # The README's offline main job: the first conv of every block, a few filters, minutes on a CPU.
-    "quick": Preset("hed-bsds500", tuple(name for name in VGG16_LAYERS if name.endswith("_conv1")), "0-3", 64, 64),
-    # Publication settings for a GPU: every filter of every conv layer.
-    "full": Preset("imagenet", None, None, 224, 512),
+    "quick": Preset("hed-bsds500", tuple(name for name in VGG16_LAYERS if name.endswith("_conv1")), "0-3", 64, 64, 2),
+    # Publication settings for a GPU: every filter of every conv layer. Diversity 2, not 4: each image
+    # costs a whole-filter image, and 4 would more than double the atlas (benchmarks/projection.py).
+    "full": Preset("imagenet", None, None, 224, 512, 2),
 }
 DEFAULT_PRESET = "full"
 
@@ -43,7 +45,7 @@ MAX_WIRING_K = 64
 #: Whole-number options: (option, config field, least value, greatest value or None).
 WHOLE_NUMBERS = (("--size", "size", 8, None), ("--steps", "steps", 1, MAX_STEPS),
                  ("--batch-size", "batch_size", 1, None), ("--seed", "seed", 0, None),
-                 ("--wiring-k", "wiring_k", 1, MAX_WIRING_K))
+                 ("--wiring-k", "wiring_k", 1, MAX_WIRING_K), ("--diversity", "diversity", 0, MAX_DIVERSITY))
 #: What the dataset options fall back to when not given.
 DATASET_DEFAULTS = {"dataset_size": DEFAULT_SHORT_SIDE, "examples": DEFAULT_EXAMPLES, "dataset_chunk": DEFAULT_CHUNK}
 
@@ -85,12 +87,14 @@ class BuildConfig:
     authors: tuple[str, ...] = ()
     # Each filter's wiring: its strongest inputs, inhibitors and outputs, this many of each (None: WIRING_K).
     wiring_k: int | None = None
+    # Images in each filter's diversity set, optimised together (0: none; None: the preset's).
+    diversity: int | None = None
 
     def resolved(self) -> "BuildConfig":
         """The config with every value checked and every value not given taken from the preset."""
         if self.preset not in PRESETS:
             raise AtlasgenError(f"unknown preset {self.preset!r}; use one of {', '.join(PRESETS)}")
-        for check in (_check_selection, _check_numbers, _check_methods, _check_texts, _check_dataset):
+        for check in (_check_selection, _check_numbers, _check_methods, _check_diversity, _check_texts, _check_dataset):
             check(self)
         preset = PRESETS[self.preset]
         given = {name: getattr(self, name) for name in ("weights", "layers", "filters", "size", "steps")}
@@ -103,6 +107,8 @@ class BuildConfig:
             methods=tuple(m for m in METHODS if m in self.methods),  # one order, each once
             precision=self.precision or default_precision(),
             wiring_k=self.wiring_k if self.wiring_k is not None else WIRING_K,
+            # The preset's set is Lucid's: a MACO-only build has none (one asked for is checked above).
+            diversity=self.diversity if self.diversity is not None else preset.diversity if "lucid" in self.methods else 0,
         )
 
 
@@ -122,6 +128,13 @@ def _check_numbers(config: BuildConfig) -> None:
                                   or high is not None and value > high):
             limit = f"from {low} to {high}" if high is not None else f"of at least {low}"
             raise AtlasgenError(f"{option} {value!r} is out of range; give a whole number {limit}")
+
+
+def _check_diversity(config: BuildConfig) -> None:
+    if config.diversity == 1:
+        raise AtlasgenError("--diversity 1 is one image with no other to differ from; give 2 or more, or 0 to turn it off")
+    if config.diversity and "lucid" not in config.methods:
+        raise AtlasgenError(f"--diversity {config.diversity} uses Lucid's method; add lucid to --method, or give --diversity 0")
 
 
 def _check_methods(config: BuildConfig) -> None:

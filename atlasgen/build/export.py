@@ -153,8 +153,9 @@ def transforms_record(prepared, field) -> dict:
 
     used = transforms_used(prepared.params, field)
     fields = [f.name for f in dataclasses.fields(TransformsUsed)]
-    return {kind.metrics: {name: getattr(used[kind.name], name) for name in fields}
-            for kind in kinds_for(prepared.plan.methods).values() if kind.metrics and kind.name in used}
+    planned = {a.kind for layer in prepared.plan.layers for a in layer.artifacts}
+    return {kind.metrics or kind.name: {name: getattr(used[kind.name], name) for name in fields}
+            for kind in kinds_for(prepared.plan.methods).values() if kind.name in used and kind.name in planned}
 
 
 def check_name(out: Path, name: str, model: str, fingerprint: str) -> Manifest | None:

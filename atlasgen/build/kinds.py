@@ -22,6 +22,7 @@ from atlasgen.build import compute
 from atlasgen.build.artifacts import ProbeRef
 from atlasgen.build.dataset import DATASET_CONVENTION, EXAMPLE_DISPLAY
 from atlasgen.codec import KERNEL_DISPLAY
+from atlasgen.params import DIVERSITY_WEIGHT
 
 #: The synthesis methods of whole-filter images; a kind with a method is planned only when it is chosen.
 METHODS = ("lucid", "maco")
@@ -52,7 +53,8 @@ class View:
     label: str  # the tab's label and the block's heading, e.g. "Whole filter"
     header: str  # the figure column's header ("\n" breaks it)
     template: str  # the filter page's block: templates/views/<template>
-    shows: Literal["image", "rf-crop", "kernel", "examples", "maps", "wiring"] = "image"  # what a grid or figure cell draws
+    # What a grid or figure cell draws; "faces": the list of images a unit's `images.<image>` holds.
+    shows: Literal["image", "faces", "rf-crop", "kernel", "examples", "maps", "wiring"] = "image"
     image: str | None = None  # the unit's `images` entry an image view shows
     metrics: str | None = None  # the unit's `metrics` entry of the image's numbers
     place: Literal["figures", "section"] = "figures"  # in the page's row of figures, or a section of its own
@@ -84,6 +86,7 @@ class RecipeContext:
     chunk: tuple[str, ...] = ()  # dataset chunks: the chunk's image digests
     dataset: object = None  # dataset chunks: atlasgen.build.artifacts.DatasetRef
     wiring_k: int = WIRING_K  # wiring: the strongest links each list keeps
+    diversity: int = 0  # images in each filter's diversity set (0: none)
 
 
 @dataclass(frozen=True)
@@ -105,6 +108,7 @@ class Kind:
     needs_model: bool = True
     needs_dataset: bool = False  # planned only when the atlas has a dataset
     reads_image: bool = False  # planned only for layers that read the image itself (ModelGeometry.image_readers)
+    planned: Callable[[RecipeContext], bool] | None = None  # planned only when this says so (None: always)
 
 
 def required_blobs(kind: Kind) -> tuple[str, ...]:
@@ -129,6 +133,17 @@ def publish_examples(artifact, entry, publisher, field: str = "dataset_examples"
                          "unit": example["unit"], "box": example["box"], "image": crop, "photo": photo,
                          "photo_size": example["size"]})
     return {field: examples}
+
+
+def publish_diversity(artifact, entry, publisher) -> dict:
+    """A filter's diversity set in its folder (diversity/<rank>.webp): `images.diversity`, the list of
+    paths; `metrics.diversity`, their objectives in the same order; and each image's numbers and curve."""
+    faces = entry.meta["faces"]
+    paths = [publisher.unit_file(artifact, f"diversity/{rank}.webp", entry.blobs[f"image{rank}"].digest)
+             for rank in range(faces)]
+    return {"images": {"diversity": paths},
+            "metrics": {"diversity": entry.meta["objectives"], "diversity_runs": entry.meta["runs"],
+                        "diversity_similarity": entry.meta["similarity"]}}
 
 
 SYNTHESIS_FACTS = ("objective", "mean_activation", "steps")
@@ -177,6 +192,19 @@ ALL_KINDS: dict[str, Kind] = {
                         image="channel_negative", metrics="channel_negative", side="inhibits",
                         hint="build with --method lucid (or use the view maco-negative), or leave negative out of "
                              "--columns"),),
+        ),
+        # Several faces of the filter (Olah et al. 2017): --diversity images optimised together, each
+        # pulled away from the others' texture; the set is one artifact, as its images are one batch.
+        Kind(
+            "diversity", "diversity images", "unit", ("image{rank}",),
+            recipe=lambda c: {**_unit(c), "objective": "channel mean (pre-ReLU) + diversity", "faces": c.diversity,
+                              "weight": DIVERSITY_WEIGHT, "params": c.params},
+            compute=compute.diversity_images,
+            facts=("faces", "objectives", "runs", "similarity"), publish=publish_diversity, method="lucid",
+            planned=lambda c: c.diversity > 0,
+            views=(View("diversity", "Diversity", "diversity", "diversity.html", shows="faces", image="diversity",
+                        side="excites", tab=False,
+                        hint="build with --diversity 2 or more (and --method lucid), or leave diversity out of --columns"),),
         ),
         # MACO (Fel et al. 2023): phase-only images on a natural spectrum, and where the gradient fell.
         Kind(

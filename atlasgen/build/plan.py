@@ -56,15 +56,18 @@ def in_shard(artifact: Artifact, shard: tuple[int, int]) -> bool:
 
 def make_plan(model: str, fingerprint: str, layers: list[tuple[str, list[int]]], params: dict,
               probes: list[ProbeRef], methods: tuple[str, ...] = DEFAULT_METHODS, method_params: dict | None = None,
-              dataset: DatasetRef | None = None, image_readers: tuple[str, ...] = (), wiring_k: int = WIRING_K) -> Plan:
+              dataset: DatasetRef | None = None, image_readers: tuple[str, ...] = (), wiring_k: int = WIRING_K,
+              diversity: int = 0) -> Plan:
     """Every artifact of every kind of these methods for these (layer, filters) and probe photos, in
     layer order. `method_params` holds each method's own parameters (e.g. {"maco": {...}}). With a
     dataset, also its chunks' scan artifacts, and every filter's examples. A kind that `reads_image`
-    is planned only for `image_readers`, the layers that read the image itself (ModelGeometry's)."""
-    kinds = [kind for kind in kinds_for(methods).values() if dataset is not None or not kind.needs_dataset]
+    is planned only for `image_readers`, the layers that read the image itself (ModelGeometry's); one
+    with `planned`, only when it says so (the diversity set, when `diversity` images are asked for)."""
     base = {"algorithm": ALGORITHM_VERSION, "model": model, "weights": fingerprint}
     context = RecipeContext(params, None, probes, {}, method_params=method_params or {}, dataset=dataset,
-                            wiring_k=wiring_k)
+                            wiring_k=wiring_k, diversity=diversity)
+    kinds = [kind for kind in kinds_for(methods).values() if (dataset is not None or not kind.needs_dataset)
+             and (kind.planned is None or kind.planned(context))]
 
     def artifact(kind: Kind, context: RecipeContext, **where) -> Artifact:
         recipe = {**base, "kind": kind.name, **kind.recipe(context)}

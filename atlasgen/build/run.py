@@ -87,7 +87,7 @@ def prepare(config: BuildConfig) -> Prepared:
         params.recipe(), [ProbeRef(p.name, p.digest) for p in probes], config.methods,
         {method: p.recipe() for method, p in method_params.items()},
         DatasetRef([[image.digest for image in chunk] for chunk in dataset.chunks], dataset.short_side, dataset.examples),
-        image_readers=geometry.image_readers, wiring_k=config.wiring_k,
+        image_readers=geometry.image_readers, wiring_k=config.wiring_k, diversity=config.diversity,
     )
     name = atlas_name(loaded.architecture, loaded.source.kind, loaded.fingerprint, config.name)
     return Prepared(config, loaded, geometry, probes, chosen, params, plan, method_params, dataset, name)

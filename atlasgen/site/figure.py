@@ -45,6 +45,8 @@ CELL = 1.0  # a single-image cell's height and least width
 EXAMPLES_WIDTH = 2.0  # the examples column's least width
 GAP = 0.08  # between cells
 SUBGAP = 0.04  # between the crops inside an examples cell
+#: The views whose cells draw several images side by side: dataset examples, a diversity set.
+SIDE_BY_SIDE = ("examples", "faces")
 MARGIN = 0.1
 HEADER = 0.34  # the row of column headers
 FONT_SIZE = 7.0
@@ -401,7 +403,7 @@ def _draw(fmt: str, dpi: int, headers: list[str], labels: list[str], cells: list
     from matplotlib.figure import Figure
 
     label_w = max(_text_width(label) for label in labels) + 2 * GAP
-    widths = [max(EXAMPLES_WIDTH if view == "examples" else CELL, _text_width(h) + GAP,
+    widths = [max(EXAMPLES_WIDTH if view in SIDE_BY_SIDE else CELL, _text_width(h) + GAP,
                   *(_text_width(row[c]) + GAP for row in captions or [] if row[c]))
               for c, (view, h) in enumerate(zip(shows, headers))]
     caption_h = max((LINE_HEIGHT * (c.count("\n") + 1) + SUBGAP for row in captions or [] for c in row if c), default=0)
@@ -467,10 +469,12 @@ def _draw(fmt: str, dpi: int, headers: list[str], labels: list[str], cells: list
 
 
 def _draw_cell(fig, rect, left: float, top: float, w: float, h: float, view: str, images: list) -> None:
-    """One cell's images, `w` × `h` inches at (left, top): an examples cell's side by side, else its one
-    image (None: an empty box that says "not built"; no image at all: nothing)."""
-    if view == "examples":
-        slot = (w - SUBGAP * (EXAMPLES_IN_CELL - 1)) / EXAMPLES_IN_CELL
+    """One cell's images, `w` × `h` inches at (left, top): an examples cell's side by side (room for
+    EXAMPLES_IN_CELL), a diversity set's side by side (room for all of them), else its one image
+    (None: an empty box that says "not built"; no image at all: nothing)."""
+    if view in SIDE_BY_SIDE and not (images and images[0] is None):
+        slots = EXAMPLES_IN_CELL if view == "examples" else max(len(images), 1)
+        slot = (w - SUBGAP * (slots - 1)) / slots
         for k, image in enumerate(images):
             _image_axes(fig, rect(left + k * (slot + SUBGAP), top, slot, h), image)
     elif images and images[0] is None:

@@ -79,7 +79,7 @@ def making(atlas: Manifest, layer, view, metrics) -> Making:
     has its own), and the transforms and learning rate the layer's `synthesis` record says."""
     method = _METHOD_OF_VIEW.get(view.id, DEFAULT_METHOD)
     own = atlas.method_parameters.get(method, {}) if method != DEFAULT_METHOD else {}
-    recorded = (layer.synthesis or {}).get(view.metrics)
+    recorded = (layer.synthesis or {}).get(view.metrics or view.id)
     params = atlas.parameters
     learning_rate = recorded.learning_rate if recorded else own.get("learning_rate")
     return Making(method, metrics.steps, own.get("seed", params.seed), own.get("precision", params.precision),

@@ -1,7 +1,8 @@
 """The views of a filter, from the kinds registry's one table (`atlasgen.build.kinds.VIEWS`): which a
 unit has, the layer page's tabs and their cells, and the images a figure's cell draws.
 
-Every view shows one of five things: an image of the unit (`image`), the zoomed receptive-field crop
+Every view shows one of these: an image of the unit (`image`), a list of them (`faces`, the diversity
+set), the zoomed receptive-field crop
 (`rf-crop`, whose size follows the box), its kernel (`kernel`, whose size follows its taps), its dataset
 examples (`examples`) or its activation maps on the probe photos (`maps`, one tab per photo). A new image
 kind is a new row of the table and nothing here.
@@ -53,7 +54,7 @@ def thumbnail(unit) -> str:
     """The unit's picture for thumbnails and previews: its first image view (the whole-filter image, by
     the first method built), else any image it has."""
     shown = (unit.images[v.image] for v in VIEWS.values() if v.shows == "image" and v.image in unit.images)
-    return next(shown, None) or next(iter(unit.images.values()))
+    return next(shown, None) or next(p if isinstance(p, str) else p[0] for p in unit.images.values())
 
 
 def image_size(view: View, unit, size: int) -> tuple[int, int]:
@@ -103,6 +104,8 @@ def cell_images(view: View, unit) -> list[str]:
         return [example.image for example in examples_of(view, unit)[:EXAMPLES_IN_CELL]]
     if view.shows == "maps":
         return [unit.activation_maps[0].images["heatmap"]]
+    if view.shows == "faces":
+        return list(unit.images[view.image])
     return [unit.images[view.image]]
 
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from atlasgen.params import SynthesisParams
+from atlasgen.params import DIVERSITY_WEIGHT, SynthesisParams
 from atlasgen.synthesis.engine import LayerEngine
 from atlasgen.synthesis.images import (
     best_contrast, channel_batch_size, check_batch, check_engine_precision, evaluate, fitted_to_field, to_bytes,
@@ -25,10 +25,6 @@ from atlasgen.synthesis.optimise import ContrastLearning, FourierImage, optimise
 from atlasgen.synthesis.transforms import standard
 from atlasgen.tf import tf
 
-#: The diversity term's weight, relative to the size of the filter's objective on each image.
-DEFAULT_WEIGHT = 1.0
-
-
 @dataclass
 class DiverseImages:
     """One filter's N images, each with its objective (pre-ReLU mean) and post-ReLU mean, and how alike
@@ -37,10 +33,10 @@ class DiverseImages:
     layer: str
     filter: int
     images: list[np.ndarray]  # uint8 (h, w, 3) each
-    objectives: list[float]
+    objectives: list[float]  # each image's pre-ReLU channel mean, without the diversity term
     mean_activations: list[float]
     similarity: float
-    steps: int
+    histories: list[np.ndarray]  # each image's channel mean along its run, (steps,), under that step's transforms
 
 
 def diversity_key(seed: int, filter_id: int, face: int) -> int:
@@ -50,7 +46,7 @@ def diversity_key(seed: int, filter_id: int, face: int) -> int:
 
 
 def diversity_batch(engine: LayerEngine, filter_ids: list[int], params: SynthesisParams, faces: int,
-                    weight: float = DEFAULT_WEIGHT) -> list[DiverseImages]:
+                    weight: float = DIVERSITY_WEIGHT) -> list[DiverseImages]:
     """One batch: `faces` images of every filter of `filter_ids`, optimised together."""
     filter_ids = list(filter_ids)
     check_batch(engine, filter_ids, params)
@@ -75,7 +71,8 @@ def diversity_batch(engine: LayerEngine, filter_ids: list[int], params: Synthesi
     for k, f in enumerate(filter_ids):
         face = slice(k * faces, (k + 1) * faces)
         out.append(DiverseImages(engine.name, f, list(images[face]), [float(v) for v in values[face]],
-                                 [float(v) for v in means[face]], float(alike[face].mean()), params.steps))
+                                 [float(v) for v in means[face]], float(alike[face].mean()),
+                                 [run.history[:, i] for i in range(face.start, face.stop)]))
     return out
 
 

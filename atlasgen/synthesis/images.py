@@ -21,6 +21,8 @@ NEUTRAL_BYTE = int(np.round(NEUTRAL * 255))
 CHANNEL, NEURON = "channel", "neuron"
 #: The whole-filter image that minimises its filter's pre-ReLU channel mean: what inhibits it most.
 CHANNEL_NEGATIVE = "channel-negative"
+#: A filter's diversity set (atlasgen.synthesis.diversity): whole-filter images optimised together.
+DIVERSITY = "diversity"
 
 # Jitter moves the field's content under the neuron; beyond a fraction of the field the neuron
 # mostly sees grey and the image stops being about it (at block1_conv1, r = 3, jitter 8 made the
@@ -195,7 +197,9 @@ def transforms_used(params: SynthesisParams, field: geometry.Field) -> dict[str,
     `fit_transforms` is on (`fitted_to_field`, as `channel_batch` does), the centre neuron's fitted to
     its patch (`fitted_to_patch`, as `neuron_batch` does). The record atlas.json keeps per layer."""
     channel = fitted_to_field(params, min(field.r)) if params.fit_transforms else params
-    return {CHANNEL: channel, NEURON: fitted_to_patch(params, min(field.r), field.S)}
+    # The negative image and the diversity set are whole-filter images too, fitted the same way.
+    return {CHANNEL: channel, CHANNEL_NEGATIVE: channel, DIVERSITY: channel,
+            NEURON: fitted_to_patch(params, min(field.r), field.S)}
 
 
 def _run(engine: LayerEngine, kind: str, objective, param_f: FourierImage, params: SynthesisParams,

@@ -21,24 +21,39 @@ class Objective:
     score: Callable
     description: str
     needs_features: bool = False  # its score also takes the features that feed the layer
+    # What a run records of it along the way (`tracked`); None: its score. A regulariser such as the
+    # diversity term steers the images but is no part of the filter's objective, so it records zeros.
+    track: Callable | None = None
 
     def __call__(self, maps, features=None):
         return self.score(maps, features) if self.needs_features else self.score(maps)
 
-    def _joined(self, other: "Objective", score: Callable, description: str) -> "Objective":
-        return Objective(lambda m, f=None: score(m, f), description, self.needs_features or other.needs_features)
+    def tracked(self, maps, features=None):
+        """The part of the score that is the filter's objective: what a run's history records."""
+        if self.track is None:
+            return self(maps, features)
+        return self.track(maps, features)
+
+    def _joined(self, other: "Objective", score: Callable, track: Callable, description: str) -> "Objective":
+        plain = self.track is None and other.track is None
+        return Objective(lambda m, f=None: score(m, f), description, self.needs_features or other.needs_features,
+                         None if plain else lambda m, f=None: track(m, f))
 
     def __add__(self, other: "Objective") -> "Objective":
-        return self._joined(other, lambda m, f: self(m, f) + other(m, f), f"{self.description} + {other.description}")
+        return self._joined(other, lambda m, f: self(m, f) + other(m, f),
+                            lambda m, f: self.tracked(m, f) + other.tracked(m, f), f"{self.description} + {other.description}")
 
     def __neg__(self) -> "Objective":
-        return Objective(lambda m, f=None: -self(m, f), f"-({self.description})", self.needs_features)
+        track = None if self.track is None else lambda m, f=None: -self.tracked(m, f)
+        return Objective(lambda m, f=None: -self(m, f), f"-({self.description})", self.needs_features, track)
 
     def __sub__(self, other: "Objective") -> "Objective":
         return self + (-other)
 
     def __mul__(self, weight: float) -> "Objective":
-        return Objective(lambda m, f=None: weight * self(m, f), f"{weight:g} * ({self.description})", self.needs_features)
+        track = None if self.track is None else lambda m, f=None: weight * self.tracked(m, f)
+        return Objective(lambda m, f=None: weight * self(m, f), f"{weight:g} * ({self.description})",
+                         self.needs_features, track)
 
     __rmul__ = __mul__
 
@@ -76,4 +91,5 @@ def diversity(group: int, weight: float, scale: Objective) -> Objective:
         size = tf.stop_gradient(tf.abs(scale(maps)) + 1.0)
         return -weight * size * gram_similarity(tf.cast(features, tf.float32), group)
 
-    return Objective(score, f"diversity of {group} ({weight:g} x |{scale.description}|)", needs_features=True)
+    return Objective(score, f"diversity of {group} ({weight:g} x |{scale.description}|)", needs_features=True,
+                     track=lambda maps, features=None: tf.zeros_like(maps[:, 0, 0]))
