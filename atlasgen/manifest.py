@@ -95,6 +95,9 @@ class SynthesisMetrics:
     faint: bool | None = None
     # [step, objective] along the run (under each step's random transforms), ending at [steps, objective].
     curve: list[list[float]] | None = None
+    # Whole-filter images of a layer affine in the pixels: true when the image is the exact extreme
+    # (each colour channel at 0 or 255 by the sign of the objective's gradient), not the run's last image.
+    exact: bool | None = None
 
     def problems(self):
         # The pages draw both as pairs: a point of the curve, a contrast and its objective.
@@ -104,6 +107,8 @@ class SynthesisMetrics:
                 yield name, "a list of pairs of numbers", [len(pair) for pair in pairs][:8]
         if self.curve is not None and any(b[0] <= a[0] for a, b in zip(self.curve, self.curve[1:])):
             yield "curve", "[step, objective] pairs in order of step", [point[0] for point in self.curve][:8]
+        if self.faint and not self.contrast_response:
+            yield "faint", "false or null: there is no contrast response to show it by", self.faint
 
 
 @dataclass(frozen=True)
@@ -329,7 +334,8 @@ class UnitRecord:
         if "kernel" in self.images and self.kernel is None:
             yield "kernel", "the kernel's record (scale, taps, flipped), as images.kernel is there", None
         faces = self.images.get("diversity")
-        if faces is not None and (isinstance(faces, str) or len(faces) != len(self.metrics.diversity or ())):
+        if faces is not None and (isinstance(faces, str) or not faces or self.metrics.diversity is None
+                                  or len(faces) != len(self.metrics.diversity)):
             yield "images.diversity", "a list of paths, one per objective in metrics.diversity", faces
 
 

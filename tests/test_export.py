@@ -53,16 +53,23 @@ def test_manifest_describes_the_atlas(built_atlas):
         assert metrics["channel"]["activation_vs_best_probe"] > 0
         assert metrics["channel"]["changed_pixels_outside_box"] is None
         channel = metrics["channel"]
-        # Its contrast response (x1 is the image itself) and the verdict on it; the centre neuron has none.
-        assert [s for s, _ in channel["contrast_response"]] == [0.5, 1.0, 1.5, 2.0]
-        assert channel["contrast_response"][1][1] == pytest.approx(channel["objective"], abs=1e-4)
-        assert isinstance(channel["faint"], bool) and metrics["neuron"]["faint"] is None
+        # block1_conv1 is affine in the pixels: its whole-filter images are its exact extremes, which
+        # have no contrast response (a saturated colour, not a faint image); block2_conv1's, below, do.
+        assert channel["exact"] is True and metrics["channel_negative"]["exact"] is True
+        assert channel["contrast_response"] is None and channel["faint"] is None
+        assert metrics["neuron"]["faint"] is None and metrics["neuron"].get("exact") is None
         # Its run: every step of these 4 (at most 31 before the last), ending at the stored objective.
         for objective, run in zip(metrics["diversity"], metrics["diversity_runs"]):  # each diversity image's too
             assert [step for step, _ in run["curve"]] == [1, 2, 3, 4] and run["curve"][-1][1] == objective == run["objective"]
         for image in ("channel", "neuron"):
             curve = metrics[image]["curve"]
             assert [step for step, _ in curve] == [1, 2, 3, 4] and curve[-1][1] == metrics[image]["objective"]
+    for unit in second["units"]:
+        channel = unit["metrics"]["channel"]
+        # Its contrast response (x1 is the image itself) and the verdict on it; not exact (ReLUs before it).
+        assert [s for s, _ in channel["contrast_response"]] == [0.5, 1.0, 1.5, 2.0]
+        assert channel["contrast_response"][1][1] == pytest.approx(channel["objective"], abs=1e-4)
+        assert isinstance(channel["faint"], bool) and channel.get("exact") is None
     assert load_manifest(site / "vgg16-hed-bsds500").units == 6
 
 

@@ -445,6 +445,8 @@ def test_a_diversity_set_is_a_list_of_paths_with_one_objective_and_run_each():
     (lambda doc: with_diversity(doc, runs=[]), "units[0].metrics.diversity_runs should be one record per diversity image"),
     (lambda doc: with_diversity(doc, paths=("../x.webp", "vgg16/d/1.webp")), "units[0].images.diversity[0]"),
     (lambda doc: with_diversity(doc, paths=()), "units[0].images.diversity should be a list of paths"),
+    (lambda doc: with_diversity(doc, paths=(), objectives=()), "units[0].images.diversity should be a list of paths"),
+    (lambda doc: mutate(U + ["metrics", "channel", "faint"], True)(doc), "metrics.channel.faint should be false or null"),
 ])
 def test_a_bad_diversity_set_is_named(change, fragment):
     assert fragment in error_of(change(document()))

@@ -171,7 +171,8 @@ def test_a_dataset_adds_its_chunks_per_layer_and_every_filters_examples():
 def test_recipe_keys_are_those_of_earlier_releases():
     """Every kind's key for a fixed plan, pinned: a reshaped plan or registry must find the store's
     existing artifacts (issue 18: a rebuild on an older store computes nothing). Pinned again at
-    algorithm 4 (issue 20: learned contrast and the contrast search changed every image on purpose)."""
+    algorithm 4 (issue 20: learned contrast and the contrast search changed every image on purpose)
+    and at algorithm 5 (issue 21: a layer affine in the pixels gets its exact extreme)."""
     import hashlib
     import json
 
@@ -188,7 +189,7 @@ def test_recipe_keys_are_those_of_earlier_releases():
                    a.chunk[:8] if a.chunk else "", a.key) for a in plan.artifacts if a.kind in pinned)
     assert len(rows) == 24
     assert [r[5] for r in rows if r[0] == "channel"] == [
-        "4a0785f044205d5066cbd6404145e07055f795e30c2ef624e0b629f0d11ebb9f",
-        "1ea398debcb898cfb86e74f5dd4e92486c4b3ee09a62ab4cfb56843b121c2bed"]
+        "346d41ef638ebaf9f4d2807d243e823d6c7f155f6742b47c28b7fdce71952da9",
+        "963d553fd65d4573a7fb17f1e5e84ef0328053ed46a8f9eaccb0b91c0fd0f249"]
     assert hashlib.sha256(json.dumps(rows).encode()).hexdigest() == \
-        "60bd96ed1982358e91d274b5e460bfd5571025e8f228f581272238d8748a02a3"
+        "bfbab040e1ce40c65cb961279f34546c69cbdef540f5e7d5503cd9f1ec834e79"

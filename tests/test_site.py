@@ -829,3 +829,17 @@ def test_the_diversity_set_shows_beside_the_whole_filter_image_with_a_curve_each
     other = parse(tmp_path / "vgg16/block1_conv1/1/index.html")
     assert not other.find_all("figure", class_="diversity")
     assert list(settings_of(other)) == ["Whole filter", "Centre neuron"]
+
+
+def test_an_exact_extreme_says_so_under_its_image(tmp_path):
+    manifest = add_negative(synthetic_manifest(layers=[("block1_conv1", 2)]))
+    unit = manifest["layers"][0]["units"][0]
+    unit["metrics"]["channel"]["exact"] = True
+    unit["metrics"]["channel_negative"]["exact"] = True
+    write_manifest(tmp_path, manifest)
+    render_site(tmp_path)
+    page = parse(tmp_path / "vgg16/block1_conv1/0/index.html")
+    notes = [p.text for p in page.find_all("p", class_="exact-note")]
+    assert len(notes) == 2 and "that maximises it over all images is known" in notes[0]
+    assert "that minimises it" in notes[1] and "scores below the optimised image" in notes[1]
+    assert not parse(tmp_path / "vgg16/block1_conv1/1/index.html").find_all("p", class_="exact-note")

@@ -180,8 +180,8 @@ def test_a_faint_image_is_faint_driven_only_when_louder_versions_score_lower(blo
     assert faint == [True, False, False, False]  # image 3 is vivid, whatever the scores say
 
 
-def test_whole_filter_images_carry_their_contrast_response(block1):
-    (image,) = synthesise(block1, "channel", [5], TINY)
+def test_whole_filter_images_carry_their_contrast_response(block1, block3):
+    (image,) = synthesise(block3, "channel", [5], TINY)  # block1_conv1's is its exact extreme: none
     assert [s for s, _ in image.contrast_response] == [0.5, 1.0, 1.5, 2.0]
     assert image.contrast_response[1][1] == pytest.approx(image.objective, abs=1e-4)
     assert image.faint == (image.image.std() < 16 and image.contrast_response[2][1] < image.objective
@@ -233,3 +233,26 @@ def test_a_negative_maco_image_drives_its_filter_below_its_positive_one(block1):
         assert down.kind == "maco-negative" and down.filter == up.filter
         assert down.objective < up.objective and down.history[-1] < down.history[0]
         assert down.contrast_response is None and down.faint is None and down.transparency.shape == (32, 32)
+
+
+def test_a_layer_affine_in_the_pixels_gets_its_exact_extremes(block1, block3):
+    """block1_conv1 reads the image through nothing but the (affine) input convention: its channel
+    mean is affine in the pixels, so its extremes over [0, 1] images are known exactly."""
+    from atlasgen.synthesis.images import evaluate, exact_extremes, negative_channel_images
+
+    assert block1.affine_in_pixels and not block3.affine_in_pixels  # block3_conv1 has ReLUs and pools before it
+    ids = [0, 5, 9]
+    highest, lowest = exact_extremes(block1, ids, 40), exact_extremes(block1, ids, 40, sign=-1)
+    assert set(np.unique(highest)) <= {0, NEUTRAL_BYTE, 255} and set(np.unique(lowest)) <= {0, NEUTRAL_BYTE, 255}
+    rng = np.random.default_rng(0)
+    others = rng.integers(0, 256, size=(3, 40, 40, 3)).astype(np.float32) / 255.0
+    top, bottom = evaluate(block1, highest / 255.0, ids)[0], evaluate(block1, lowest / 255.0, ids)[0]
+    assert (top > evaluate(block1, others, ids)[0]).all() and (bottom < evaluate(block1, others, ids)[0]).all()
+    # The synthesis keeps whichever is more extreme: the exact one, and says so.
+    positive, negative = channel_images(block1, ids, TINY), negative_channel_images(block1, ids, TINY)
+    for image, best in zip(positive, top):
+        assert image.exact and image.objective == pytest.approx(float(best), rel=1e-5)
+        assert image.contrast_response is None and image.faint is None  # a saturated colour, not a faint image
+    for image, least in zip(negative, bottom):
+        assert image.exact and image.objective == pytest.approx(float(least), rel=1e-5)
+    assert all(image.exact is None for image in channel_images(block3, [0], TINY))  # not affine: as optimised

@@ -92,6 +92,8 @@ def _synthesised(job: Job, what: str, sizer, blobs_and_facts, params=None, run=N
                  "curve": objective_curve(image.history, image.objective), **facts}
         if image.contrast_response is not None:
             facts.update(contrast_response=image.contrast_response, faint=image.faint)
+        if getattr(image, "exact", None) is not None:
+            facts["exact"] = image.exact
         facts["tf32"] = tf32
         yield by_filter[image.filter], blobs, facts
 

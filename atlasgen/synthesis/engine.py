@@ -71,6 +71,11 @@ def model_input(convention, images):
     return images * float(convention.scale) - tf.constant(np.array(convention.mean, dtype=np.float32))
 
 
+#: Layers that pass the image on affinely at inference: a conv that only these feed is affine in the pixels.
+AFFINE_LAYERS = ("InputLayer", "ZeroPadding2D", "Cropping2D", "Rescaling", "Normalization", "BatchNormalization",
+                 "AveragePooling2D", "Dropout", "Identity")
+
+
 class LayerEngine:
     """What feeds one conv layer (the trunk), plus that layer's kernel for any chosen filters."""
 
@@ -108,6 +113,12 @@ class LayerEngine:
     def field(self, size: geometry.Pair) -> geometry.Field:
         """The layer's receptive field on an image of `size`."""
         return self.geometry.fields(tuple(size))[self.name]
+
+    @property
+    def affine_in_pixels(self) -> bool:
+        """Whether the layer's pre-activation is an affine function of the image's pixels: the input
+        convention is, and so is every layer of the trunk (none, for VGG16's first conv)."""
+        return all(type(layer).__name__ in AFFINE_LAYERS for layer in self.float32_trunk.layers)
 
     def output_size(self, size: geometry.Pair) -> geometry.Pair:
         """The layer's map size on an image of `size`."""

@@ -54,6 +54,9 @@ class FilterImage:
     # by each of CONTRAST_SCALES (clipped to the pixel range), and whether the filter is faint-driven.
     contrast_response: list[list[float]] | None = None
     faint: bool | None = None
+    # Whole-filter images of a layer affine in the pixels: whether the image is the exact extreme
+    # (`exact_extremes`), which scored beyond the optimised one.
+    exact: bool | None = None
 
 
 def to_bytes(images: np.ndarray) -> np.ndarray:
@@ -230,14 +233,42 @@ def channel_batch(engine: LayerEngine, filter_ids: list[int], params: SynthesisP
     objective = objectives.channel_mean() if sign > 0 else -objectives.channel_mean()
     run = _run(engine, CHANNEL, objective, param_f, params, filter_ids)
     images = best_contrast(engine, to_bytes(run.images), filter_ids, params.contrast_search, sign)
+    images, exact = with_exact_extremes(engine, images, filter_ids, sign)
     objective, mean_act = evaluate(engine, images / 255.0, filter_ids)
     responses, faint = contrast_responses(engine, images, filter_ids) if sign > 0 else ([None] * len(images),) * 2
     kind = CHANNEL if sign > 0 else CHANNEL_NEGATIVE
     return [
+        # An exact extreme is a saturated colour, not a faint image: the contrast facts are of optimised ones.
         FilterImage(engine.name, f, kind, images[i], float(objective[i]), float(mean_act[i]), sign * run.history[:, i],
-                    contrast_response=responses[i], faint=faint[i])
+                    contrast_response=None if exact[i] else responses[i], faint=None if exact[i] else faint[i],
+                    exact=exact[i])
         for i, f in enumerate(filter_ids)
     ]
+
+
+def exact_extremes(engine: LayerEngine, filter_ids: list[int], size: int, sign: int = 1) -> np.ndarray:
+    """For a layer affine in the pixels (`LayerEngine.affine_in_pixels`), each filter's exact maximum
+    of its channel mean over every image in [0, 1] (with `sign` -1, its minimum): each pixel's colour
+    channel at 255 where the objective's gradient is positive, 0 where it is negative, neutral where
+    nothing depends on it. An affine map's gradient is the same everywhere, so grey is as good a
+    point as any to take it at. uint8, (len(filter_ids), size, size, 3)."""
+    grey = tf.fill([len(filter_ids), size, size, 3], np.float32(NEUTRAL))
+    with tf.GradientTape() as tape:
+        tape.watch(grey)
+        maps = engine.own_maps(grey, tf.constant(filter_ids, tf.int32), float32=True)
+        total = tf.reduce_sum(tf.reduce_mean(maps, axis=[1, 2]))
+    gradient = sign * tape.gradient(total, grey).numpy()
+    return np.where(gradient > 0, 255, np.where(gradient < 0, 0, NEUTRAL_BYTE)).astype(np.uint8)
+
+
+def with_exact_extremes(engine: LayerEngine, images: np.ndarray, filter_ids: list[int], sign: int = 1):
+    """The optimised uint8 images, each replaced by its filter's exact extreme where the layer is affine
+    in the pixels and the extreme scores beyond it; and, per image, whether it was (None: not affine)."""
+    if not engine.affine_in_pixels:
+        return images, [None] * len(images)
+    exact = exact_extremes(engine, filter_ids, images.shape[1], sign)
+    better = sign * evaluate(engine, exact / 255.0, filter_ids)[0] > sign * evaluate(engine, images / 255.0, filter_ids)[0]
+    return np.where(better[:, None, None, None], exact, images), [bool(b) for b in better]
 
 
 def negative_channel_batch(engine: LayerEngine, filter_ids: list[int], params: SynthesisParams) -> list[FilterImage]:
