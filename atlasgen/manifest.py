@@ -126,6 +126,9 @@ class Metrics:
     diversity: list[float] | None = field(default=None, metadata=OMITTED_WHEN_NONE)
     diversity_runs: list[SynthesisMetrics] | None = field(default=None, metadata=OMITTED_WHEN_NONE)
     diversity_similarity: float | None = field(default=None, metadata=OMITTED_WHEN_NONE)
+    # A layer affine in the pixels: each set image's weight on the layer's exact extreme, laid under it
+    # (atlasgen.synthesis.diversity.over_exact_extremes); absent elsewhere.
+    diversity_exact_weights: list[float] | None = field(default=None, metadata=OMITTED_WHEN_NONE)
     # Each synthesised image's numbers under its view's name ("channel", "neuron", "maco", ...), written
     # beside the fields above as metrics.<name>; an image the atlas did not build has none.
     images: dict[str, SynthesisMetrics] = field(default_factory=dict, metadata={"flatten": True})

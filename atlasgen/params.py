@@ -14,6 +14,9 @@ PRECISIONS = ("float32", "mixed")
 #: filter's objective on each image: 1 measured images as unlike as at 3 and still above every natural
 #: crop; 3 pulled some below it (block3_conv1 and block4_conv1, filters 0-5, 64 px).
 DIVERSITY_WEIGHT = 1.0
+#: A diversity image of a layer affine in the pixels keeps at least this share of its exact extreme's
+#: gain over grey (atlasgen.synthesis.diversity.over_exact_extremes).
+EXACT_SHARE = 0.9
 #: The largest diversity set (--diversity): each image costs what a whole-filter image does.
 MAX_DIVERSITY = 16
 

@@ -69,3 +69,22 @@ def test_batches_hold_whole_sets(block2):
 def test_a_batch_checks_its_filters(block2):
     with pytest.raises(AtlasgenError):
         diversity_batch(block2, [1000], TINY, faces=2)
+
+
+def test_a_layer_affine_in_the_pixels_lays_each_image_over_its_exact_extreme(hed_model):
+    """block1_conv1 has one best image: each set image keeps EXACT_SHARE of its gain over grey, and
+    the textures still differ."""
+    from atlasgen.params import EXACT_SHARE
+    from atlasgen.synthesis.images import NEUTRAL_BYTE, evaluate, exact_extremes
+
+    block1 = LayerEngine(hed_model, "block1_conv1")
+    (made,) = diversity_batch(block1, [5], TINY, faces=2)
+    best = evaluate(block1, exact_extremes(block1, [5], 40) / 255.0, [5])[0][0]
+    grey = evaluate(block1, np.full((1, 40, 40, 3), NEUTRAL_BYTE / 255.0, np.float32), [5])[0][0]
+    assert len(made.exact_weights) == 2 and all(0 <= w <= 1 for w in made.exact_weights)
+    for objective in made.objectives:
+        assert objective >= grey + EXACT_SHARE * (best - grey) - 0.01 * abs(best - grey)  # within uint8 rounding
+        assert objective <= best + 1e-3
+    assert not np.array_equal(made.images[0], made.images[1])
+    (elsewhere,) = diversity_batch(LayerEngine(hed_model, "block2_conv1"), [5], TINY, faces=2)
+    assert elsewhere.exact_weights is None

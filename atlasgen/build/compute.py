@@ -229,7 +229,8 @@ def diversity_images(job: Job) -> Results:
                  "curve": objective_curve(history, objective)}
                 for objective, mean, history in zip(made.objectives, made.mean_activations, made.histories)]
         yield by_filter[made.filter], blobs, {"faces": len(made.images), "objectives": made.objectives,
-                                              "runs": runs, "similarity": made.similarity, "tf32": tf32}
+                                              "runs": runs, "similarity": made.similarity,
+                                              "exact_weights": made.exact_weights, "tf32": tf32}
 
 
 def own_image_maps(job: Job) -> Results:

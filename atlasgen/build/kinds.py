@@ -22,7 +22,7 @@ from atlasgen.build import compute
 from atlasgen.build.artifacts import ProbeRef
 from atlasgen.build.dataset import DATASET_CONVENTION, EXAMPLE_DISPLAY
 from atlasgen.codec import KERNEL_DISPLAY
-from atlasgen.params import DIVERSITY_WEIGHT
+from atlasgen.params import DIVERSITY_WEIGHT, EXACT_SHARE
 
 #: The synthesis methods of whole-filter images; a kind with a method is planned only when it is chosen.
 METHODS = ("lucid", "maco")
@@ -143,7 +143,8 @@ def publish_diversity(artifact, entry, publisher) -> dict:
              for rank in range(faces)]
     return {"images": {"diversity": paths},
             "metrics": {"diversity": entry.meta["objectives"], "diversity_runs": entry.meta["runs"],
-                        "diversity_similarity": entry.meta["similarity"]}}
+                        "diversity_similarity": entry.meta["similarity"],
+                        "diversity_exact_weights": entry.meta.get("exact_weights")}}
 
 
 SYNTHESIS_FACTS = ("objective", "mean_activation", "steps")
@@ -198,7 +199,7 @@ ALL_KINDS: dict[str, Kind] = {
         Kind(
             "diversity", "diversity images", "unit", ("image{rank}",),
             recipe=lambda c: {**_unit(c), "objective": "channel mean (pre-ReLU) + diversity", "faces": c.diversity,
-                              "weight": DIVERSITY_WEIGHT, "params": c.params},
+                              "weight": DIVERSITY_WEIGHT, "exact_share": EXACT_SHARE, "params": c.params},
             compute=compute.diversity_images,
             facts=("faces", "objectives", "runs", "similarity"), publish=publish_diversity, method="lucid",
             planned=lambda c: c.diversity > 0,

@@ -30,7 +30,7 @@ from atlasgen.fs import OutputFolder, output_folder, progress_lines
 from atlasgen.manifest import MANIFEST, Manifest, to_json
 from atlasgen.site.atlases import atlas_folders, load_atlases
 from atlasgen.site.wiring import top_inputs, wiring_view
-from atlasgen.params import DIVERSITY_WEIGHT
+from atlasgen.params import DIVERSITY_WEIGHT, EXACT_SHARE
 from atlasgen.site.runs import curve_plot, image_label, making
 from atlasgen.site.views import LAYER_THUMB, example_anchor, faint_units, image_size, layer_tabs, thumbnail, unit_views
 
@@ -96,7 +96,7 @@ def environment() -> Environment:
     env.globals.update(wiring_view=wiring_view, top_inputs=top_inputs)
     env.globals["example_anchor"] = example_anchor
     env.globals.update(curve_plot=curve_plot, making=making, image_label=image_label, image_size=image_size,
-                       diversity_weight=DIVERSITY_WEIGHT)
+                       diversity_weight=DIVERSITY_WEIGHT, exact_share=EXACT_SHARE)
     return env
 
 

@@ -15,10 +15,11 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from atlasgen.params import DIVERSITY_WEIGHT, SynthesisParams
+from atlasgen.params import DIVERSITY_WEIGHT, EXACT_SHARE, SynthesisParams
 from atlasgen.synthesis.engine import LayerEngine
 from atlasgen.synthesis.images import (
-    best_contrast, channel_batch_size, check_batch, check_engine_precision, evaluate, fitted_to_field, to_bytes,
+    NEUTRAL_BYTE, best_contrast, channel_batch_size, check_batch, check_engine_precision, evaluate, exact_extremes,
+    fitted_to_field, to_bytes,
 )
 from atlasgen.synthesis.objectives import channel_mean, diversity, gram_similarity
 from atlasgen.synthesis.optimise import ContrastLearning, FourierImage, optimise
@@ -37,6 +38,8 @@ class DiverseImages:
     mean_activations: list[float]
     similarity: float
     histories: list[np.ndarray]  # each image's channel mean along its run, (steps,), under that step's transforms
+    # A layer affine in the pixels: each image's weight on the layer's exact extreme (`over_exact_extremes`).
+    exact_weights: list[float] | None = None
 
 
 def diversity_key(seed: int, filter_id: int, face: int) -> int:
@@ -64,6 +67,7 @@ def diversity_batch(engine: LayerEngine, filter_ids: list[int], params: Synthesi
         contrast=ContrastLearning(fitted.contrast_learning_rate, fitted.max_log_contrast, fitted.contrast_start),
     )
     images = best_contrast(engine, to_bytes(run.images), ids, params.contrast_search)
+    images, blends = over_exact_extremes(engine, images, ids)
     values, means = evaluate(engine, images / 255.0, ids)
     features = engine.features(tf.constant(images / 255.0, tf.float32))
     alike = gram_similarity(tf.cast(features, tf.float32), faces).numpy()
@@ -72,8 +76,27 @@ def diversity_batch(engine: LayerEngine, filter_ids: list[int], params: Synthesi
         face = slice(k * faces, (k + 1) * faces)
         out.append(DiverseImages(engine.name, f, list(images[face]), [float(v) for v in values[face]],
                                  [float(v) for v in means[face]], float(alike[face].mean()),
-                                 [run.history[:, i] for i in range(face.start, face.stop)]))
+                                 [run.history[:, i] for i in range(face.start, face.stop)],
+                                 None if blends is None else blends[face]))
     return out
+
+
+def over_exact_extremes(engine: LayerEngine, images: np.ndarray, ids: list[int]):
+    """For a layer affine in the pixels, whose one best image is known (`exact_extremes`), each
+    optimised image laid over it: (1 - a) x image + a x extreme, with the least weight a that keeps
+    EXACT_SHARE of the extreme's gain over grey (an affine objective moves linearly in a, so a is
+    solved for, not searched). The textures the diversity term pulled apart stay as visible as that
+    allows. Elsewhere, the images as they are; the weights (None where not affine)."""
+    if not engine.affine_in_pixels:
+        return images, None
+    extreme = exact_extremes(engine, ids, images.shape[1]).astype(np.float32)
+    grey = np.full_like(extreme, NEUTRAL_BYTE)
+    score = lambda x: evaluate(engine, x / 255.0, ids)[0]  # noqa: E731
+    own, best, flat = score(images.astype(np.float32)), score(extreme), score(grey)
+    target = flat + EXACT_SHARE * (best - flat)
+    weight = np.clip((target - own) / np.maximum(best - own, 1e-12), 0.0, 1.0)
+    blended = (1 - weight)[:, None, None, None] * images + weight[:, None, None, None] * extreme
+    return np.clip(np.round(blended), 0, 255).astype(np.uint8), [float(w) for w in weight]
 
 
 def diversity_batch_size(engine: LayerEngine, params: SynthesisParams, faces: int, wanted: int) -> int:
