@@ -53,11 +53,23 @@ class Field:
     whole: "Box | None" = None
     why: str = ""
     gridless: bool = False
+    # The pixels that any unit of the layer depends on, clipped to the image: a 'valid' op with a
+    # stride leaves the image's last rows or columns unread when they do not fill a window, and no
+    # later unit depends on them. None: the whole image.
+    reach: "Box | None" = None
 
     @property
     def extent(self) -> Pair:
         """The height and width of the box each unit sees: r, or the whole box's."""
         return (self.whole.height, self.whole.width) if self.whole else self.r
+
+    def unit_input(self, unit: Pair, image: Pair) -> "Box":
+        """The pixels unit (y, x) depends on: its box, clipped to the image and to the layer's reach."""
+        box = self.unit_box(unit).clipped(image)
+        if self.reach is None:
+            return box
+        r = self.reach
+        return Box(max(box.top, r.top), max(box.left, r.left), min(box.bottom, r.bottom), min(box.right, r.right))
 
     def unit_box(self, unit: Pair) -> "Box":
         """The input box that unit (y, x) sees, before clipping to the image."""
@@ -142,12 +154,12 @@ def _local_union(op: SpatialOp, parents: list[Field]) -> tuple[Pair, Pair]:
 
 
 def _span(field: Field, image: Pair) -> Box:
-    """The box every unit of `field` together sees, clipped to the image."""
+    """The box every unit of `field` together sees, clipped to the image and to its reach."""
     if field.whole is not None:
         return field.whole
-    first = field.unit_box((0, 0))
-    last = field.unit_box((max(field.size[0] - 1, 0), max(field.size[1] - 1, 0)))
-    return Box(first.top, first.left, last.bottom, last.right).clipped(image)
+    first = field.unit_input((0, 0), image)
+    last = field.unit_input((max(field.size[0] - 1, 0), max(field.size[1] - 1, 0)), image)
+    return Box(first.top, first.left, last.bottom, last.right)
 
 
 def _union(boxes: list[Box]) -> Box:
@@ -170,15 +182,16 @@ def _merge(op: SpatialOp, parents: list[Field], image: Pair) -> Field:
     if not grids:
         return Field(parents[0].r, parents[0].S, parents[0].P, (1, 1), _union([f.whole for f in wholes]), why, True)
     r, P = _local_union(op, grids)
+    reach = _or_none(_union([f.reach or Box(0, 0, *image) for f in grids]), image)
     if not wholes:
-        return Field(r=r, S=grids[0].S, P=P, size=grids[0].size)
+        return Field(r=r, S=grids[0].S, P=P, size=grids[0].size, reach=reach)
     whole = _union([f.whole for f in wholes])
     if not all(_inside(f, whole, image) for f in grids):
         raise AtlasgenError(
             f"layer {op.name!r} combines a global map with a map whose units see beyond it; "
             "its units' fields are not one box"
         )
-    return Field(r=r, S=grids[0].S, P=P, size=grids[0].size, whole=whole, why=why)
+    return Field(r=r, S=grids[0].S, P=P, size=grids[0].size, whole=whole, why=why, reach=reach)
 
 
 def _one_parent(op: SpatialOp, p: Field, image: Pair) -> Field:
@@ -186,13 +199,22 @@ def _one_parent(op: SpatialOp, p: Field, image: Pair) -> Field:
         whole = _span(p, image)
         return Field(p.r, p.S, p.P, (1, 1), whole, p.why or op.note, True)
     steps = [_axis_step(op, a, p.r[a], p.S[a], p.P[a], p.size[a]) for a in (0, 1)]
-    return Field(
+    field = Field(
         r=(steps[0][0], steps[1][0]),
         S=(steps[0][1], steps[1][1]),
         P=(steps[0][2], steps[1][2]),
         size=(steps[0][3], steps[1][3]),
-        whole=p.whole, why=p.why, gridless=p.gridless,
+        whole=p.whole, why=p.why, gridless=p.gridless, reach=p.reach,
     )
+    if field.whole is not None or min(field.size) < 1:
+        return field
+    # What this layer's units together read, within what its input's units read.
+    span = _span(field, image)
+    return Field(field.r, field.S, field.P, field.size, gridless=field.gridless, reach=_or_none(span, image))
+
+
+def _or_none(reach: Box, image: Pair) -> Box | None:
+    return None if reach == Box(0, 0, *image) else reach
 
 
 def receptive_fields(ops: Iterable[SpatialOp], input_size: Pair) -> dict[str, Field | None]:

@@ -39,7 +39,7 @@ class LayerInfo:
 
     @property
     def centre_box(self) -> geometry.Box:
-        return self.field.unit_box(self.centre_unit).clipped(self.input_size)
+        return self.field.unit_input(self.centre_unit, self.input_size)
 
     def as_dict(self) -> dict:
         """The layer's row: r and P are null for a global field, whose `global` says why."""

@@ -158,10 +158,11 @@ class LayerEngine:
             end.append(last)
             unit_in_patch.append(unit[a] - first // s)
         patch = geometry.Box(start[0], start[1], end[0], end[1])
-        plan = PatchPlan(image, unit, box.clipped(image), patch, tuple(unit_in_patch), full.S)  # type: ignore[arg-type]
+        seen = full.unit_input(unit, image)
+        plan = PatchPlan(image, unit, seen, patch, tuple(unit_in_patch), full.S)  # type: ignore[arg-type]
         if not self._patch_is_exact(plan, box):
             whole = geometry.Box(0, 0, size, size)
-            plan = PatchPlan(image, unit, box.clipped(image), whole, unit, full.S)
+            plan = PatchPlan(image, unit, seen, whole, unit, full.S)
         return plan
 
     def _patch_is_exact(self, plan: PatchPlan, box: geometry.Box) -> bool:
@@ -174,9 +175,11 @@ class LayerEngine:
             inner.top + plan.patch.top, inner.left + plan.patch.left,
             inner.bottom + plan.patch.top, inner.right + plan.patch.left,
         )
-        return shifted == box and all(
-            0 <= plan.unit_in_patch[a] < patch_field.size[a] for a in (0, 1)
-        )
+        if not (shifted == box and all(0 <= plan.unit_in_patch[a] < patch_field.size[a] for a in (0, 1))):
+            return False
+        seen = patch_field.unit_input(plan.unit_in_patch, (plan.patch.height, plan.patch.width))
+        return geometry.Box(seen.top + plan.patch.top, seen.left + plan.patch.left, seen.bottom + plan.patch.top,
+                            seen.right + plan.patch.left) == plan.box
 
     # --- forward passes -------------------------------------------------------------------
 
