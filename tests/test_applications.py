@@ -40,7 +40,8 @@ def loaded_models():
 
 def measuring_copy(keras, model):
     """A float64 copy of `model` whose units depend on the same pixels, with nothing that hides a
-    dependency: average for max pooling, linear activations, positive weights."""
+    dependency: average for max pooling, linear activations, positive weights (and a depthwise conv
+    for a conv of one group per channel, which reads the same taps)."""
     L = keras.layers
 
     def copy(layer):
@@ -51,14 +52,30 @@ def measuring_copy(keras, model):
             return L.AveragePooling2D.from_config(config)
         if isinstance(layer, (L.Activation, L.ReLU)):
             return L.Activation("linear", name=layer.name, dtype="float64")
+        if _depthwise(layer):  # the same taps; TensorFlow runs grouped float64 convolutions slowly (XLA)
+            return L.DepthwiseConv2D.from_config({key: config[key] for key in _DEPTHWISE_KEYS})
         if "activation" in config:
             config["activation"] = "linear"
         return layer.__class__.from_config(config)
 
     image = keras.Input((None, None, 3), dtype="float64")
     clone = keras.models.clone_model(model, input_tensors=image, clone_function=copy)
-    clone.set_weights([_positive(w) for w in model.get_weights()])
+    for layer in model.layers:
+        weights = layer.get_weights()
+        if weights:
+            target = clone.get_layer(layer.name)
+            target.set_weights([_positive(w).reshape(t.shape) for w, t in zip(weights, target.weights)])
     return clone
+
+
+_DEPTHWISE_KEYS = ("name", "dtype", "kernel_size", "strides", "padding", "dilation_rate", "use_bias")
+
+
+def _depthwise(layer) -> bool:
+    """A Conv2D of one group per channel: a depthwise conv (its kernel (k, k, 1, C) is (k, k, C, 1) reshaped)."""
+    groups = getattr(layer, "groups", 1)
+    return type(layer).__name__ == "Conv2D" and groups > 1 and groups == layer.filters == layer.kernel.shape[3] \
+        and layer.kernel.shape[2] == 1
 
 
 def _positive(weight) -> np.ndarray:
