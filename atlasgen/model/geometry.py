@@ -19,7 +19,7 @@ from typing import Iterable, Literal
 from atlasgen.errors import AtlasgenError
 
 Pair = tuple[int, int]
-OpKind = Literal["input", "conv", "pool", "pad", "crop", "identity", "merge", "global", "opaque"]
+OpKind = Literal["input", "conv", "pool", "pad", "crop", "identity", "merge", "global", "whole", "opaque"]
 
 
 @dataclass(frozen=True)
@@ -195,9 +195,10 @@ def _merge(op: SpatialOp, parents: list[Field], image: Pair) -> Field:
 
 
 def _one_parent(op: SpatialOp, p: Field, image: Pair) -> Field:
-    if op.kind == "global":
-        whole = _span(p, image)
-        return Field(p.r, p.S, p.P, (1, 1), whole, p.why or op.note, True)
+    if op.kind == "global":  # a global pool: a 1 x 1 map of what every unit of its input saw
+        return Field(p.r, p.S, p.P, (1, 1), _span(p, image), p.why or op.note, True)
+    if op.kind == "whole":  # a normalisation over the whole map: the grid stays, every unit sees it all
+        return Field(p.r, p.S, p.P, p.size, _span(p, image), p.why or op.note, p.gridless, p.reach)
     steps = [_axis_step(op, a, p.r[a], p.S[a], p.P[a], p.size[a]) for a in (0, 1)]
     field = Field(
         r=(steps[0][0], steps[1][0]),

@@ -6,8 +6,8 @@ Every layer or plain op of a model's graph becomes one `geometry.SpatialOp`:
 - an op that acts on each pixel alone (an activation, a batch norm, a layer norm over the channels, a
   rescaling, a dense layer on the channels, dropout at inference...): the identity;
 - an op of several maps of one grid (add, multiply, concatenate on the channels): a merge;
-- a global op (a global pool, a normalisation over the whole map): every unit after it depends on the
-  whole image;
+- a global op: a global pool (`global`, a vector or 1 x 1 map that a merge broadcasts back), or a
+  normalisation over the whole map (`whole`, the grid kept): every unit after it depends on the whole image;
 - anything else: `opaque`, with one line saying why. A model whose conv layers depend on an opaque
   op is refused (`geometry.first_opaque`): its fields would be a guess.
 """
@@ -125,10 +125,10 @@ def _one_input(layer, parents: tuple[str, ...], gridless: bool) -> SpatialOp:
         if set(axes) <= set(CHANNEL_AXES):
             return identity
         if isinstance(layer, L.LayerNormalization):
-            return SpatialOp(name, "global", parents, note=f"{name} ({cls}) normalises over the whole map (axes {list(axes)})")
+            return SpatialOp(name, "whole", parents, note=f"{name} ({cls}) normalises over the whole map (axes {list(axes)})")
         return _opaque(layer, parents, f"normalises along axes {list(axes)}, not the channels")
     if isinstance(layer, L.GroupNormalization):
-        return SpatialOp(name, "global", parents, note=f"{name} ({cls}) normalises each group over the whole map")
+        return SpatialOp(name, "whole", parents, note=f"{name} ({cls}) normalises each group over the whole map")
     if isinstance(layer, _per_pixel_classes()):
         return identity
     return _opaque(layer, parents, "is not known to act on each pixel alone or to move the grid in a way "

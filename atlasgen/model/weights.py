@@ -273,6 +273,8 @@ def _load_application(app, spec: str):
             ) from None
         return model, WeightsSource(IMAGENET, IMAGENET, f"ImageNet (keras.applications {app.constructor})"), app.convention
     path = Path(spec)
+    if path.name.lower().endswith(".keras"):
+        raise AtlasgenError(f"--model {app.name} with a .keras file: the file holds its own model; leave out --model")
     if not path.name.lower().endswith(".h5"):
         raise AtlasgenError(f"--weights {spec[:80]!r} for --model {app.name}: give imagenet, random, or a .h5 or "
                             f".weights.h5 file of {app.constructor}'s weights without its top")
