@@ -787,3 +787,31 @@ def test_negative_example_paths_are_checked_like_the_others(tmp_path):
     write_manifest(tmp_path, manifest)
     with pytest.raises(AtlasgenError, match=r"units\[0\]\.dataset_examples_negative\[1\]\.photo"):
         render_site(tmp_path)
+
+
+def test_a_global_field_and_the_read_rule_are_stated_on_the_pages(tmp_path):
+    """Issue 23: r null with a `global` reason shows as the whole image; every page says what a unit's value is."""
+    manifest = synthetic_manifest(layers=[("block1_conv1", 2), ("block2_conv1", 2)])
+    gated = manifest["layers"][1]
+    gated.update(r=None, P=None, read_after="block2_bn")
+    gated["global"] = "every unit depends on the whole image: squeeze (GlobalAveragePooling2D) pools the whole map"
+    manifest["preprocessing"] = "tf: pixels scaled to [-1, 1] (keras preprocess_input mode 'tf')"
+    write_manifest(tmp_path, manifest)
+    render_site(tmp_path)
+    layer = parse(tmp_path / "vgg16/block2_conv1/index.html")
+    assert "squeeze (GlobalAveragePooling2D)" in layer.find("p", class_="global-field").text
+    assert "after block2_bn" in layer.find("p", class_="read-rule").text
+    assert "receptive field: the whole image" in layer.find("p", class_="facts-line").text
+    unit = parse(tmp_path / "vgg16/block2_conv1/0/index.html")
+    row = unit.find("tr", class_="global-field")
+    assert "the whole image" in row.text and "optimises the whole image" in row.text
+    assert "read after the batch norm" in unit.find("tr", class_="read-rule").text
+    plain = parse(tmp_path / "vgg16/block1_conv1/index.html")
+    assert plain.find_all("p", class_="global-field") == [] and "after block" not in plain.find("p", class_="read-rule").text
+    index = (tmp_path / "vgg16/index.html").read_text()
+    assert "tf: pixels scaled to [-1, 1]" in index and "the whole image (every unit depends" in index
+    # A null r without its reason is not a manifest the site renders.
+    del gated["global"]
+    write_manifest(tmp_path, manifest)
+    with pytest.raises(AtlasgenError, match="layers\\[1\\].r"):
+        render_site(tmp_path)
