@@ -198,3 +198,16 @@ def test_random_weights_are_the_same_every_time_and_labelled(loaded_models):
 def test_each_model_has_its_input_convention(name, order, scale, preprocessing):
     convention = APPLICATIONS[name].convention
     assert (convention.channel_order, convention.scale, convention.preprocessing) == (order, scale, preprocessing)
+
+
+def test_a_weights_file_of_a_model_by_name_loads_into_it(loaded_models, tmp_path):
+    random = loaded_models("mobilenet_v2")
+    path = tmp_path / "mobilenet.weights.h5"
+    random.model.save_weights(path)
+    loaded = load_model(str(path), "mobilenet_v2")
+    assert loaded.fingerprint == random.fingerprint and loaded.source.kind == "file"
+    assert loaded.input_convention == APPLICATIONS["mobilenet_v2"].convention
+    from atlasgen.errors import AtlasgenError
+
+    with pytest.raises(AtlasgenError, match="does not fit DenseNet121 without its top"):
+        load_model(str(path), "densenet121")

@@ -409,3 +409,34 @@ def test_a_unit_is_read_after_its_batch_norm_and_before_its_activation(keras, tm
     assert np.allclose(np.maximum(scanned[1].numpy(), 0), before_relu, atol=1e-4) and (scanned[1].numpy() < 0).any()
     np.testing.assert_allclose(LayerEngine(loaded, "b").maps(tf.constant(image), tf.constant([0, 1])).numpy(),
                                scanned[1].numpy()[..., :2], rtol=1e-4, atol=1e-4)
+
+
+def test_grouped_depthwise_and_separable_convs_have_the_maps_keras_computes(keras, tmp_path):
+    """Their filters are not slices of one kernel: the engine runs the layer whole and keeps the chosen channels."""
+    from atlasgen.model.layers import model_geometry
+
+    L = keras.layers
+    image = keras.Input((None, None, 3), name="image")
+    x = L.Conv2D(8, 3, padding="same", name="plain")(image)
+    x = L.Conv2D(8, 3, groups=4, activation="relu", name="grouped")(x)
+    x = L.DepthwiseConv2D(3, depth_multiplier=2, strides=2, activation="relu", name="depthwise")(x)
+    x = L.SeparableConv2D(6, 3, dilation_rate=2, padding="same", activation="relu", name="separable")(x)
+    path = tmp_path / "convs.keras"
+    keras.Model(image, x, name="convs").save(path)
+    loaded = load_model(str(path))
+    geometry = model_geometry(loaded)
+    assert [(c.name, c.filters) for c in geometry.convs] == [("plain", 8), ("grouped", 8), ("depthwise", 16),
+                                                              ("separable", 6)]
+    rows = {info.name: info.as_dict() for info in geometry.layers(24)}
+    assert (rows["depthwise"]["r"], rows["depthwise"]["S"]) == (7, 2) and rows["separable"]["r"] == 7 + 2 * 2 * 2
+    picture = np.random.default_rng(2).uniform(size=(2, 24, 24, 3)).astype(np.float32)
+    for name, ids in (("grouped", [7, 0, 3]), ("depthwise", [15, 2]), ("separable", [1, 5])):
+        engine = LayerEngine(loaded, name)
+        mine = engine.maps(tf.constant(picture), tf.constant(ids)).numpy()
+        layer = loaded.model.get_layer(name)
+        features = keras.Model(loaded.model.inputs, layer.input)(picture)
+        linear = layer.__class__.from_config({**layer.get_config(), "activation": "linear", "name": "copy"})
+        linear.build(layer.input.shape)
+        linear.set_weights(layer.get_weights())
+        np.testing.assert_allclose(mine, linear(features).numpy()[..., ids], rtol=1e-4, atol=1e-4)
+        assert tuple(mine.shape[1:3]) == geometry.fields((24, 24))[name].size
