@@ -241,6 +241,16 @@ def test_squeeze_and_excitation_makes_later_fields_global(keras):
         assert rows[name]["global"] == "every unit depends on the whole image: squeeze (GlobalAveragePooling2D) pools the whole map"
         assert rows[name]["centre_box"] == [0, 0, 20, 20]
     assert rows["c2"]["S"] == 2 and rows["c2"]["output_size"] == 10 and rows["excite"]["output_size"] == 1
+    # Transforms are fitted to what a unit sees, the whole image, not to the local r of 5.
+    from atlasgen.params import SynthesisParams
+    from atlasgen.synthesis.images import transforms_used
+
+    from atlasgen.model.geometry import Field
+
+    params, c2 = SynthesisParams(size=20), geometry.fields((20, 20))["c2"]
+    assert c2.extent == (20, 20) and min(c2.r) < 20
+    assert transforms_used(params, c2) == transforms_used(params, Field((20, 20), c2.S, (0, 0), c2.size))
+    assert transforms_used(params, c2) != transforms_used(params, Field(c2.r, c2.S, c2.P, c2.size))
 
 
 def test_a_layer_norm_over_the_whole_map_is_global_and_over_the_channels_is_not(keras):
