@@ -287,3 +287,12 @@ def test_an_opaque_op_has_no_field_and_is_named_only_where_a_conv_depends_on_it(
     fields = receptive_fields(ops, (10, 10))
     assert fields["odd"] is None and fields["b"] is None and fields["a"] is not None
     assert first_opaque(ops, ["b"]).name == "odd" and first_opaque(ops, ["a"]) is None
+
+
+def test_a_merge_of_branches_that_read_different_pixels_is_their_union():
+    # On 8 px a 1x1 stride-2 conv reads pixels 0, 2, 4, 6 (reach 0-6); a 2x2 stride-2 conv reads 0-7.
+    ops = [SpatialOp("image", "input"), SpatialOp("a", "conv", ("image",), (1, 1), (2, 2), (1, 1), "valid"),
+           SpatialOp("b", "conv", ("image",), (2, 2), (2, 2), (1, 1), "valid"), SpatialOp("sum", "merge", ("a", "b"))]
+    fields = receptive_fields(ops, (8, 8))
+    assert fields["a"].reach == Box(0, 0, 7, 7) and fields["b"].reach is None
+    assert fields["sum"].unit_input((3, 3), (8, 8)) == Box(6, 6, 8, 8) and fields["sum"].r == (2, 2)

@@ -184,7 +184,9 @@ def _merge(op: SpatialOp, parents: list[Field], image: Pair) -> Field:
     r, P = _local_union(op, grids)
     reach = _or_none(_union([f.reach or Box(0, 0, *image) for f in grids]), image)
     if not wholes:
-        return Field(r=r, S=grids[0].S, P=P, size=grids[0].size, reach=reach)
+        merged = Field(r=r, S=grids[0].S, P=P, size=grids[0].size, reach=reach)
+        _check_reaches(op, grids, merged, image)
+        return merged
     whole = _union([f.whole for f in wholes])
     if not all(_inside(f, whole, image) for f in grids):
         raise AtlasgenError(
@@ -192,6 +194,31 @@ def _merge(op: SpatialOp, parents: list[Field], image: Pair) -> Field:
             "its units' fields are not one box"
         )
     return Field(r=r, S=grids[0].S, P=P, size=grids[0].size, whole=whole, why=why, reach=reach)
+
+
+def _check_reaches(op: SpatialOp, grids: list[Field], merged: Field, image: Pair) -> None:
+    """Where the branches read different parts of the image, a merged unit reads the union of what
+    each branch's unit reads; refuses the merge if, for any unit, that is not its box within the merged
+    reach (checked per axis, every unit)."""
+    if len({f.reach for f in grids}) == 1:
+        return
+    for a in (0, 1):
+        for u in range(merged.size[a]):
+            spans = [_axis_input(f, a, u, image[a]) for f in grids]
+            union = (min(lo for lo, _ in spans), max(hi for _, hi in spans))
+            if union != _axis_input(merged, a, u, image[a]):
+                raise AtlasgenError(
+                    f"layer {op.name!r} merges branches that read different parts of a {image[0]}x{image[1]} image; "
+                    "its units' fields are not one box at this size"
+                )
+
+
+def _axis_input(field: Field, a: int, u: int, n: int) -> tuple[int, int]:
+    """[start, end) of the pixels unit u of `field` reads along axis a of an image of n pixels."""
+    lo, hi = u * field.S[a] - field.P[a], u * field.S[a] - field.P[a] + field.r[a]
+    reach = (0, n) if field.reach is None else ((field.reach.top, field.reach.bottom) if a == 0
+                                                else (field.reach.left, field.reach.right))
+    return max(lo, 0, reach[0]), min(hi, n, reach[1])
 
 
 def _one_parent(op: SpatialOp, p: Field, image: Pair) -> Field:
