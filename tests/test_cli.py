@@ -355,3 +355,41 @@ def test_an_unfinished_build_says_whether_other_shards_or_a_rerun_will_finish_it
     shown = cli("build", *TINY_ARGS)
     assert shown.returncode == 0 and said in shown.stdout
     assert ("run atlasgen build again" in shown.stdout) != sharded
+
+
+# --- models by name (issue 23) -----------------------------------------------------------------------
+
+
+def test_layers_of_a_model_by_name_with_random_weights(cli):
+    result = cli("layers", "--model", "efficientnet_b0", "--weights", "random", "--size", "64", "--json")
+    assert result.returncode == 0 and result.stderr == "", result.stderr
+    document = json.loads(result.stdout)
+    assert document["model"] == "efficientnet_b0" and document["weights"]["source"] == "random"
+    assert document["weights"]["label"].startswith("random weights")
+    assert document["preprocessing"].startswith("in the model")
+    by_name = {layer["name"]: layer for layer in document["layers"]}
+    assert by_name["stem_conv"]["read_after"] == "stem_bn" and by_name["stem_conv"]["r"] == 3
+    gated = by_name["block1a_project_conv"]
+    assert gated["r"] is None and gated["P"] is None and gated["global"].startswith("every unit depends on the whole image")
+    table = cli("layers", "--model", "efficientnet_b0", "--weights", "random", "--size", "64")
+    assert table.returncode == 0 and "see the whole image (r whole)" in table.stdout
+
+
+@pytest.mark.parametrize("args, fragments", [
+    (["--model", "resnet51"], ["--model 'resnet51' is not a model atlasgen knows", "resnet50, resnet50v2"]),
+    (["--model", ""], ["--model is empty; give one of vgg16"]),
+    (["--model", " "], ["--model is empty"]),
+    (["--model", "resnet50", "--weights", "hed-bsds500"], ["VGG16's offline trunk", "imagenet, random"]),
+    (["--model", "resnet50", "--weights", "weights.bin"], ["give imagenet, random, or a .h5"]),
+])
+def test_a_bad_model_is_one_line(cli, args, fragments):
+    from support import assert_one_line_error
+
+    assert_one_line_error(cli("layers", *args), *fragments)
+
+
+def test_a_model_by_name_with_a_keras_file_is_one_line(cli, custom_cnn_path):
+    from support import assert_one_line_error
+
+    assert_one_line_error(cli("layers", "--model", "resnet50", "--weights", custom_cnn_path), "leave out --model")
+    assert_one_line_error(cli("build", "--model", "nope", "--weights", "random"), "is not a model atlasgen knows")

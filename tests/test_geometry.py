@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from atlasgen.errors import AtlasgenError
-from atlasgen.model.geometry import Box, Field, SpatialOp, receptive_fields, square
+from atlasgen.model.geometry import Box, Field, SpatialOp, first_opaque, receptive_fields, square
 from atlasgen.model.graph import spatial_ops
 from atlasgen.model.weights import vgg16_ops
 from support import PUBLISHED_VGG16
@@ -248,3 +248,51 @@ def test_vgg16_fields_match_gradients(keras, hed_model):
 def test_custom_cnn_fields_match_gradients(keras, custom_cnn, shape):
     targets = [(name, unit) for name in ("dilated", "strided_same", "pool", "add", "head") for unit in ("centre", (0, 0), "last")]
     assert check_fields_against_gradients(keras, custom_cnn, shape, targets) == len(targets)
+
+
+# --- reach and global fields (issue 23) ----------------------------------------------------------
+
+
+def test_a_valid_strided_op_leaves_the_last_pixels_unread():
+    # A 3x3 stride-2 'valid' conv on 8 px: units at 0, 2, 4 read pixels 0-6; pixel 7 is read by no unit.
+    ops = [SpatialOp("image", "input"), SpatialOp("a", "conv", ("image",), (3, 3), (2, 2), (1, 1), "valid"),
+           SpatialOp("b", "conv", ("a",), (3, 3), (1, 1), (1, 1), "same")]
+    fields = receptive_fields(ops, (8, 8))
+    assert fields["a"].reach == Box(0, 0, 7, 7)
+    assert (fields["b"].r, fields["b"].S, fields["b"].P) == ((7, 7), (2, 2), (2, 2))
+    assert fields["b"].unit_box((2, 2)).clipped((8, 8)) == Box(2, 2, 8, 8)
+    assert fields["b"].unit_input((2, 2), (8, 8)) == Box(2, 2, 7, 7)
+    assert receptive_fields(ops, (9, 9))["a"].reach is None  # 9 px: every pixel is read
+
+
+def test_a_global_pool_broadcast_back_makes_the_field_whole():
+    ops = [SpatialOp("image", "input"), SpatialOp("a", "conv", ("image",), (3, 3), (1, 1), (1, 1), "same"),
+           SpatialOp("pool", "global", ("a",), note="pool (GlobalAveragePooling2D) pools the whole map"),
+           SpatialOp("gate", "conv", ("pool",), (1, 1), (1, 1), (1, 1), "valid"),
+           SpatialOp("mul", "merge", ("a", "gate")),
+           SpatialOp("b", "conv", ("mul",), (3, 3), (2, 2), (1, 1), "same")]
+    fields = receptive_fields(ops, (10, 10))
+    assert fields["gate"].gridless and fields["gate"].size == (1, 1) and fields["gate"].whole == Box(0, 0, 10, 10)
+    b = fields["b"]
+    assert b.whole == Box(0, 0, 10, 10) and b.size == (5, 5) and b.S == (2, 2) and not b.gridless
+    assert b.unit_box((0, 0)) == b.unit_box((4, 3)) == Box(0, 0, 10, 10) and b.extent == (10, 10)
+    assert "pool (GlobalAveragePooling2D)" in b.why
+    assert fields["a"].whole is None
+
+
+def test_an_opaque_op_has_no_field_and_is_named_only_where_a_conv_depends_on_it():
+    ops = [SpatialOp("image", "input"), SpatialOp("a", "conv", ("image",), (3, 3), (1, 1), (1, 1), "same"),
+           SpatialOp("odd", "opaque", ("a",), note="'odd' (Lambda) is not known"),
+           SpatialOp("b", "conv", ("odd",), (3, 3), (1, 1), (1, 1), "same")]
+    fields = receptive_fields(ops, (10, 10))
+    assert fields["odd"] is None and fields["b"] is None and fields["a"] is not None
+    assert first_opaque(ops, ["b"]).name == "odd" and first_opaque(ops, ["a"]) is None
+
+
+def test_a_merge_of_branches_that_read_different_pixels_is_their_union():
+    # On 8 px a 1x1 stride-2 conv reads pixels 0, 2, 4, 6 (reach 0-6); a 2x2 stride-2 conv reads 0-7.
+    ops = [SpatialOp("image", "input"), SpatialOp("a", "conv", ("image",), (1, 1), (2, 2), (1, 1), "valid"),
+           SpatialOp("b", "conv", ("image",), (2, 2), (2, 2), (1, 1), "valid"), SpatialOp("sum", "merge", ("a", "b"))]
+    fields = receptive_fields(ops, (8, 8))
+    assert fields["a"].reach == Box(0, 0, 7, 7) and fields["b"].reach is None
+    assert fields["sum"].unit_input((3, 3), (8, 8)) == Box(6, 6, 8, 8) and fields["sum"].r == (2, 2)

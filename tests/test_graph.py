@@ -174,3 +174,111 @@ def test_the_layers_that_read_the_image_are_found_from_the_graph(hed_model, cust
     assert set(image_readers(model)) == {"after_rescale_and_pad", "on_the_input", "after_pool", "mixer"}
     sequential = keras.Sequential([keras.Input((None, None, 3)), L.Conv2D(4, 3, name="s1"), L.Conv2D(4, 3, name="s2")])
     assert image_readers(sequential) == ("s1",)
+
+
+# --- exact or refused (issue 23) -------------------------------------------------------------------
+
+
+def _loaded(keras, model):
+    """A model as load_model gives it, without a file: only what model_geometry reads."""
+    from types import SimpleNamespace
+
+    from atlasgen.model.nested import inlined
+
+    return SimpleNamespace(model=inlined(model), architecture=model.name)
+
+
+@pytest.mark.parametrize("make, layer, words", [
+    (lambda L, x: L.UpSampling2D(name="up")(x), "up", "UpSampling2D"),
+    (lambda L, x: L.Reshape((-1, 4, 4), name="fold")(x), "fold", "Reshape"),
+    (lambda L, x: L.Lambda(lambda t: t[:, ::-1], name="flip")(x), "flip", "Lambda"),
+    (lambda L, x: L.Concatenate(axis=1, name="stack")([x, x]), "stack", "concatenates along axis 1"),
+    (lambda L, x: x[:, 1:, :, :], None, "GetItem"),
+])
+def test_a_layer_of_unknown_effect_before_a_conv_refuses_the_model(keras, make, layer, words):
+    from atlasgen.errors import AtlasgenError
+    from atlasgen.model.layers import model_geometry
+
+    L = keras.layers
+    image = keras.Input((None, None, 3))
+    x = L.Conv2D(4, 3, padding="same", name="first")(image)
+    y = L.Conv2D(4, 3, name="second")(make(L, x))
+    with pytest.raises(AtlasgenError) as caught:
+        model_geometry(_loaded(keras, keras.Model(image, y, name="odd")))
+    message = str(caught.value)
+    assert "\n" not in message and "model odd is refused" in message and words in message, message
+    assert layer is None or f"'{layer}'" in message
+    assert "does not guess" in message
+
+
+def test_what_comes_after_the_last_conv_is_not_judged(keras):
+    from atlasgen.model.layers import model_geometry
+
+    L = keras.layers
+    image = keras.Input((None, None, 3))
+    x = L.Conv2D(4, 3, name="only")(image)
+    top = L.Dense(2)(L.GlobalMaxPooling2D()(L.UpSampling2D()(x)))
+    geometry = model_geometry(_loaded(keras, keras.Model(image, top, name="with_top")))
+    assert [info.name for info in geometry.layers(8)] == ["only"]
+
+
+def test_squeeze_and_excitation_makes_later_fields_global(keras):
+    """A global pool, through a 1 x 1 gate, multiplied back: every later unit sees the whole image."""
+    from atlasgen.model.layers import model_geometry
+
+    L = keras.layers
+    image = keras.Input((None, None, 3))
+    x = L.Conv2D(4, 3, padding="same", name="c1")(image)
+    gate = L.Reshape((1, 1, 4), name="shape")(L.GlobalAveragePooling2D(name="squeeze")(x))
+    gate = L.Conv2D(4, 1, activation="sigmoid", name="excite")(gate)
+    x = L.Multiply(name="scale")([x, gate])
+    x = L.Conv2D(4, 3, strides=2, padding="same", name="c2")(x)
+    geometry = model_geometry(_loaded(keras, keras.Model(image, x, name="se")))
+    rows = {info.name: info.as_dict() for info in geometry.layers(20)}
+    assert rows["c1"]["r"] == 3 and "global" not in rows["c1"]
+    for name in ("excite", "c2"):
+        assert rows[name]["r"] is None and rows[name]["P"] is None, rows[name]
+        assert rows[name]["global"] == "every unit depends on the whole image: squeeze (GlobalAveragePooling2D) pools the whole map"
+        assert rows[name]["centre_box"] == [0, 0, 20, 20]
+    assert rows["c2"]["S"] == 2 and rows["c2"]["output_size"] == 10 and rows["excite"]["output_size"] == 1
+    # Transforms are fitted to what a unit sees, the whole image, not to the local r of 5.
+    from atlasgen.params import SynthesisParams
+    from atlasgen.synthesis.images import transforms_used
+
+    from atlasgen.model.geometry import Field
+
+    params, c2 = SynthesisParams(size=20), geometry.fields((20, 20))["c2"]
+    assert c2.extent == (20, 20) and min(c2.r) < 20
+    assert transforms_used(params, c2) == transforms_used(params, Field((20, 20), c2.S, (0, 0), c2.size))
+    assert transforms_used(params, c2) != transforms_used(params, Field(c2.r, c2.S, c2.P, c2.size))
+
+
+def test_a_layer_norm_over_the_whole_map_is_global_and_over_the_channels_is_not(keras):
+    from atlasgen.model.layers import model_geometry
+
+    L = keras.layers
+    image = keras.Input((None, None, 3))
+    x = L.Conv2D(4, 3, name="a")(image)
+    per_pixel = L.Conv2D(4, 3, name="b")(L.LayerNormalization(axis=-1)(x))
+    whole = L.Conv2D(4, 3, name="c")(L.LayerNormalization(axis=[1, 2, 3], center=False, scale=False, name="norm_all")(x))
+    geometry = model_geometry(_loaded(keras, keras.Model(image, [per_pixel, whole], name="norms")))
+    rows = {info.name: info.as_dict() for info in geometry.layers(16)}
+    assert rows["b"]["r"] == 5 and rows["c"]["r"] is None and "norm_all" in rows["c"]["global"]
+
+
+def test_nested_models_are_walked_into(keras):
+    """A Sequential inside a functional model (as ConvNeXt's stem): its convs are the model's, with fields."""
+    from atlasgen.model.layers import model_geometry
+
+    L = keras.layers
+    stem = keras.Sequential([L.Conv2D(8, 4, strides=4, name="stem_conv"), L.LayerNormalization(name="stem_norm")],
+                            name="stem")
+    image = keras.Input((None, None, 3))
+    x = stem(image)
+    x = L.Conv2D(8, 7, padding="same", groups=8, name="dw")(x)
+    loaded = _loaded(keras, keras.Model(image, x, name="nested"))
+    geometry = model_geometry(loaded)
+    rows = {info.name: info.as_dict() for info in geometry.layers(64)}
+    assert list(rows) == ["stem_conv", "dw"]
+    assert (rows["dw"]["r"], rows["dw"]["S"], rows["dw"]["P"]) == (28, 4, 12)
+    assert rows["dw"]["filters"] == 8

@@ -23,4 +23,5 @@ def test_layers_document_and_table(hed_model):
     assert document["weights"]["fingerprint"] == hed_model.fingerprint
     table = layers_table(document).splitlines()
     assert table[2].split() == ["block1_conv1", "64", "3", "1", "1", "96"]
-    assert "13 conv layers, 4224 filters, input 96 px" in table[-3]
+    assert "13 conv layers, 4224 filters, input 96 px" in table[-5]
+    assert table[-2].startswith("a unit's value is its conv's output before the activation")

@@ -843,3 +843,31 @@ def test_an_exact_extreme_says_so_under_its_image(tmp_path):
     assert len(notes) == 2 and "that maximises it over all images is known" in notes[0]
     assert "that minimises it" in notes[1] and "scores below the optimised image" in notes[1]
     assert not parse(tmp_path / "vgg16/block1_conv1/1/index.html").find_all("p", class_="exact-note")
+
+
+def test_a_global_field_and_the_read_rule_are_stated_on_the_pages(tmp_path):
+    """Issue 23: r null with a `global` reason shows as the whole image; every page says what a unit's value is."""
+    manifest = synthetic_manifest(layers=[("block1_conv1", 2), ("block2_conv1", 2)])
+    gated = manifest["layers"][1]
+    gated.update(r=None, P=None, read_after="block2_bn")
+    gated["global"] = "every unit depends on the whole image: squeeze (GlobalAveragePooling2D) pools the whole map"
+    manifest["preprocessing"] = "tf: pixels scaled to [-1, 1] (keras preprocess_input mode 'tf')"
+    write_manifest(tmp_path, manifest)
+    render_site(tmp_path)
+    layer = parse(tmp_path / "vgg16/block2_conv1/index.html")
+    assert "squeeze (GlobalAveragePooling2D)" in layer.find("p", class_="global-field").text
+    assert "after block2_bn" in layer.find("p", class_="read-rule").text
+    assert "receptive field: the whole image" in layer.find("p", class_="facts-line").text
+    unit = parse(tmp_path / "vgg16/block2_conv1/0/index.html")
+    row = unit.find("tr", class_="global-field")
+    assert "the whole image" in row.text and "optimises the whole image" in row.text
+    assert "read after the batch norm" in unit.find("tr", class_="read-rule").text
+    plain = parse(tmp_path / "vgg16/block1_conv1/index.html")
+    assert plain.find_all("p", class_="global-field") == [] and "after block" not in plain.find("p", class_="read-rule").text
+    index = (tmp_path / "vgg16/index.html").read_text()
+    assert "tf: pixels scaled to [-1, 1]" in index and "the whole image (every unit depends" in index
+    # A null r without its reason is not a manifest the site renders.
+    del gated["global"]
+    write_manifest(tmp_path, manifest)
+    with pytest.raises(AtlasgenError, match="layers\\[1\\].r"):
+        render_site(tmp_path)

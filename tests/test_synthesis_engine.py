@@ -358,3 +358,85 @@ def test_mixed_counts_the_trunks_activations_smaller(hed_model, block3):
     # block1_conv1 has no trunk: its image and maps are float32 either way.
     first = (LayerEngine(hed_model, "block1_conv1"), LayerEngine(hed_model, "block1_conv1", precision="mixed"))
     assert first[0].bytes_per_image((64, 64)) == first[1].bytes_per_image((64, 64))
+
+
+# --- what a unit's value is: conv, batch norm, activation -> after the batch norm (issue 23, item 3) ---
+
+
+def _conv_bn_relu(keras, tmp_path):
+    """conv 'a' -> BN 'a_bn' -> ReLU; conv 'b' (its own ReLU, no BN); conv 'c' -> BN and another branch."""
+    L = keras.layers
+    image = keras.Input((None, None, 3), name="image")
+    a = L.Conv2D(6, 3, padding="same", name="a")(image)
+    x = L.ReLU(name="a_relu")(L.BatchNormalization(name="a_bn")(a))
+    b = L.Conv2D(5, 3, activation="relu", name="b")(x)
+    c = L.Conv2D(4, 1, name="c")(b)
+    out = L.Add(name="sum")([L.BatchNormalization(name="c_bn")(c), c])
+    model = keras.Model(image, out, name="conv_bn_relu")
+    rng = np.random.default_rng(3)
+    for norm in ("a_bn", "c_bn"):  # moving statistics and affine parameters far from the identity
+        layer = model.get_layer(norm)
+        gamma, beta, mean, variance = layer.get_weights()
+        layer.set_weights([rng.uniform(-2, 2, gamma.shape), rng.uniform(-1, 1, beta.shape),
+                           rng.uniform(-1, 1, mean.shape), rng.uniform(0.2, 3, variance.shape)])
+    path = tmp_path / "conv_bn_relu.keras"
+    model.save(path)
+    return path
+
+
+def test_a_unit_is_read_after_its_batch_norm_and_before_its_activation(keras, tmp_path):
+    from atlasgen.model.graph import runnable_model
+    from atlasgen.model.layers import model_geometry
+
+    loaded = load_model(str(_conv_bn_relu(keras, tmp_path)))
+    geometry = model_geometry(loaded)
+    # Only a conv whose one consumer is a batch norm: c also feeds the add directly.
+    assert geometry.read_after == {"a": "a_bn"}
+    assert [info.as_dict().get("read_after") for info in geometry.layers(16)] == ["a_bn", None, None]
+    model = loaded.model
+    image = np.random.default_rng(0).uniform(size=(2, 20, 20, 3)).astype(np.float32)
+    after_bn = keras.Model(model.inputs, model.get_layer("a_bn").output)(image).numpy()
+    assert (after_bn < 0).any()  # the ReLU would change it: the test can tell the two apart
+    engine = LayerEngine(loaded, "a")
+    ids = [4, 0, 2]
+    mine = engine.maps(tf.constant(image), tf.constant(ids)).numpy()
+    np.testing.assert_allclose(mine, after_bn[..., ids], rtol=1e-4, atol=1e-4)
+    # The dataset scan reads the same values in its one forward pass; b is read before its ReLU.
+    every, _ = runnable_model(model, pre_activation=True)
+    scanned = every(image)
+    np.testing.assert_allclose(scanned[0].numpy(), after_bn, rtol=1e-4, atol=1e-4)
+    before_relu = keras.Model(model.inputs, model.get_layer("b").output)(image).numpy()
+    assert np.allclose(np.maximum(scanned[1].numpy(), 0), before_relu, atol=1e-4) and (scanned[1].numpy() < 0).any()
+    np.testing.assert_allclose(LayerEngine(loaded, "b").maps(tf.constant(image), tf.constant([0, 1])).numpy(),
+                               scanned[1].numpy()[..., :2], rtol=1e-4, atol=1e-4)
+
+
+def test_grouped_depthwise_and_separable_convs_have_the_maps_keras_computes(keras, tmp_path):
+    """Their filters are not slices of one kernel: the engine runs the layer whole and keeps the chosen channels."""
+    from atlasgen.model.layers import model_geometry
+
+    L = keras.layers
+    image = keras.Input((None, None, 3), name="image")
+    x = L.Conv2D(8, 3, padding="same", name="plain")(image)
+    x = L.Conv2D(8, 3, groups=4, activation="relu", name="grouped")(x)
+    x = L.DepthwiseConv2D(3, depth_multiplier=2, strides=2, activation="relu", name="depthwise")(x)
+    x = L.SeparableConv2D(6, 3, dilation_rate=2, padding="same", activation="relu", name="separable")(x)
+    path = tmp_path / "convs.keras"
+    keras.Model(image, x, name="convs").save(path)
+    loaded = load_model(str(path))
+    geometry = model_geometry(loaded)
+    assert [(c.name, c.filters) for c in geometry.convs] == [("plain", 8), ("grouped", 8), ("depthwise", 16),
+                                                              ("separable", 6)]
+    rows = {info.name: info.as_dict() for info in geometry.layers(24)}
+    assert (rows["depthwise"]["r"], rows["depthwise"]["S"]) == (7, 2) and rows["separable"]["r"] == 7 + 2 * 2 * 2
+    picture = np.random.default_rng(2).uniform(size=(2, 24, 24, 3)).astype(np.float32)
+    for name, ids in (("grouped", [7, 0, 3]), ("depthwise", [15, 2]), ("separable", [1, 5])):
+        engine = LayerEngine(loaded, name)
+        mine = engine.maps(tf.constant(picture), tf.constant(ids)).numpy()
+        layer = loaded.model.get_layer(name)
+        features = keras.Model(loaded.model.inputs, layer.input)(picture)
+        linear = layer.__class__.from_config({**layer.get_config(), "activation": "linear", "name": "copy"})
+        linear.build(layer.input.shape)
+        linear.set_weights(layer.get_weights())
+        np.testing.assert_allclose(mine, linear(features).numpy()[..., ids], rtol=1e-4, atol=1e-4)
+        assert tuple(mine.shape[1:3]) == geometry.fields((24, 24))[name].size

@@ -198,8 +198,21 @@ def test_a_residual_add_gets_wiring_only_along_its_single_chain(custom_cnn):
     assert "add (Add)" in record["unclaimed"]["inputs"] and "\n" not in record["unclaimed"]["inputs"]
 
 
+def test_a_depthwise_conv_is_a_conv_layer_of_its_own_whose_inputs_are_not_claimed(keras):
+    # Its channels are units of the atlas: what it feeds is wired from them; what feeds it is not claimed.
+    from atlasgen.model.wiring import Link, model_wiring
+
+    L = keras.layers
+    image = keras.Input((None, None, 3))
+    a = L.Conv2D(4, 3, name="a")(image)
+    b = L.Conv2D(2, 1, name="b")(L.DepthwiseConv2D(3, name="mid")(a))
+    wiring = model_wiring(keras.Model(image, b))
+    assert wiring.feeds["mid"] == "it is a DepthwiseConv2D: each filter reads one channel, or mixes them after a depthwise step"
+    assert isinstance(wiring.feeds["b"], Link) and wiring.feeds["b"].source == "mid"
+    assert isinstance(wiring.fed["a"], str) and "mid" in wiring.fed["a"]
+
+
 @pytest.mark.parametrize("between, reason", [
-    ("depthwise", "its input comes through mid (DepthwiseConv2D), which is a depthwise convolution"),
     ("dense", "its input comes through mid (Dense), which mixes channels (a dense layer)"),
     ("softmax", "its input comes through mid (Activation), which mixes channels (a softmax)"),
     ("layernorm", "its input comes through mid (LayerNormalization), which is not known to act on each channel alone"),
@@ -211,7 +224,7 @@ def test_what_mixes_channels_between_two_convs_is_named(keras, between, reason):
     L = keras.layers
     image = keras.Input((None, None, 3))
     a = L.Conv2D(4, 3, name="a")(image)
-    mid = {"depthwise": lambda: L.DepthwiseConv2D(3, name="mid")(a), "dense": lambda: L.Dense(4, name="mid")(a),
+    mid = {"dense": lambda: L.Dense(4, name="mid")(a),
            "softmax": lambda: L.Activation("softmax", name="mid")(a),
            "layernorm": lambda: L.LayerNormalization(name="mid")(a),
            "concatenate": lambda: L.Concatenate(name="mid")([a, a])}[between]()

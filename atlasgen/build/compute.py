@@ -317,7 +317,7 @@ def dataset_examples(job: Job, lowest: bool = False) -> Results:
             pixels = photos.get(source.digest)
             size = tuple(pixels.shape[:2])
             unit = [int(v) for v in top.unit[f, rank]]
-            box = engine.field(size).unit_box(tuple(unit)).clipped(size)
+            box = engine.field(size).unit_input(tuple(unit), size)
             blobs[f"crop{rank}"] = codec.webp(codec.zoomed_crop(pixels, box, EXAMPLE_DISPLAY, shrink=False))
             if source.digest not in encoded:  # the same photos recur across a layer's filters
                 encoded[source.digest] = codec.webp(pixels, quality=codec.PHOTO_QUALITY)

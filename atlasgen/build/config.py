@@ -14,6 +14,7 @@ from pathlib import Path
 from atlasgen.build.dataset import DEFAULT_CHUNK, DEFAULT_EXAMPLES, DEFAULT_SHORT_SIDE, check_options
 from atlasgen.build.kinds import DEFAULT_METHODS, METHODS, WIRING_K
 from atlasgen.errors import AtlasgenError
+from atlasgen.model.applications import application
 from atlasgen.model.weights import VGG16_LAYERS
 from atlasgen.names import check_atlas_name
 from atlasgen.params import MAX_DIVERSITY, PRECISIONS, check_precision
@@ -56,6 +57,8 @@ class BuildConfig:
     other value is checked as given (an empty or zero value is an error, never the preset's)."""
 
     preset: str = DEFAULT_PRESET
+    # A keras.applications model by name (atlasgen.model.applications); None: VGG16, or a .keras file's own.
+    model: str | None = None
     weights: str | None = None
     layers: tuple[str, ...] | None = None
     filters: str | None = None
@@ -99,6 +102,10 @@ class BuildConfig:
         preset = PRESETS[self.preset]
         given = {name: getattr(self, name) for name in ("weights", "layers", "filters", "size", "steps")}
         defaults = {name: getattr(preset, name) for name in given}
+        if self.model not in (None, "vgg16"):
+            # The preset's weights and layers are VGG16's: another model takes ImageNet's weights and
+            # the preset's number of its own layers, spread over its depth (`spread_layers`).
+            defaults.update(weights="imagenet", layers=None)
         given.update({name: getattr(self, name) for name in DATASET_DEFAULTS})
         defaults.update(DATASET_DEFAULTS)
         return replace(
@@ -113,8 +120,10 @@ class BuildConfig:
 
 
 def _check_selection(config: BuildConfig) -> None:
+    if config.model is not None:
+        application(config.model)  # empty or unknown: one line listing the names
     if config.weights is not None and not config.weights.strip():
-        raise AtlasgenError("--weights is empty; give imagenet, hed-bsds500 or a weights file")
+        raise AtlasgenError("--weights is empty; give imagenet, random, hed-bsds500 or a weights file")
     if config.layers is not None and (not config.layers or not all(name.strip() for name in config.layers)):
         raise AtlasgenError("--layers has an empty name; give conv layer names such as block1_conv1,block3_conv1")
     if config.filters is not None and not config.filters.strip():
@@ -169,6 +178,16 @@ def _check_dataset(config: BuildConfig) -> None:
         raise AtlasgenError("--dataset is empty; give a folder of images")
     check_options(*(getattr(config, name) if getattr(config, name) is not None else default
                     for name, default in DATASET_DEFAULTS.items()))
+
+
+def spread_layers(convs: list[str], preset: str) -> list[str] | None:
+    """For a model other than VGG16 with no --layers: as many of its conv layers as the preset names
+    of VGG16's (quick: 5), evenly spread from the first to the last; None (every layer) for a preset
+    that takes every layer."""
+    count = len(PRESETS[preset].layers or ())
+    if not count or count >= len(convs):
+        return None
+    return [convs[round(i * (len(convs) - 1) / (count - 1))] for i in range(count)]
 
 
 def default_precision() -> str:

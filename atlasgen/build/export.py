@@ -27,7 +27,7 @@ from atlasgen.manifest import (
     MANIFEST, SCHEMA_VERSION, DatasetRecord, Generator, Manifest, ManifestError, PrecisionRecord, SkippedFile,
     TransformsUsed, Weights, derive_metrics, image_metrics, load_manifest, to_json,
 )
-from atlasgen.model.geometry import square
+from atlasgen.model.conventions import meaning
 from atlasgen.names import atlas_name, layer_folder, safe_name, unit_folder
 from atlasgen.store import Store
 
@@ -115,10 +115,11 @@ def export_atlas(prepared, store: Store, folder: OutputFolder | None = None, log
     layers = []
     for layer in plan.layers:
         info = infos[layer.name]
+        row = info.as_dict()
         layers.append({
             "name": layer.name, "path": layer_folder(name, layer.name), "filters": info.filters,
-            "r": square(info.field.r), "S": square(info.field.S), "P": square(info.field.P),
-            "output_size": square(info.field.size), "centre_unit": list(info.centre_unit),
+            **{key: row[key] for key in ("r", "S", "P", "output_size", "global", "read_after") if key in row},
+            "centre_unit": list(info.centre_unit),
             "units": [tick(_unit(publisher, layer, f, prepared.probes)) for f in layer.filters],
             "synthesis": transforms_record(prepared, info.field),
         })
@@ -130,6 +131,7 @@ def export_atlas(prepared, store: Store, folder: OutputFolder | None = None, log
         "model": plan.model, "model_filters": prepared.model_filters,
         "weights": Weights(loaded.source.kind, loaded.source.spec, loaded.source.label, loaded.fingerprint),
         "input_convention": loaded.input_convention.describe(), "preset": prepared.config.preset,
+        "preprocessing": meaning(loaded.input_convention),
         "parameters": prepared.params, "probes": probes, "activation_map_normalisation": MAP_NORMALISATION,
         "layers": layers, "methods": list(plan.methods),
         "method_parameters": {method: p.recipe() for method, p in prepared.method_params.items()},

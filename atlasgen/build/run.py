@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import functools
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from atlasgen.build.artifacts import DatasetRef, Plan, ProbeRef
 from atlasgen.build.compute import Job
-from atlasgen.build.config import BuildConfig
+from atlasgen.build.config import BuildConfig, spread_layers
 from atlasgen.build.dataset import SizeCap, open_dataset, skipped_files
 from atlasgen.build.export import check_name, export_atlas
 from atlasgen.build.kinds import ALL_KINDS, kinds_for, required_blobs
@@ -74,8 +74,11 @@ def prepare(config: BuildConfig) -> Prepared:
     config = config.resolved()
     probes = load_probes(list(config.probes))
     dataset = open_dataset(config.dataset, config.dataset_size, config.examples, config.dataset_chunk, tf32=tf32)
-    loaded = load_model(config.weights)
+    loaded = load_model(config.weights, config.model)
     geometry = model_geometry(loaded)
+    if config.layers is None and config.model not in (None, "vgg16"):
+        spread = spread_layers([c.name for c in geometry.convs], config.preset)
+        config = replace(config, layers=tuple(spread) if spread else None)
     chosen = _chosen_layers(loaded, geometry, config)
     params = SynthesisParams(size=config.size, steps=config.steps, seed=config.seed, precision=config.precision)
     _check_sizes(geometry, [info.name for info in chosen], probes, config, params)

@@ -11,6 +11,7 @@ from typing import Any
 
 from atlasgen.errors import AtlasgenError, first_line
 from atlasgen.model.geometry import SpatialOp
+from atlasgen.model.spatial import is_convolution, spatial_op
 from atlasgen.tf import keras
 
 
@@ -23,27 +24,22 @@ class ConvLayer:
 
 
 def conv_layers(model) -> list[ConvLayer]:
-    """Every 2-D convolution in the model's graph, in topological order."""
-    return [
-        ConvLayer(layer.name, int(layer.filters))
-        for layer in model.layers
-        if isinstance(layer, keras.layers.Conv2D) and not isinstance(layer, keras.layers.Conv2DTranspose)
-    ]
+    """Every 2-D convolution in the model's graph (plain, grouped, depthwise or separable), in
+    topological order, with its number of output channels."""
+    return [ConvLayer(layer.name, output_channels(layer)) for layer in model.layers if is_convolution(layer)]
 
 
-def _pair(value) -> tuple[int, int]:
-    if isinstance(value, int):
-        return (value, value)
-    return (int(value[0]), int(value[1]))
+def output_channels(layer) -> int:
+    """A convolution's output channels: its filters, or a depthwise conv's input channels times its multiplier."""
+    if isinstance(layer, keras.layers.DepthwiseConv2D):
+        return int(layer.kernel.shape[2]) * int(layer.depth_multiplier)
+    return int(layer.filters)
 
 
-def _explicit_padding(value) -> tuple[tuple[int, int], tuple[int, int]]:
-    if isinstance(value, int):
-        return ((value, value), (value, value))
-    a, b = value
-    a = (a, a) if isinstance(a, int) else tuple(a)
-    b = (b, b) if isinstance(b, int) else tuple(b)
-    return (a, b)  # type: ignore[return-value]
+def plain_convolution(layer) -> bool:
+    """A Conv2D of one group: each filter is one slice of its kernel, `kernel[..., f]`."""
+    return (isinstance(layer, keras.layers.Conv2D) and not isinstance(layer, keras.layers.Conv2DTranspose)
+            and int(getattr(layer, "groups", 1)) == 1)
 
 
 def _parents(layer) -> tuple[str, ...]:
@@ -76,9 +72,10 @@ def runnable_model(model, pre_activation: bool = False) -> tuple[Any, dict[str, 
     """What atlasgen runs of `model`: (a keras.Model from an RGB image of any size to the tensor that
     feeds each conv layer, in `conv_layers` order; real name -> internal name of each layer it renamed).
 
-    With `pre_activation`, the model's outputs are instead each conv layer's output before its
-    activation, all from one forward pass: every conv is replayed as a linear copy (same weights)
-    followed by its activation, so nothing is computed twice.
+    With `pre_activation`, the model's outputs are instead each conv layer's unit values, all from one
+    forward pass: its output before its activation (every conv is replayed as a linear copy, same
+    weights, followed by its activation, so nothing is computed twice), or the output of the batch
+    norm it feeds where `batch_norms_read` says so.
 
     A model that already takes any size and whose layers have scope-safe names is only cut (same
     layers, same graph). Otherwise the layers the conv layers need are replayed on a new
@@ -89,7 +86,8 @@ def runnable_model(model, pre_activation: bool = False) -> tuple[Any, dict[str, 
     convs = [model.get_layer(c.name) for c in conv_layers(model)]
     walk = _walk(model)
     by_name = {op.name: op for op in walk}
-    needed = needed_layers(convs, by_name, pre_activation)
+    read = batch_norms_read(model) if pre_activation else {}
+    needed = needed_layers(convs, by_name, pre_activation) | set(read.values())
     if not pre_activation and cut_suffices(model, needed, by_name):
         return keras.Model(model.inputs, [conv.input for conv in convs], name="atlasgen_conv_inputs"), {}
     replay = Replay(model, SafeNames(by_name))
@@ -98,7 +96,9 @@ def runnable_model(model, pre_activation: bool = False) -> tuple[Any, dict[str, 
         if layer.name in needed and not isinstance(layer, keras.layers.InputLayer):
             replay.call(layer, linear=layer.name in linear)
     if pre_activation:
-        outputs, name = [replay.before_activation[conv.name] for conv in convs], "atlasgen_pre_activations"
+        outputs = [replay.replayed[read[conv.name], 0] if conv.name in read else replay.before_activation[conv.name]
+                   for conv in convs]
+        name = "atlasgen_pre_activations"
     else:
         outputs, name = [replay.feed_of(conv) for conv in convs], "atlasgen_conv_inputs"
     return keras.Model(replay.image, outputs, name=name), replay.names.internal
@@ -239,45 +239,26 @@ class Replay:
 
 
 def spatial_ops(model) -> list[SpatialOp]:
-    """The model's graph as SpatialOps, in topological order, for the geometry stage. A plain op
-    (not a layer) is an identity, or a merge of several inputs.
+    """The model's graph as SpatialOps, in topological order, for the geometry stage (see
+    `atlasgen.model.spatial`). A plain op (not a layer) that acts element by element is an identity,
+    or a merge of several inputs.
 
     Every input layer, and any parent that is not one of the model's layers (Sequential models
     keep their input layer out of model.layers), is the image itself.
     """
-    L = keras.layers
     ops: list[SpatialOp] = [SpatialOp(IMAGE, "input")]
     known: set[str] = set()
+    gridless: set[str] = set()  # ops whose output is a global op's vector or 1 x 1 map
     for layer in _walk(model):
-        if isinstance(layer, L.InputLayer):
+        if isinstance(layer, keras.layers.InputLayer):
             ops.append(SpatialOp(layer.name, "identity", (IMAGE,)))
             known.add(layer.name)
             continue
         parents = tuple(p if p in known else IMAGE for p in _parents(layer)) or (IMAGE,)
-        data_format = getattr(layer, "data_format", "channels_last")
-        if data_format not in (None, "channels_last"):
-            raise AtlasgenError(f"layer {layer.name!r} is {data_format}; atlasgen needs channels_last models")
-        if isinstance(layer, (L.Conv2DTranspose, L.UpSampling2D)):
-            raise AtlasgenError(
-                f"layer {layer.name!r} ({type(layer).__name__}) upsamples; its receptive field is not supported"
-            )
-        if isinstance(layer, (L.Conv2D, L.DepthwiseConv2D, L.SeparableConv2D)):
-            op = SpatialOp(
-                layer.name, "conv", parents, _pair(layer.kernel_size), _pair(layer.strides),
-                _pair(layer.dilation_rate), layer.padding,
-            )
-        elif isinstance(layer, (L.MaxPooling2D, L.AveragePooling2D)):
-            op = SpatialOp(
-                layer.name, "pool", parents, _pair(layer.pool_size), _pair(layer.strides), (1, 1), layer.padding
-            )
-        elif isinstance(layer, L.ZeroPadding2D):
-            op = SpatialOp(layer.name, "pad", parents, padding=_explicit_padding(layer.padding))
-        elif isinstance(layer, L.Cropping2D):
-            op = SpatialOp(layer.name, "crop", parents, padding=_explicit_padding(layer.cropping))
-        elif len(parents) > 1:
-            op = SpatialOp(layer.name, "merge", parents)
-        else:
-            op = SpatialOp(layer.name, "identity", parents)
+        on_vectors = all(p in gridless for p in parents)
+        op = spatial_op(layer, parents, on_vectors)
+        if op.kind == "global" or on_vectors:
+            gridless.add(op.name)
         ops.append(op)
         known.add(layer.name)
     return ops
@@ -307,7 +288,29 @@ def image_readers(model, ops: list[SpatialOp] | None = None) -> tuple[str, ...]:
     for conv in conv_layers(model):
         op = by_name.get(conv.name)
         kernel = getattr(model.get_layer(conv.name), "kernel", None)
-        if op is not None and len(op.inputs) == 1 and from_image(op.inputs[0]) and kernel is not None \
+        plain = plain_convolution(model.get_layer(conv.name))
+        if plain and op is not None and len(op.inputs) == 1 and from_image(op.inputs[0]) and kernel is not None \
                 and int(kernel.shape[2]) == 3:
             readers.append(conv.name)
     return tuple(readers)
+
+
+def batch_norms_read(model) -> dict[str, str]:
+    """Where each conv layer's unit is read, when not at its own output: conv layer -> the
+    BatchNormalization it feeds, for a conv of linear activation whose only consumer is an inference
+    batch norm over the channels (conv, BN, activation: the unit is read after the BN, before the
+    activation). Its value is then `scale * conv + shift`, one affine map per channel."""
+    consumers: dict[str, list] = {}
+    for op in _walk(model):
+        for parent in _parents(op):
+            consumers.setdefault(parent, []).append(op)
+    read = {}
+    for conv in conv_layers(model):
+        layer = model.get_layer(conv.name)
+        after = consumers.get(conv.name, [])
+        if getattr(layer, "activation", None) is not keras.activations.linear or len(after) != 1:
+            continue
+        norm = after[0]
+        if isinstance(norm, keras.layers.BatchNormalization) and norm.axis in (-1, 3, [-1], [3], (-1,), (3,)):
+            read[conv.name] = norm.name
+    return read

@@ -14,9 +14,14 @@ from pathlib import Path
 from typing import Any
 
 from atlasgen.tf import keras
-from atlasgen.errors import AtlasgenError
+from atlasgen.errors import AtlasgenError, first_line
+from atlasgen.model import applications
+from atlasgen.model.conventions import CAFFE, HED_MEAN_BGR, IMAGENET_MEAN_BGR, PIXELS, InputConvention
 from atlasgen.model.graph import conv_layers, runnable_model
+from atlasgen.model.nested import inlined
 from atlasgen.names import safe_name
+
+__all__ = ["HED_MEAN_BGR", "IMAGENET_MEAN_BGR", "InputConvention", "LoadedModel", "WeightsSource", "load_model"]
 
 IMAGENET = "imagenet"
 HED_BSDS500 = "hed-bsds500"
@@ -30,28 +35,14 @@ MAX_KERAS_MEMBERS = 1000
 KERAS_UNPACK_FLOOR = 64 << 20
 MAX_KERAS_EXPANSION = 20
 
-# Caffe-style VGG inputs: BGR in 0..255 minus the training mean.
-IMAGENET_MEAN_BGR = (103.939, 116.779, 123.68)
-HED_MEAN_BGR = (104.00699, 116.66877, 122.67892)
-
-
-@dataclass(frozen=True)
-class InputConvention:
-    """How an RGB image in [0, 1] becomes the model's input: order channels, scale, subtract mean."""
-
-    channel_order: str  # "RGB" or "BGR"
-    scale: float
-    mean: tuple[float, float, float]
-
-    def describe(self) -> str:
-        return f"{self.channel_order} x{self.scale:g} minus mean {list(self.mean)}"
+RANDOM = "random"
 
 
 @dataclass(frozen=True)
 class WeightsSource:
     """Where the weights came from, said the way the atlas must state it."""
 
-    kind: str  # "imagenet", "hed-bsds500" or "file"
+    kind: str  # "imagenet", "hed-bsds500", "random" or "file"
     spec: str  # what the user passed
     label: str  # the truthful description shown wherever results are shown
 
@@ -75,14 +66,24 @@ class LoadedModel:
     internal_names: dict[str, str] = field(default_factory=dict)
 
 
-def load_model(spec: str = IMAGENET) -> LoadedModel:
-    """Resolves a weights spec (imagenet, hed-bsds500 or a file path) into a model and its fingerprint."""
-    if spec == IMAGENET:
+def load_model(spec: str = IMAGENET, model_name: str | None = None) -> LoadedModel:
+    """Resolves a weights spec (imagenet, hed-bsds500, random or a file path) into a model and its
+    fingerprint. `model_name`: a keras.applications model by name (applications.APPLICATIONS); None
+    is VGG16 for imagenet, hed-bsds500 and .h5 files, and the saved model of a .keras file."""
+    app = applications.application(model_name) if model_name is not None else None
+    if app is not None and app.name != "vgg16":
+        model, source, convention = _load_application(app, spec)
+    elif spec == IMAGENET:
         model, source, convention = _load_imagenet()
     elif spec == HED_BSDS500:
         model, source, convention = _load_hed()
+    elif spec == RANDOM:
+        model, source, convention = _load_application(applications.application("vgg16"), spec)
     else:
+        if app is not None and spec.lower().endswith(".keras"):
+            raise AtlasgenError(f"--model {app.name} with a .keras file: the file holds its own model; leave out --model")
         model, source, convention = _load_file(Path(spec))
+    model = inlined(model)
     what = f"weights file {spec}" if source.kind == "file" else f"weights {spec}"
     check_finite(model, what)
     try:
@@ -91,7 +92,7 @@ def load_model(spec: str = IMAGENET) -> LoadedModel:
         raise AtlasgenError(f"{what}: {exc}") from None
     return LoadedModel(
         model=model,
-        architecture=_architecture_name(model, source),
+        architecture=app.name if app is not None else _architecture_name(model, source),
         source=source,
         fingerprint=fingerprint(model),
         input_convention=convention,
@@ -141,7 +142,7 @@ def _load_imagenet():
             f"--weights {HED_BSDS500} or --weights FILE"
         ) from None
     source = WeightsSource(IMAGENET, IMAGENET, "ImageNet (keras.applications VGG16)")
-    return model, source, InputConvention("BGR", 255.0, IMAGENET_MEAN_BGR)
+    return model, source, CAFFE
 
 
 def hed_weights_path() -> Path:
@@ -244,17 +245,50 @@ def _load_file(path: Path):
     name = path.name.lower()
     source = WeightsSource("file", str(path), f"file {path.name}")
     if name.endswith(".keras"):
-        return _load_saved_model(path), source, InputConvention("RGB", 1.0, (0.0, 0.0, 0.0))
+        return _load_saved_model(path), source, PIXELS
     if name.endswith(".h5"):
-        return _load_vgg16_weights(path), source, InputConvention("BGR", 255.0, IMAGENET_MEAN_BGR)
+        return _load_vgg16_weights(path), source, CAFFE
     raise AtlasgenError(
         f"weights file {path} has an unknown type; expected .h5 or .weights.h5 (VGG16 weights) or .keras (a saved model)"
     )
 
 
+def _load_application(app, spec: str):
+    """A keras.applications model by name, with ImageNet weights, random ones, or a weights file of it."""
+    if spec == HED_BSDS500:
+        raise AtlasgenError(f"--weights {HED_BSDS500} is VGG16's offline trunk; for --model {app.name} give "
+                            f"imagenet, random or a weights file of {app.constructor}")
+    if spec == RANDOM:
+        model = applications.build(app, None)
+        label = (f"random weights: keras.applications {app.constructor}'s initialisers, seed {applications.RANDOM_SEED}; "
+                 f"untrained, not ImageNet's")
+        return model, WeightsSource(RANDOM, RANDOM, label), app.convention
+    if spec == IMAGENET:
+        try:
+            model = applications.build(app, IMAGENET)
+        except Exception as exc:  # Keras raises a bare Exception for a failed download.
+            raise AtlasgenError(
+                f"cannot get the ImageNet {app.constructor} weights ({first_line(exc)}); without network use "
+                f"--weights random (untrained) or --weights FILE"
+            ) from None
+        return model, WeightsSource(IMAGENET, IMAGENET, f"ImageNet (keras.applications {app.constructor})"), app.convention
+    path = Path(spec)
+    if path.name.lower().endswith(".keras"):
+        raise AtlasgenError(f"--model {app.name} with a .keras file: the file holds its own model; leave out --model")
+    if not path.name.lower().endswith(".h5"):
+        raise AtlasgenError(f"--weights {spec[:80]!r} for --model {app.name}: give imagenet, random, or a .h5 or "
+                            f".weights.h5 file of {app.constructor}'s weights without its top")
+    model = _load_weights_into(path, lambda: applications.build(app, None), f"{app.constructor} without its top")
+    return model, WeightsSource("file", str(path), f"file {path.name}"), app.convention
+
+
 def _load_vgg16_weights(path: Path):
+    return _load_weights_into(path, _vgg16, "VGG16 without its top (13 conv layers, 3x3 kernels)")
+
+
+def _load_weights_into(path: Path, make, what: str):
     _check_hdf5(path)
-    model = _vgg16()
+    model = make()
     # Keras warns about each part it cannot match before it raises: the one-line error replaces
     # those warnings when the load fails; they are shown as usual when it succeeds.
     with warnings.catch_warnings(record=True) as caught:
@@ -263,7 +297,7 @@ def _load_vgg16_weights(path: Path):
         except Exception as exc:
             detail = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
             raise AtlasgenError(
-                f"weights file {path} does not fit VGG16 without its top (13 conv layers, 3x3 kernels): {detail}"
+                f"weights file {path} does not fit {what}: {detail}"
             ) from None
     for warning in caught:
         warnings.showwarning(warning.message, warning.category, warning.filename, warning.lineno)
@@ -351,6 +385,6 @@ def _load_saved_model(path: Path):
 
 
 def _architecture_name(model, source: WeightsSource) -> str:
-    if source.kind in (IMAGENET, HED_BSDS500) or source.spec.lower().endswith(".h5"):
+    if source.kind in (IMAGENET, HED_BSDS500, RANDOM) or source.spec.lower().endswith(".h5"):
         return "vgg16"
     return safe_name(model.name).lower()

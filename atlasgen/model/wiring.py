@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from atlasgen.model.graph import IMAGE, conv_layers, spatial_ops
+from atlasgen.model.graph import IMAGE, conv_layers, plain_convolution, spatial_ops
 from atlasgen.tf import keras
 
 #: The directions of a filter's wiring, as atlas.json names them.
@@ -110,10 +110,12 @@ def _feed(target: str, ops: dict, layers: dict, convs: dict) -> Link | str:
     op = ops.get(target)
     if op is None or len(op.inputs) != 1:
         return f"it reads {len(op.inputs) if op else 0} tensors, not one"
-    kernel = layers[target].kernel
-    channels = int(kernel.shape[2])
     if getattr(layers[target], "groups", 1) != 1:
         return f"it is a grouped convolution ({layers[target].groups} groups): each filter reads some channels only"
+    if not plain_convolution(layers[target]):
+        return f"it is a {type(layers[target]).__name__}: each filter reads one channel, or mixes them after a depthwise step"
+    kernel = layers[target].kernel
+    channels = int(kernel.shape[2])
     folded, scale = [], np.ones(channels)
     name = op.inputs[0]
     while True:

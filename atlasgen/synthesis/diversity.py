@@ -55,7 +55,7 @@ def diversity_batch(engine: LayerEngine, filter_ids: list[int], params: Synthesi
     check_batch(engine, filter_ids, params)
     check_engine_precision(engine, params)
     param_f = FourierImage(params.size, params.size, params.init_sd, params.decay_power, params.decorrelate)
-    fitted = fitted_to_field(params, min(engine.field((params.size, params.size)).r)) if params.fit_transforms else params
+    fitted = fitted_to_field(params, min(engine.field((params.size, params.size)).extent)) if params.fit_transforms else params
     objective = channel_mean() + diversity(faces, weight, channel_mean())
     ids = [f for f in filter_ids for _ in range(faces)]
     keys = [diversity_key(params.seed, f, face) for f in filter_ids for face in range(faces)]

@@ -10,7 +10,7 @@ import numpy as np
 
 from atlasgen.model import geometry
 from atlasgen.errors import AtlasgenError, first_line
-from atlasgen.model.graph import scope_safe
+from atlasgen.model.graph import output_channels, plain_convolution, scope_safe
 from atlasgen.model.layers import BYTES_PER_ACTIVATION, ModelGeometry, model_geometry
 from atlasgen.model.weights import LoadedModel
 from atlasgen.params import check_precision
@@ -64,11 +64,33 @@ class PatchPlan:
     stride: geometry.Pair
 
 
+def linear_copy(layer):
+    """A copy of a conv layer without its activation, built and holding the same weights."""
+    copy = layer.__class__.from_config({**layer.get_config(), "activation": "linear", "name": f"{layer.name}_linear"})
+    copy.build(layer.input.shape)
+    copy.set_weights(layer.get_weights())
+    return copy
+
+
+def batch_norm_affine(norm):
+    """An inference batch norm as one affine map per channel: (scale, shift) float32 tensors, with
+    y = scale * x + shift, scale = gamma / sqrt(moving_variance + epsilon), shift = beta - moving_mean * scale."""
+    variance = np.asarray(norm.moving_variance, dtype=np.float64)
+    gamma = np.asarray(norm.gamma, dtype=np.float64) if norm.scale else np.ones_like(variance)
+    beta = np.asarray(norm.beta, dtype=np.float64) if norm.center else np.zeros_like(variance)
+    scale = gamma / np.sqrt(variance + float(norm.epsilon))
+    shift = beta - np.asarray(norm.moving_mean, dtype=np.float64) * scale
+    return tf.constant(scale.astype(np.float32)), tf.constant(shift.astype(np.float32))
+
+
 def model_input(convention, images):
     """RGB images in [0, 1] to a model's input convention (atlasgen.model.weights.InputConvention)."""
     if convention.channel_order == "BGR":
         images = images[..., ::-1]
-    return images * float(convention.scale) - tf.constant(np.array(convention.mean, dtype=np.float32))
+    out = images * float(convention.scale) - tf.constant(np.array(convention.mean, dtype=np.float32))
+    if tuple(convention.std) != (1.0, 1.0, 1.0):
+        out = out / tf.constant(np.array(convention.std, dtype=np.float32))
+    return out
 
 
 #: Layers that pass the image on affinely at inference: a conv that only these feed is affine in the pixels.
@@ -94,7 +116,14 @@ class LayerEngine:
         # The layer as loaded: its kernel and bias (the runnable model reuses them, or holds copies).
         self.layer = loaded.model.get_layer(layer_name)
         self.name = layer_name
-        self.filters = int(self.layer.filters)
+        self.filters = output_channels(self.layer)
+        # A grouped, depthwise or separable conv is run whole (a linear copy sharing its weights) and
+        # its chosen channels kept; a plain Conv2D runs only the chosen filters' kernel slices.
+        self.whole_layer = None if plain_convolution(self.layer) else linear_copy(self.layer)
+        # Conv, batch norm, activation: the unit is read after the batch norm (graph.batch_norms_read).
+        norm = self.geometry.read_after.get(layer_name)
+        self.read_after = norm
+        self.affine = batch_norm_affine(loaded.model.get_layer(norm)) if norm else None
         # Everything before the layer, from loaded.runnable: it runs at any size and every layer it
         # calls has a name TensorFlow takes as a scope.
         index = names.index(layer_name)
@@ -140,10 +169,11 @@ class LayerEngine:
             end.append(last)
             unit_in_patch.append(unit[a] - first // s)
         patch = geometry.Box(start[0], start[1], end[0], end[1])
-        plan = PatchPlan(image, unit, box.clipped(image), patch, tuple(unit_in_patch), full.S)  # type: ignore[arg-type]
+        seen = full.unit_input(unit, image)
+        plan = PatchPlan(image, unit, seen, patch, tuple(unit_in_patch), full.S)  # type: ignore[arg-type]
         if not self._patch_is_exact(plan, box):
             whole = geometry.Box(0, 0, size, size)
-            plan = PatchPlan(image, unit, box.clipped(image), whole, unit, full.S)
+            plan = PatchPlan(image, unit, seen, whole, unit, full.S)
         return plan
 
     def _patch_is_exact(self, plan: PatchPlan, box: geometry.Box) -> bool:
@@ -156,9 +186,11 @@ class LayerEngine:
             inner.top + plan.patch.top, inner.left + plan.patch.left,
             inner.bottom + plan.patch.top, inner.right + plan.patch.left,
         )
-        return shifted == box and all(
-            0 <= plan.unit_in_patch[a] < patch_field.size[a] for a in (0, 1)
-        )
+        if not (shifted == box and all(0 <= plan.unit_in_patch[a] < patch_field.size[a] for a in (0, 1))):
+            return False
+        seen = patch_field.unit_input(plan.unit_in_patch, (plan.patch.height, plan.patch.width))
+        return geometry.Box(seen.top + plan.patch.top, seen.left + plan.patch.left, seen.bottom + plan.patch.top,
+                            seen.right + plan.patch.left) == plan.box
 
     # --- forward passes -------------------------------------------------------------------
 
@@ -168,25 +200,32 @@ class LayerEngine:
 
     def maps(self, images, filter_ids, *, float32: bool = False, features=None):
         """Pre-ReLU maps of the listed filters for every image: (batch, h, w, len(filter_ids)), float32.
+        Each is the unit's value: the conv's output before its activation, or, where a batch norm
+        follows the conv (conv, BN, activation), after that batch norm and before the activation.
 
         Computed in the engine's precision, or in float32 whatever it is when `float32` is true. In
         "mixed" the float32 images enter the trunk, whose first layer casts them to bfloat16; the
         features and the gathered kernel meet in a bfloat16 convolution, and its output is cast to
         float32 before the bias is added. `features`: the images' `features(images)`, when the caller
         has them already (they are the engine's own precision's)."""
-        kernel = tf.gather(self.layer.kernel, filter_ids, axis=3)
-        if float32 or self.precision == "float32":
-            if features is None or self.precision != "float32":
-                features = self.float32_trunk(self.to_model_input(images), training=False)
-            out = self.layer.convolution_op(features, kernel)
+        full = float32 or self.precision == "float32"
+        if features is None or (full and self.precision != "float32"):
+            features = self.float32_trunk(self.to_model_input(images), training=False) if full else self.features(images)
+        if self.whole_layer is not None:
+            out = tf.gather(tf.cast(self.whole_layer(tf.cast(features, tf.float32)), tf.float32), filter_ids, axis=3)
         else:
-            if features is None:
-                features = self.features(images)
-            # A trunk of no layers (the first conv) returns the float32 image itself: cast it here.
-            out = self.layer.convolution_op(tf.cast(features, tf.bfloat16), tf.cast(kernel, tf.bfloat16))
-        out = tf.cast(out, tf.float32)
-        if self.layer.use_bias:
-            out = out + tf.cast(tf.gather(self.layer.bias, filter_ids), tf.float32)
+            kernel = tf.gather(self.layer.kernel, filter_ids, axis=3)
+            if full:
+                out = self.layer.convolution_op(features, kernel)
+            else:
+                # A trunk of no layers (the first conv) returns the float32 image itself: cast it here.
+                out = self.layer.convolution_op(tf.cast(features, tf.bfloat16), tf.cast(kernel, tf.bfloat16))
+            out = tf.cast(out, tf.float32)
+            if self.layer.use_bias:
+                out = out + tf.cast(tf.gather(self.layer.bias, filter_ids), tf.float32)
+        if self.affine is not None:
+            scale, shift = self.affine
+            out = out * tf.gather(scale, filter_ids) + tf.gather(shift, filter_ids)
         return out
 
     def features(self, images):

@@ -199,10 +199,10 @@ def transforms_used(params: SynthesisParams, field: geometry.Field) -> dict[str,
     optimised with, by kind: the whole-filter image's transforms fitted to the field when
     `fit_transforms` is on (`fitted_to_field`, as `channel_batch` does), the centre neuron's fitted to
     its patch (`fitted_to_patch`, as `neuron_batch` does). The record atlas.json keeps per layer."""
-    channel = fitted_to_field(params, min(field.r)) if params.fit_transforms else params
+    channel = fitted_to_field(params, min(field.extent)) if params.fit_transforms else params
     # The negative image and the diversity set are whole-filter images too, fitted the same way.
     return {CHANNEL: channel, CHANNEL_NEGATIVE: channel, DIVERSITY: channel,
-            NEURON: fitted_to_patch(params, min(field.r), field.S)}
+            NEURON: fitted_to_patch(params, min(field.extent), field.S)}
 
 
 def _run(engine: LayerEngine, kind: str, objective, param_f: FourierImage, params: SynthesisParams,
@@ -229,7 +229,7 @@ def channel_batch(engine: LayerEngine, filter_ids: list[int], params: SynthesisP
     whether louder versions of an image its filter prefers score lower, a question of maximising."""
     param_f = FourierImage(params.size, params.size, params.init_sd, params.decay_power, params.decorrelate)
     if params.fit_transforms:
-        params = fitted_to_field(params, min(engine.field((params.size, params.size)).r))
+        params = fitted_to_field(params, min(engine.field((params.size, params.size)).extent))
     objective = objectives.channel_mean() if sign > 0 else -objectives.channel_mean()
     run = _run(engine, CHANNEL, objective, param_f, params, filter_ids)
     images = best_contrast(engine, to_bytes(run.images), filter_ids, params.contrast_search, sign)
@@ -353,7 +353,7 @@ def _neuron_setup(engine: LayerEngine, params: SynthesisParams) -> _NeuronSetup:
     patch, box = plan.patch, plan.box
     mask = np.zeros((patch.height, patch.width), np.float32)
     mask[box.top - patch.top : box.bottom - patch.top, box.left - patch.left : box.right - patch.left] = 1
-    fitted = fitted_to_patch(params, min(engine.field(plan.image_size).r), plan.stride)
+    fitted = fitted_to_patch(params, min(engine.field(plan.image_size).extent), plan.stride)
     pad = fitted.pad
     unit = (plan.unit_in_patch[0] + pad // plan.stride[0], plan.unit_in_patch[1] + pad // plan.stride[1])
     return _NeuronSetup(plan, mask, fitted, objectives.neuron(*unit))
