@@ -871,3 +871,47 @@ def test_a_global_field_and_the_read_rule_are_stated_on_the_pages(tmp_path):
     write_manifest(tmp_path, manifest)
     with pytest.raises(AtlasgenError, match="layers\\[1\\].r"):
         render_site(tmp_path)
+
+
+def random_atlas(model: str, name: str, layers, source: str = "random") -> dict:
+    """A synthetic atlas.json of `model` in folder `name` (VGG16's fields under other layer names is fine
+    for the pages), with random weights unless `source` says otherwise."""
+    manifest = synthetic_manifest(layers=[(layer, count) for layer, count in layers.values()], model="vgg16")
+    text = json.dumps(manifest).replace('"vgg16/', f'"{name}/')
+    for new, (old, _) in layers.items():
+        text = text.replace(f'"{old}', f'"{new}').replace(f'/{old}/', f'/{new}/')
+    manifest = json.loads(text)
+    manifest.update(name=name, model=model)
+    if source == "random":
+        manifest["weights"] = {"source": "random", "spec": "random", "fingerprint": "2" * 64,
+                               "label": f"random weights: keras.applications {model}'s initialisers, seed 0"}
+    return manifest
+
+
+def test_the_root_lists_every_atlas_under_its_model_with_random_weights_labelled(tmp_path):
+    from atlasgen.site.atlases import by_model, load_atlases
+
+    write_manifest(tmp_path, synthetic_manifest(layers=[("block1_conv1", 2)]))  # vgg16, ImageNet weights
+    write_manifest(tmp_path, random_atlas("vgg16", "vgg16-random", {"block1_conv1": ("block1_conv1", 2)}))
+    write_manifest(tmp_path, random_atlas("resnet50", "resnet50-random", {"conv1_conv": ("block1_conv1", 2)}))
+    write_manifest(tmp_path, random_atlas("ResNet50V2", "resnet50v2-random", {"conv1_conv": ("block1_conv1", 2)}))
+    groups = by_model(load_atlases(tmp_path))
+    assert [(g.model, [a.name for a in g.atlases], g.random_only) for g in groups] == [
+        ("resnet50", ["resnet50-random"], True),
+        ("ResNet50V2", ["resnet50v2-random"], True),  # models in name order, whatever their case
+        ("vgg16", ["vgg16", "vgg16-random"], False),  # trained weights first, then random
+    ]
+    render_site(tmp_path)
+    root = (tmp_path / "index.html").read_text()
+    sections = re.findall(r'<section class="model"[^>]*>\s*<h2[^>]*>(.*?) <span', root)
+    assert sections == ["resnet50", "ResNet50V2", "vgg16"]
+    vgg16 = root[root.index('<h2 id="model-3">'):]
+    assert vgg16.index(">vgg16</a></h3>") < vgg16.index(">vgg16-random</a> <strong class=\"random\">random weights</strong>")
+    assert root.count('<strong class="random">random weights</strong>') == 3  # every random atlas, and no other
+    assert ">vgg16</a> <strong" not in root
+    assert root.count("Untrained: its filters show") == 3
+    # Every page's search form knows each atlas's model, for `resnet50/conv1_conv/1`.
+    page = (tmp_path / "vgg16/block1_conv1/1/index.html").read_text()
+    models = re.search(r'data-models="([^"]*)"', page).group(1).replace("&#34;", '"')
+    assert json.loads(models) == {"resnet50-random": "resnet50", "resnet50v2-random": "ResNet50V2", "vgg16": "vgg16",
+                                  "vgg16-random": "vgg16"}

@@ -62,7 +62,7 @@ def test_browse_index_layer_filter_next_back(site, browser, tmp_path):
     page = open_page(browser, errors)
     page.goto(site + "index.html")
     assert "HED BSDS500" in page.inner_text("body") and "sha256:" in page.inner_text("body")
-    page.click("h2 >> text=vgg16-hed-bsds500")  # the root lists the atlases in the folder
+    page.click("h3 >> text=vgg16-hed-bsds500")  # the root lists the atlases in the folder, under their model
     page.wait_for_url("**/vgg16-hed-bsds500/index.html")  # a click starts the navigation; wait for it to land
     page.click("h3 a >> text=block2_conv1")  # the layer list's link, not the transforms table's row
     page.wait_for_url("**/vgg16-hed-bsds500/block2_conv1/index.html")
@@ -300,6 +300,18 @@ def test_the_query_forms_the_parser_reads(site, browser):
         parsed = page.evaluate("([q, names]) => { const p = atlasgenSearch.parse(q, names); return [p.atlas, p.layer, p.filter]; }",
                                [query, names])
         assert parsed == expected, query
+    models = {"vgg16": "vgg16", "resnet50-random": "resnet50", "inception-v3-random": "inception_v3"}
+    with_models = {
+        "resnet50/conv3_block1_1_conv/5": [None, "resnet50", "conv3_block1_1_conv", 5],
+        "resnet50-random/conv3_block1_1_conv/5": ["resnet50-random", None, "conv3_block1_1_conv", 5],
+        "Inception-V3/conv2d_3 1": [None, "inception_v3", "conv2d_3", 1],
+        "vgg16/block4_conv2/137": ["vgg16", None, "block4_conv2", 137],  # an atlas's name first
+        "conv3_block1_1_conv/5": [None, None, "conv3_block1_1_conv", 5],
+    }
+    for query, expected in with_models.items():
+        parsed = page.evaluate("([q, names, models]) => { const p = atlasgenSearch.parse(q, names, models);"
+                               " return [p.atlas, p.model, p.layer, p.filter]; }", [query, list(models), models])
+        assert parsed == expected, query
     page.close()
 
 
@@ -349,3 +361,84 @@ def test_overlay_toggle_swaps_the_heatmap(site, browser):
     page.click(".overlay-toggle")
     assert page.is_visible("#heatmap-1") and not page.is_visible("#overlay-1")
     assert errors == []
+
+
+def test_search_jumps_across_atlases_by_atlas_or_model_name(atlas_copy, browser):
+    """The built atlas and a synthetic random-weights resnet50 atlas in one --out: the search box of any
+    page reaches a filter of either, by the atlas's name, by its model's, or by a layer only one atlas has."""
+    from support import HED_ATLAS, write_manifest
+    from test_site import random_atlas
+
+    from atlasgen.site.render import render_site
+
+    out = atlas_copy.out
+    write_manifest(out, random_atlas("resnet50", "resnet50-random", {"conv1_conv": ("block1_conv1", 2),
+                                                                     "conv3_block1_1_conv": ("block2_conv1", 8)}))
+    render_site(out)
+    server = make_server(out, 0)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    root = f"http://127.0.0.1:{server.server_address[1]}/"
+    errors: list[str] = []  # script errors (the synthetic atlas has no images: their 404s are expected)
+    try:
+        page = browser.new_page()
+        page.on("pageerror", lambda error: errors.append(str(error)))
+        page.goto(root + "index.html")  # the root: one section per model, the random one labelled
+        first, second = "section[aria-labelledby=model-1]", "section[aria-labelledby=model-2]"
+        assert page.inner_text(first).startswith("resnet50") and "random weights" in page.inner_text(f"{first} h3")
+        assert page.inner_text(second).startswith("vgg16") and "random weights" not in page.inner_text(f"{second} h3")
+        page.goto(root + f"{HED_ATLAS}/block2_conv1/1/index.html")
+        search_for(page, "resnet50-random/conv3_block1_1_conv/5")
+        page.wait_for_url(root + "resnet50-random/conv3_block1_1_conv/5/index.html")
+        search_for(page, f"{HED_ATLAS}/block2_conv1/2")  # and back, from the other atlas
+        page.wait_for_url(root + f"{HED_ATLAS}/block2_conv1/2/index.html")
+        search_for(page, "resnet50/conv3_block1_1_conv/7")  # the model's name: its one atlas here
+        page.wait_for_url(root + "resnet50-random/conv3_block1_1_conv/7/index.html")
+        search_for(page, "vgg16/block1_conv1/0")
+        page.wait_for_url(root + f"{HED_ATLAS}/block1_conv1/0/index.html")
+        search_for(page, "conv3_block1_1_conv 3")  # a layer this atlas lacks and one other atlas has
+        page.wait_for_url(root + "resnet50-random/conv3_block1_1_conv/3/index.html")
+        search_for(page, "resnet50-random/conv3_block1_1_conv/9")
+        page.wait_for_selector(".search output:not(:empty)")
+        assert page.inner_text(".search output") == "conv3_block1_1_conv has 8 filters, numbered 0–7."
+        search_for(page, "block9_conv9/1")  # in no atlas: the page's own is named
+        page.wait_for_selector(".search output:not(:empty)")
+        assert page.inner_text(".search output").startswith("No layer “block9_conv9” in resnet50-random;")
+        page.close()
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert errors == []
+
+
+def test_a_model_with_several_atlases_is_resolved_or_asked_about(tmp_path, browser):
+    from support import synthetic_manifest, write_manifest
+    from test_site import random_atlas
+
+    from atlasgen.site.render import render_site
+
+    write_manifest(tmp_path, synthetic_manifest(layers=[("block1_conv1", 3)]))  # vgg16: ImageNet weights
+    write_manifest(tmp_path, random_atlas("vgg16", "vgg16-random", {"block1_conv1": ("block1_conv1", 3)}))
+    write_manifest(tmp_path, random_atlas("resnet50", "resnet50-a", {"conv1_conv": ("block1_conv1", 3)}))
+    write_manifest(tmp_path, random_atlas("resnet50", "resnet50-b", {"conv1_conv": ("block1_conv1", 3)}))
+    render_site(tmp_path)
+    server = make_server(tmp_path, 0)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    root = f"http://127.0.0.1:{server.server_address[1]}/"
+    try:
+        page = browser.new_page()
+        page.goto(root + "resnet50-b/index.html")
+        search_for(page, "ResNet50/conv1_conv/1")  # the page's own atlas is of that model: it stays
+        page.wait_for_url(root + "resnet50-b/conv1_conv/1/index.html")
+        page.goto(root + "vgg16-random/index.html")
+        search_for(page, "vgg16/block1_conv1/2")  # an atlas's name before a model's
+        page.wait_for_url(root + "vgg16/block1_conv1/2/index.html")
+        search_for(page, "resnet50/conv1_conv/1")  # two atlases of resnet50, neither this page's
+        page.wait_for_selector(".search output:not(:empty)")
+        assert page.inner_text(".search output").startswith("This site has 2 atlases of resnet50: resnet50-a, resnet50-b;")
+        search_for(page, "conv1_conv/1")  # in two other atlases: not a jump
+        page.wait_for_selector(".search output:not(:empty)")
+        assert page.inner_text(".search output").startswith("No layer “conv1_conv” in vgg16;")
+        page.close()
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -4,6 +4,7 @@ against its own folder."""
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 from atlasgen.manifest import MANIFEST, Manifest, ManifestError, load_manifest
@@ -35,6 +36,33 @@ def load_atlases(out: Path) -> list[Manifest]:
     if not atlases:
         raise ManifestError(f"{out} holds no atlas (no <name>/{MANIFEST}); run `atlasgen build --out {out}` first")
     return atlases
+
+
+@dataclass(frozen=True)
+class ModelGroup:
+    """The atlases of one model in an output folder, as the root page lists them."""
+
+    model: str
+    atlases: list[Manifest]  # trained weights before random ones, then by name
+
+    @property
+    def random_only(self) -> bool:
+        return all(is_random(atlas) for atlas in self.atlases)
+
+
+def is_random(atlas: Manifest) -> bool:
+    """Whether an atlas shows untrained weights (`--weights random`): its filters mean nothing learnt."""
+    return atlas.weights.source == "random"
+
+
+def by_model(atlases: list[Manifest]) -> list[ModelGroup]:
+    """The atlases grouped by their model, the models in name order; in each group trained weights
+    come before random ones, then atlases by name."""
+    groups: dict[str, list[Manifest]] = {}
+    for atlas in atlases:
+        groups.setdefault(atlas.model, []).append(atlas)
+    return [ModelGroup(model, sorted(members, key=lambda a: (is_random(a), a.name)))
+            for model, members in sorted(groups.items(), key=lambda item: item[0].lower())]
 
 
 def _paths(atlas: Manifest):

@@ -28,7 +28,7 @@ from atlasgen.errors import AtlasgenError
 from atlasgen.site.figure import figure_command
 from atlasgen.fs import OutputFolder, output_folder, progress_lines
 from atlasgen.manifest import MANIFEST, Manifest, to_json
-from atlasgen.site.atlases import atlas_folders, load_atlases
+from atlasgen.site.atlases import atlas_folders, by_model, is_random, load_atlases
 from atlasgen.site.wiring import top_inputs, wiring_view
 from atlasgen.params import DIVERSITY_WEIGHT, EXACT_SHARE
 from atlasgen.site.runs import curve_plot, image_label, making
@@ -95,6 +95,7 @@ def environment() -> Environment:
     env.globals["faint_units"] = faint_units
     env.globals.update(wiring_view=wiring_view, top_inputs=top_inputs)
     env.globals["example_anchor"] = example_anchor
+    env.globals.update(by_model=by_model, is_random=is_random)
     env.globals.update(curve_plot=curve_plot, making=making, image_label=image_label, image_size=image_size,
                        diversity_weight=DIVERSITY_WEIGHT, exact_share=EXACT_SHARE)
     return env
@@ -150,7 +151,7 @@ def render_site(out: Path, base_url: str | None = None, force: bool = False, foc
     for source in sorted((templates_dir() / "static").iterdir()):
         owned.write(f"static/{source.name}", source.read_bytes())
     common = {"base_href": None, "canonical": None, "og_image": None, "thumb": LAYER_THUMB, "version": atlasgen.__version__,
-              "atlas_names": [a.name for a in atlases], "layer": None}
+              "atlas_names": [a.name for a in atlases], "atlas_models": {a.name: a.model for a in atlases}, "layer": None}
 
     def page(template: str, path: str, depth: int, **context) -> None:
         values = {**common, "root": "../" * depth, **context}

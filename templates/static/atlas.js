@@ -4,7 +4,8 @@
 (function () {
   "use strict";
 
-  // --- search: `block4_conv2/137`, `4_2/137`, `conv4_2 137`, `4_2 137`, `name/layer/filter`, a pasted URL ---
+  // --- search: `block4_conv2/137`, `4_2/137`, `conv4_2 137`, `4_2 137`, `atlas/layer/filter`, `model/layer/filter`,
+  // a pasted URL; a layer no atlas but another has goes to that one ---
   // The layers of an atlas come from <atlas>/search.json (site.search_index), fetched once, when first needed.
 
   var indexes = {};
@@ -50,34 +51,59 @@
     return names.length > 16 ? names.slice(0, 16).join(", ") + ", …" : names.join(", ");
   }
 
-  // The query as an atlas (or null: the page's own), a layer name (or null) and a filter (or null).
-  function parse(query, atlasNames) {
+  // A model's name as typed or as atlas.json has it: `inception-v3` and `Inception_V3` are inception_v3.
+  function modelKey(text) { return String(text).toLowerCase().replace(/-/g, "_"); }
+
+  // The query as an atlas (or null: the page's own), a model named instead of an atlas (or null), a
+  // layer name (or null) and a filter (or null). models: each atlas's model ({atlas: model}), if known.
+  function parse(query, atlasNames, models) {
     var text = query.trim();
     var url = /^[a-z][a-z0-9+.-]*:\/\/[^\/]*/i;
     if (url.test(text)) text = text.replace(url, "").replace(/[?#].*$/, "");
     text = text.replace(/\/index\.html$/i, "");
     var tokens = text.split(/[\s\/:,#]+/).filter(function (t) { return t && !/^(filter|unit|channel)$/i.test(t); });
-    var atlas = null;
+    var atlas = null, model = null;
+    var modelNames = Object.keys(models || {}).map(function (a) { return modelKey(models[a]); });
     for (var i = 0; i < tokens.length - 1; i++) {
       if (atlasNames.indexOf(tokens[i].toLowerCase()) >= 0) {
         atlas = tokens[i].toLowerCase();
-        tokens = tokens.slice(i + 1);  // and whatever came before it: a pasted URL's base path
-        break;
+      } else if (modelNames.indexOf(modelKey(tokens[i])) >= 0) {
+        model = modelKey(tokens[i]);
+      } else {
+        continue;
       }
+      tokens = tokens.slice(i + 1);  // and whatever came before it: a pasted URL's base path
+      break;
     }
     var filter = null;
-    if (tokens.length && /^\d+$/.test(tokens[tokens.length - 1]) && (tokens.length > 1 || !atlas)) {
+    if (tokens.length && /^\d+$/.test(tokens[tokens.length - 1]) && (tokens.length > 1 || !(atlas || model))) {
       filter = Number(tokens.pop());
     }
-    return { atlas: atlas, layer: tokens.length ? tokens.join("_") : null, filter: filter };
+    return { atlas: atlas, model: model, layer: tokens.length ? tokens.join("_") : null, filter: filter };
   }
 
-  // Resolves a query to {href} or {message}. context: {root, atlas, atlases, layer}, as on the form.
+  // The atlas a model's name stands for: the page's own if it is of that model, else the one atlas
+  // of it, else the one named after it (its ImageNet atlas); null with a message when several remain.
+  function atlasOfModel(model, context) {
+    var of = context.atlases.filter(function (a) { return modelKey(context.models[a] || "") === model; });
+    if (of.indexOf(context.atlas) >= 0) return { atlas: context.atlas };
+    if (of.length === 1) return { atlas: of[0] };
+    if (of.indexOf(model.replace(/_/g, "-")) >= 0) return { atlas: model.replace(/_/g, "-") };
+    return { message: "This site has " + of.length + " atlases of " + model + ": " + of.join(", ") + "; give one of them, such as " + of[0] + "/…" };
+  }
+
+  // Resolves a query to {href} or {message}. context: {root, atlas, atlases, models, layer}, as on the form.
   function resolve(query, context) {
-    var wanted = parse(query, context.atlases);
-    var atlas = wanted.atlas || context.atlas || context.atlases[0];
+    var models = context.models || {};
+    var wanted = parse(query, context.atlases, models);
     var example = "Type a layer and a filter, such as block1_conv1/3 or 1_1 3.";
     if (!query.trim()) return Promise.resolve({ message: example });
+    if (wanted.model) {
+      var chosen = atlasOfModel(wanted.model, { atlas: context.atlas, atlases: context.atlases, models: models });
+      if (!chosen.atlas) return Promise.resolve({ message: chosen.message });
+      wanted.atlas = chosen.atlas;
+    }
+    var atlas = wanted.atlas || context.atlas || context.atlases[0];
     if (!atlas) return Promise.resolve({ message: "This site has no atlas to search." });
     var layerName = wanted.layer || (wanted.atlas ? null : context.layer);
     return loadIndex(context.root, atlas).then(function (index) {
@@ -86,23 +112,52 @@
           : { message: "Which layer? Give it with the filter, such as " + (index.layers[0] ? index.layers[0].name : "block1_conv1") + "/" + wanted.filter + "." };
       }
       var found = matchLayers(layerName, index.layers);
+      if (found.length === 0 && !wanted.atlas) {
+        // No such layer here: the one other atlas that has it, if exactly one does.
+        return elsewhere(layerName, atlas, context).then(function (other) {
+          return other ? toFilter(other.layer, wanted.filter, context.root)
+            : { message: "No layer “" + layerName + "” in " + atlas + "; its layers are " + listed(index.layers) + "." };
+        });
+      }
       if (!found.length) return { message: "No layer “" + layerName + "” in " + atlas + "; its layers are " + listed(index.layers) + "." };
       if (found.length > 1) return { message: "“" + layerName + "” could be " + listed(found) + "; give the full name." };
-      var layer = found[0];
-      if (wanted.filter === null) return { href: context.root + layer.path + "index.html" };
-      var n = wanted.filter;
-      if (n >= layer.filters) return { message: layer.name + " has " + layer.filters + " filters, numbered 0–" + (layer.filters - 1) + "." };
-      var pages = layer.pages || {};
-      if (pages[n]) return { href: context.root + pages[n] + "index.html" };
-      var built = layer.built.some(function (r) { return r[0] <= n && n <= r[1]; });
-      if (built) return { href: context.root + layer.path + n + "/index.html" };
-      var shown = ranges(layer.built) + (Object.keys(pages).length ? ", " + Object.keys(pages).join(", ") : "");
-      return { message: "Filter " + n + " of " + layer.name + " is not in this atlas" + (shown ? "; it shows filters " + shown : "") + "." };
+      return toFilter(found[0], wanted.filter, context.root);
     }, function () {
       return { message: location.protocol === "file:"
         ? "Search needs the site served over HTTP (atlasgen serve, or any static host); browse from the layer pages."
         : "The search index " + atlas + "/search.json could not be loaded; browse from the layer pages." };
     });
+  }
+
+  // The layer of another atlas than `atlas` that `layerName` names, if exactly one other atlas has one; else null.
+  function elsewhere(layerName, atlas, context) {
+    var others = context.atlases.filter(function (a) { return a !== atlas; });
+    return Promise.all(others.map(function (other) {
+      return loadIndex(context.root, other).then(function (index) {
+        var found = matchLayers(layerName, index.layers);
+        return found.length === 1 ? { atlas: other, layer: found[0] } : null;
+      }, function () { return null; });
+    })).then(function (hits) {
+      hits = hits.filter(Boolean);
+      return hits.length === 1 ? hits[0] : null;
+    });
+  }
+
+  // A layer's page, or one of its filter's pages: {href} or {message}.
+  function toFilter(layer, n, root) {
+    if (n === null) return { href: root + layer.path + "index.html" };
+    if (n >= layer.filters) return { message: layer.name + " has " + layer.filters + " filters, numbered 0–" + (layer.filters - 1) + "." };
+    var pages = layer.pages || {};
+    if (pages[n]) return { href: root + pages[n] + "index.html" };
+    var built = layer.built.some(function (r) { return r[0] <= n && n <= r[1]; });
+    if (built) return { href: root + layer.path + n + "/index.html" };
+    var shown = ranges(layer.built) + (Object.keys(pages).length ? ", " + Object.keys(pages).join(", ") : "");
+    return { message: "Filter " + n + " of " + layer.name + " is not in this atlas" + (shown ? "; it shows filters " + shown : "") + "." };
+  }
+
+  // Each atlas's model, from the form's data-models (JSON: {atlas: model}); {} if absent or unreadable.
+  function modelsOf(form) {
+    try { return JSON.parse(form.getAttribute("data-models") || "{}") || {}; } catch (error) { return {}; }
   }
 
   function contextOf(form) {
@@ -112,6 +167,7 @@
       root: source.getAttribute("data-root") || "",
       atlas: source.getAttribute("data-atlas"),
       atlases: (source.getAttribute("data-atlases") || "").split(" ").filter(Boolean),
+      models: modelsOf(source),
       layer: form.getAttribute("data-layer") || source.getAttribute("data-layer"),
     };
   }
