@@ -16,6 +16,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from atlasgen.build.artifacts import DatasetRef, Plan, ProbeRef
+from atlasgen.build.budget import Budget, Settings, page_budget
 from atlasgen.build.compute import Job
 from atlasgen.build.config import BuildConfig, spread_layers
 from atlasgen.build.dataset import SizeCap, open_dataset, skipped_files
@@ -189,6 +190,7 @@ def run_build(config: BuildConfig, progress: Progress | None = None) -> BuildRes
     check_name(config.out, prepared.name, prepared.plan.model, prepared.loaded.fingerprint)
     check_writable(config.store, "--store")
     check_writable(config.out, "--out")
+    budget = budget_of(prepared)  # said once the work is counted, before any is done; never enforced
     plan = prepared.plan
     mine = [a for a in plan.artifacts if in_shard(a, config.shard)]
     # Shared: builders run side by side; gc and verify wait for them (or refuse to run).
@@ -198,6 +200,7 @@ def run_build(config: BuildConfig, progress: Progress | None = None) -> BuildRes
         todo = [a for a in mine if a.key in missing]
         progress = progress or Progress()
         progress.start(len(todo))
+        progress.note(budget.line())
         if todo:
             progress.note(precision_note(prepared.params.precision))
         _compute(prepared, store, "atlas", [a for a in todo if a.layer is None], progress)
@@ -220,6 +223,20 @@ def run_build(config: BuildConfig, progress: Progress | None = None) -> BuildRes
                                        log=progress.note)
     return BuildResult(len(plan.artifacts), len(mine), len(todo), complete, manifest, time.perf_counter() - start,
                        rendered, still_missing, config.shard != (1, 1))
+
+
+def budget_of(prepared: Prepared) -> Budget:
+    """The page budget (build.budget) of the planned atlas, and of every filter of the model at its settings."""
+    config, dataset = prepared.config, prepared.dataset
+    settings = Settings(
+        size=config.size, steps=config.steps, diversity=config.diversity, methods=config.methods,
+        examples=dataset.examples if dataset else 0, dataset_images=len(dataset.images) if dataset else 0,
+        dataset_side=dataset.short_side if dataset else 0,
+        probe_pixels=tuple(int(p.image.shape[0]) * int(p.image.shape[1]) for p in prepared.probes),
+    )
+    layers = [(conv.name, conv.filters) for conv in prepared.geometry.convs]
+    planned = sum(len(layer.filters) for layer in prepared.plan.layers)
+    return page_budget(prepared.plan.model, settings, layers, planned, len(prepared.plan.layers))
 
 
 def declared_blobs(artifacts: list) -> dict[str, tuple[str, ...]]:
