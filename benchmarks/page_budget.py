@@ -16,6 +16,8 @@ split the way the model splits them:
   - file_list_per_filter: --out/.atlasgen-files.json (every file atlasgen wrote) over the filters;
   - site_shared: the site's own files (root pages, static/) and the atlas's index and search.json.
 The constants in budget.py were read from these lines on quick builds of the offline trunk (see there).
+Each line ends with the byte model's estimate for the same atlas (its settings and layers, as its
+atlas.json records them) and how far that is from the bytes built.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ import sys
 from pathlib import Path
 
 from PIL import Image
+
+from atlasgen.build.budget import Settings, atlas_bytes
 
 SYNTH = ("channel.webp", "channel-negative.webp", "channel-map.webp", "neuron.webp")
 FIXED = ("rf-crop.webp", "kernel.webp")
@@ -68,6 +72,21 @@ def parts(site: Path) -> dict:
     }
 
 
+def estimate(site: Path) -> float:
+    """The byte model's estimate of the atlas in `site`, from its atlas.json (scikit-image's 18 photos
+    when the dataset is the bundled one; otherwise the photos it shows)."""
+    atlas = next(p.parent for p in site.glob("*/atlas.json"))
+    manifest = json.loads((atlas / "atlas.json").read_text())
+    unit = manifest["layers"][0]["units"][0]
+    dataset = manifest.get("dataset") or {}
+    settings = Settings(
+        manifest["parameters"]["size"], manifest["parameters"]["steps"], len(unit["images"].get("diversity") or []),
+        len(unit.get("dataset_examples") or []), tuple(manifest.get("methods") or ["lucid"]),
+        tuple(p["width"] * p["height"] for p in manifest["probes"]),
+        18 if dataset.get("builtin") else len(list((atlas / "dataset").glob("*"))), dataset.get("short_side", 0))
+    return atlas_bytes(settings, [(layer["name"], len(layer["units"]), layer.get("r")) for layer in manifest["layers"]])
+
+
 def _bytes(folder: Path) -> int:
     return sum(p.stat().st_size for p in folder.glob("*") if p.is_file())
 
@@ -95,7 +114,10 @@ def _unit(folder: Path, sums: dict, counts: dict) -> None:
 
 def main() -> None:
     for site in sys.argv[1:]:
-        print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in parts(Path(site)).items()}))
+        measured = parts(Path(site))
+        guess = estimate(Path(site))
+        measured.update(estimate=round(guess), estimate_error=f"{100 * (guess / measured['site_bytes'] - 1):+.1f}%")
+        print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in measured.items()}))
 
 
 if __name__ == "__main__":

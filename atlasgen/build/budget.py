@@ -8,14 +8,15 @@ computed from this byte model. It never stops a build.
 The byte model, per filter: its synthesised images (whole-filter, negative, the map on the whole-filter
 image, centre neuron, each diversity image, each MACO image) grow with the image size as
 SYNTH_BYTES * (size / 64) ** SYNTH_POWER each (WebP compresses a larger image better: under size²);
-the receptive-field crop (224 px, cut from the whole-filter image) as RF_CROP_BYTES + RF_CROP_PER_PIXEL *
-size²; each dataset-example crop (96 px, top and bottom) EXAMPLE_BYTES; each probe's heatmap and overlay
-MAP_BYTES_PER_PIXEL per pixel of the probe photo; and its text (the filter's page, unit.json, its share of
-atlas.json and of its layer's page) TEXT_BYTES at the quick preset's settings, plus or minus
+the receptive-field crop (224 px, cut from the whole-filter image) RF_CROP_BYTES from 64 px up; each
+dataset-example crop (top and bottom) by its layer's receptive field (`example_bytes`); each probe's
+heatmap and overlay MAP_BYTES_PER_PIXEL per pixel of the probe photo; and its text (the filter's page,
+unit.json, its shares of atlas.json, of its layer's page and of the file list) TEXT_BYTES at the quick
+preset's settings, plus or minus
 TEXT_PER_EXAMPLE, TEXT_PER_VIEW, TEXT_PER_PROBE and TEXT_PER_POINT for each example, view, probe and
 curve point more or fewer. Per atlas: the dataset photos it shows (DATASET_BYTES_PER_PIXEL at the
-dataset size), the probe photos (PROBE_BYTES_PER_PIXEL) and SITE_BYTES (the root pages, static/, the
-atlas's index and search.json).
+dataset size), the probe photos (PROBE_BYTES_PER_PIXEL), a layer page each (LAYER_PAGE_BYTES) and
+SITE_BYTES (the root pages, static/, the atlas's index and search.json).
 
 How the constants were measured: `python benchmarks/page_budget.py SITE...` on builds of the offline
 trunk, each `atlasgen build --preset quick --store S --out SITE` (20 filters: 0-3 of the five
@@ -23,15 +24,17 @@ blockN_conv1 layers, 64 steps, diversity 2, 9 examples, scikit-image's photos an
 --size 32, 64, 96 and (--filters 0) 224, then at 32 px with --examples 3, with --diversity 0, with two
 probes (--probe a folder of astronaut and coffee) and with --steps 8. The synthesised images' constants
 are the least-squares fit of log bytes on log size over the four sizes; the text's per-example,
-per-view, per-probe and per-point bytes are the differences between the 32 px builds. Each of these
-builds' whole site is within 3% of the model's estimate (4.51 MB against 4.48 at 32 px; 1.83 against
-1.79 at 224 px), and so is one the constants were not read from: --size 64 --steps 512 --filters 0,
-1.43 MB against 1.41 (512 steps make the images a little larger, the curves no longer).
+per-view, per-probe and per-point bytes are the differences between the 32 px builds; the example
+crops' constants come from each layer's mean crop (below). Each of these builds' whole site is within
+3.5% of the model's estimate (4.57 MB against 4.48 at 32 px; 1.84 against 1.79 at 224 px), and so are
+builds the other constants were not read from: --size 64 --steps 512 --filters 0, 1.44 MB against 1.41
+(+2.3%; 512 steps make the images a little larger, the curves no longer); block1_conv1 alone, +3.5%;
+block3_conv1 and block5_conv1, +5.7%; ResNet50 with random weights (--model resnet50 --weights random
+--preset quick --filters 0-1 --size 32 --steps 8), 3.06 MB against 2.89 (+5.8%).
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, replace
 
 from atlasgen.errors import AtlasgenError
@@ -47,8 +50,15 @@ SYNTH_POWER = 1.634
 #: image), 4,620 at 32 (a field cut from a smaller image); below 64 px as (size / 64) ** RF_CROP_POWER.
 RF_CROP_BYTES = 7500.0
 RF_CROP_POWER = 0.70
-#: One dataset-example crop (96 px): 1,379 B on average at 9 examples.
-EXAMPLE_BYTES = 1379.0
+#: One dataset-example crop, by its layer's receptive field r at the dataset's size: a field up to
+#: EXAMPLE_DISPLAY (96 px) is zoomed to 96 px and weighs EXAMPLE_ZOOM_BYTES x 96 x r (its detail grows
+#: with r); a larger one is cut as it is, min(r, the photo's shorter side) a side, at
+#: EXAMPLE_BYTES_PER_PIXEL; a global field's crop is the whole photo. Measured per layer (B per crop):
+#: VGG16 r = 3: 137, 10: 654, 24: 680, 60: 2,126, 132: 3,295; ResNet50 (random weights, 8 steps)
+#: r = 7: 590, 35: 1,309, 99: 2,511, 259: 9,881, 483: 18,091.
+EXAMPLE_DISPLAY = 96
+EXAMPLE_ZOOM_BYTES = 0.35
+EXAMPLE_BYTES_PER_PIXEL = 0.25
 #: One probe's heatmap and overlay, per pixel of the probe photo (at most 512 px a side): 0.191 with
 #: the astronaut, 0.209 with the astronaut and coffee.
 MAP_BYTES_PER_PIXEL = 0.200
@@ -103,10 +113,19 @@ class Settings:
         return 1 + lucid + (3 if "maco" in self.methods else 0)
 
 
-def filter_bytes(s: Settings) -> float:
-    """One filter's bytes in the site at these settings."""
+def example_bytes(s: Settings, field: int | None) -> float:
+    """One dataset-example crop of a layer whose receptive field is `field` px a side (None: global)."""
+    if field is not None and field <= EXAMPLE_DISPLAY:
+        return EXAMPLE_ZOOM_BYTES * EXAMPLE_DISPLAY * field
+    pixels = DATASET_ASPECT * s.dataset_side**2 if field is None else min(field, s.dataset_side) ** 2
+    return EXAMPLE_BYTES_PER_PIXEL * pixels
+
+
+def filter_bytes(s: Settings, field: int | None) -> float:
+    """One filter's bytes in the site at these settings, of a layer whose receptive field is `field`
+    px a side (None: global)."""
     synth = s.views * SYNTH_BYTES * (s.size / 64) ** SYNTH_POWER
-    crops = RF_CROP_BYTES * min(1.0, s.size / 64) ** RF_CROP_POWER + 2 * s.examples * EXAMPLE_BYTES
+    crops = RF_CROP_BYTES * min(1.0, s.size / 64) ** RF_CROP_POWER + 2 * s.examples * example_bytes(s, field)
     maps = MAP_BYTES_PER_PIXEL * sum(s.probe_pixels)
     return synth + crops + maps + text_bytes(s)
 
@@ -125,9 +144,14 @@ def shared_bytes(s: Settings) -> float:
     return dataset + PROBE_BYTES_PER_PIXEL * sum(s.probe_pixels) + SITE_BYTES
 
 
-def atlas_bytes(s: Settings, filters: int, layers: int = 1) -> float:
-    """The site's bytes for an atlas of `filters` filters in `layers` layers at these settings."""
-    return shared_bytes(s) + layers * LAYER_PAGE_BYTES + filters * filter_bytes(s)
+#: A layer as the budget sees it: its name, its filters (in the atlas), its receptive field (None: global).
+Layer = tuple[str, int, "int | None"]
+
+
+def atlas_bytes(s: Settings, layers: list[Layer]) -> float:
+    """The site's bytes for an atlas of these layers (and as many filters of each) at these settings."""
+    own = sum(count * filter_bytes(s, field) + LAYER_PAGE_BYTES for _, count, field in layers if count)
+    return shared_bytes(s) + own
 
 
 @dataclass(frozen=True)
@@ -155,81 +179,91 @@ class Budget:
         return f"{head}, over GitHub Pages' 1 GB (the build goes on); would fit: {tail}"
 
 
-def page_budget(model: str, settings: Settings, layer_filters: list[tuple[str, int]], planned: int,
-                planned_layers: int = 1) -> Budget:
-    """The budget of an atlas of `planned` filters in `planned_layers` layers of a model whose conv
-    layers are `layer_filters` ((name, filters), in order) at these settings."""
-    _check(settings, layer_filters, planned, planned_layers)
-    total = sum(count for _, count in layer_filters)
-    model_bytes = atlas_bytes(settings, total, len(layer_filters))
-    suggestions = () if model_bytes <= PAGES_LIMIT else tuple(_suggestions(settings, layer_filters))
-    return Budget(model, planned, atlas_bytes(settings, planned, planned_layers), total, model_bytes, suggestions)
+def page_budget(model: str, settings: Settings, layers: list[Layer], planned: list[Layer]) -> Budget:
+    """The budget of an atlas of the `planned` layers (each with the filters it shows) of a model whose
+    conv layers are `layers` ((name, filters, field), in order) at these settings."""
+    _check(settings, layers + planned)
+    total = sum(count for _, count, _ in layers)
+    model_bytes = atlas_bytes(settings, layers)
+    suggestions = () if model_bytes <= PAGES_LIMIT else tuple(_suggestions(settings, layers))
+    return Budget(model, sum(count for _, count, _ in planned), atlas_bytes(settings, planned), total, model_bytes,
+                  suggestions)
 
 
-def _check(settings: Settings, layer_filters: list[tuple[str, int]], planned: int, planned_layers: int) -> None:
-    numbers = [settings.size, settings.steps, settings.examples, settings.dataset_side, planned, planned_layers,
-               settings.diversity, settings.dataset_images, *settings.probe_pixels, *(n for _, n in layer_filters)]
-    if not layer_filters or any(isinstance(n, bool) or not isinstance(n, int) or n < 0 for n in numbers):
+def _check(settings: Settings, layers: list[Layer]) -> None:
+    numbers = [settings.size, settings.steps, settings.examples, settings.dataset_side, settings.diversity,
+               settings.dataset_images, *settings.probe_pixels, *(n for _, n, _ in layers),
+               *(field for _, _, field in layers if field is not None)]
+    if not layers or any(isinstance(n, bool) or not isinstance(n, int) or n < 0 for n in numbers):
         raise AtlasgenError("the page budget needs whole, non-negative numbers and at least one conv layer")
 
 
-def _suggestions(s: Settings, layer_filters: list[tuple[str, int]]) -> list[str]:
+def _suggestions(s: Settings, layers: list[Layer]) -> list[str]:
     """Each change of one setting that brings every filter of the model under the limit, computed."""
-    total = (sum(count for _, count in layer_filters), len(layer_filters))
-    found = [_smaller_size(s, total)]
+    found = [_smaller_size(s, layers)]
     if s.diversity:
-        found.append(_without_diversity(s, total))
-    found.append(_fewer_examples(s, total))
-    if len(s.probe_pixels) > 1 and _fits(replace(s, probe_pixels=(min(s.probe_pixels),)), total):
+        found.append(_without_diversity(s, layers))
+    found.append(_fewer_examples(s, layers))
+    if len(s.probe_pixels) > 1 and _fits(replace(s, probe_pixels=(min(s.probe_pixels),)), layers):
         found.append("one probe photo")
-    found.append(_fewer_filters(s, layer_filters))
+    found += [_first_filters(s, layers), _first_layers(s, layers)]
     return [text for text in found if text]
 
 
-def _without_diversity(s: Settings, total: tuple[int, int]) -> str | None:
+def _without_diversity(s: Settings, layers: list[Layer]) -> str | None:
     """--diversity 0, and the largest --size with it if it alone is not enough."""
     plain = replace(s, diversity=0)
-    if _fits(plain, total):
+    if _fits(plain, layers):
         return "--diversity 0"
-    smaller = _smaller_size(plain, total)
+    smaller = _smaller_size(plain, layers)
     return f"--diversity 0 with {smaller}" if smaller else None
 
 
-def _fits(s: Settings, total: tuple[int, int]) -> bool:
-    """Whether (filters, layers) at these settings fit."""
-    return atlas_bytes(s, *total) <= PAGES_LIMIT
+def _fits(s: Settings, layers: list[Layer]) -> bool:
+    return atlas_bytes(s, layers) <= PAGES_LIMIT
 
 
-def _smaller_size(s: Settings, total: tuple[int, int]) -> str | None:
+def _smaller_size(s: Settings, layers: list[Layer]) -> str | None:
     """The largest --size (a multiple of 8, smaller than the one given) at which every filter fits."""
     size = (s.size - 1) // 8 * 8
-    while size >= SMALLEST_SIZE and not _fits(replace(s, size=size), total):
+    while size >= SMALLEST_SIZE and not _fits(replace(s, size=size), layers):
         size -= 8
     return f"--size {size}" if size >= SMALLEST_SIZE else None
 
 
-def _fewer_examples(s: Settings, total: tuple[int, int]) -> str | None:
+def _fewer_examples(s: Settings, layers: list[Layer]) -> str | None:
     """The most --examples (fewer than given) at which every filter fits."""
-    fitting = [n for n in range(s.examples - 1, 0, -1) if _fits(replace(s, examples=n), total)]
+    fitting = [n for n in range(s.examples - 1, 0, -1) if _fits(replace(s, examples=n), layers)]
     return f"--examples {fitting[0]}" if fitting else None
 
 
-def _fewer_filters(s: Settings, layer_filters: list[tuple[str, int]]) -> str | None:
-    """How many filters fit at these settings, as the first filters of every layer or the first layers."""
-    room = math.floor((PAGES_LIMIT - shared_bytes(s) - len(layer_filters) * LAYER_PAGE_BYTES) / filter_bytes(s))
-    if room < 1:
+def first_filters(layers: list[Layer], k: int) -> list[Layer]:
+    """The layers with at most their first k filters each (--filters 0-(k-1))."""
+    return [(name, min(k, count), field) for name, count, field in layers]
+
+
+def _first_filters(s: Settings, layers: list[Layer]) -> str | None:
+    """The most filters a layer, the same on every layer, at which the model fits."""
+    low, high = 0, max(count for _, count, _ in layers)  # low fits (nothing but the shared files), high does not
+    while high - low > 1:
+        middle = (low + high) // 2
+        low, high = (middle, high) if _fits(s, first_filters(layers, middle)) else (low, middle)
+    if not low or not _fits(s, first_filters(layers, low)):
         return None
-    counts = [count for _, count in layer_filters]
-    per_layer = max((k for k in range(1, max(counts) + 1) if sum(min(k, c) for c in counts) <= room), default=0)
-    first, running = 0, 0
-    while first < len(counts) and running + counts[first] <= room:
-        running += counts[first]
+    shown = sum(count for _, count, _ in first_filters(layers, low))
+    return f"--filters {f'0-{low - 1}' if low > 1 else '0'} ({shown:,} filters)"
+
+
+def _first_layers(s: Settings, layers: list[Layer]) -> str | None:
+    """The most of the model's first conv layers, every filter of each, that fit."""
+    first = 0
+    while first < len(layers) and _fits(s, layers[:first + 1]):
         first += 1
-    options = [f"--filters {f'0-{per_layer - 1}' if per_layer > 1 else '0'} on every layer"] if per_layer else []
-    if first:
-        last = layer_filters[first - 1][0]
-        options.append(f"--layers with its first {first} of {len(counts)} conv layers (up to {last})")
-    return f"{room:,} filters at these settings ({' or '.join(options)})" if options else None
+    if not first:
+        return None
+    shown = sum(count for _, count, _ in layers[:first])
+    last = layers[first - 1][0]
+    return f"--layers with its first {first} of {len(layers)} conv layers, up to {last} ({shown:,} filters)"
 
 
 def _size(n: float) -> str:

@@ -234,9 +234,11 @@ def budget_of(prepared: Prepared) -> Budget:
         dataset_side=dataset.short_side if dataset else 0,
         probe_pixels=tuple(int(p.image.shape[0]) * int(p.image.shape[1]) for p in prepared.probes),
     )
-    layers = [(conv.name, conv.filters) for conv in prepared.geometry.convs]
-    planned = sum(len(layer.filters) for layer in prepared.plan.layers)
-    return page_budget(prepared.plan.model, settings, layers, planned, len(prepared.plan.layers))
+    fields = {info.name: None if info.field.whole is not None else max(info.field.r)
+              for info in prepared.geometry.layers(config.size)}
+    layers = [(conv.name, conv.filters, fields.get(conv.name)) for conv in prepared.geometry.convs]
+    planned = [(layer.name, len(layer.filters), fields.get(layer.name)) for layer in prepared.plan.layers]
+    return page_budget(prepared.plan.model, settings, layers, planned)
 
 
 def declared_blobs(artifacts: list) -> dict[str, tuple[str, ...]]:
