@@ -8,7 +8,7 @@ from dataclasses import replace
 import pytest
 
 from atlasgen.build.budget import (
-    PAGES_LIMIT, Settings, atlas_bytes, example_bytes, filter_bytes, first_filters, page_budget,
+    PAGES_LIMIT, Settings, atlas_bytes, example_bytes, filter_bytes, first_filters, page_budget, shared_bytes,
 )
 from atlasgen.errors import AtlasgenError
 from atlasgen.model.geometry import receptive_fields
@@ -35,7 +35,10 @@ def test_the_estimate_grows_with_every_setting_that_adds_bytes():
     crops = [example_bytes(QUICK, r) for r in (3, 60, 96, 200, 224, 500)] + [example_bytes(QUICK, None)]
     assert crops == sorted(crops) and crops[-3] == crops[-2] < crops[-1]
     one, two = [("a", 100, 24)], [("a", 50, 24), ("b", 50, 24)]
-    assert atlas_bytes(QUICK, one) == pytest.approx(atlas_bytes(QUICK, [("a", 0, 24)]) + 100 * base + 6383)
+    assert atlas_bytes(QUICK, one) - atlas_bytes(QUICK, [("a", 50, 24)]) == pytest.approx(50 * base)
+    # The dataset photos shown: at most each example's own, up to the dataset's 18.
+    few = replace(QUICK, examples=3)
+    assert shared_bytes(few, 1) < shared_bytes(few, 3) == shared_bytes(few, 100)
     assert atlas_bytes(QUICK, two) > atlas_bytes(QUICK, one)  # a layer page each
 
 

@@ -138,9 +138,12 @@ def text_bytes(s: Settings) -> float:
             + TEXT_PER_POINT * (points - TEXT_AT["points"]))
 
 
-def shared_bytes(s: Settings) -> float:
-    """An atlas's bytes that no one filter owns: dataset and probe photos, root pages, static files."""
-    dataset = DATASET_BYTES_PER_PIXEL * s.dataset_images * DATASET_ASPECT * s.dataset_side**2
+def shared_bytes(s: Settings, filters: int) -> float:
+    """An atlas's bytes that no one filter owns: the dataset photos its `filters` filters' examples
+    can come from (at most two sets of examples a filter, each a photo of its own), the probe photos,
+    the root pages and static files."""
+    photos = min(s.dataset_images, 2 * s.examples * filters)
+    dataset = DATASET_BYTES_PER_PIXEL * photos * DATASET_ASPECT * s.dataset_side**2
     return dataset + PROBE_BYTES_PER_PIXEL * sum(s.probe_pixels) + SITE_BYTES
 
 
@@ -151,7 +154,7 @@ Layer = tuple[str, int, "int | None"]
 def atlas_bytes(s: Settings, layers: list[Layer]) -> float:
     """The site's bytes for an atlas of these layers (and as many filters of each) at these settings."""
     own = sum(count * filter_bytes(s, field) + LAYER_PAGE_BYTES for _, count, field in layers if count)
-    return shared_bytes(s) + own
+    return shared_bytes(s, sum(count for _, count, _ in layers)) + own
 
 
 @dataclass(frozen=True)
