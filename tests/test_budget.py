@@ -89,7 +89,7 @@ def test_bad_values_are_one_line_errors(bad):
     with pytest.raises(AtlasgenError, match="page budget needs whole, non-negative numbers"):
         page_budget("vgg16", replace(QUICK, **bad), VGG16, VGG16[:1])
     with pytest.raises(AtlasgenError):
-        page_budget("vgg16", QUICK, [], [])
+        page_budget("vgg16", QUICK, [], VGG16[:1])
     with pytest.raises(AtlasgenError):
         page_budget("vgg16", QUICK, [("a", 3, -1)], [])
 

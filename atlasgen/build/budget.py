@@ -185,7 +185,7 @@ class Budget:
 def page_budget(model: str, settings: Settings, layers: list[Layer], planned: list[Layer]) -> Budget:
     """The budget of an atlas of the `planned` layers (each with the filters it shows) of a model whose
     conv layers are `layers` ((name, filters, field), in order) at these settings."""
-    _check(settings, layers + planned)
+    _check(settings, layers, planned)
     total = sum(count for _, count, _ in layers)
     model_bytes = atlas_bytes(settings, layers)
     suggestions = () if model_bytes <= PAGES_LIMIT else tuple(_suggestions(settings, layers))
@@ -193,10 +193,10 @@ def page_budget(model: str, settings: Settings, layers: list[Layer], planned: li
                   suggestions)
 
 
-def _check(settings: Settings, layers: list[Layer]) -> None:
+def _check(settings: Settings, layers: list[Layer], planned: list[Layer]) -> None:
     numbers = [settings.size, settings.steps, settings.examples, settings.dataset_side, settings.diversity,
-               settings.dataset_images, *settings.probe_pixels, *(n for _, n, _ in layers),
-               *(field for _, _, field in layers if field is not None)]
+               settings.dataset_images, *settings.probe_pixels, *(n for _, n, _ in layers + planned),
+               *(field for _, _, field in layers + planned if field is not None)]
     if not layers or any(isinstance(n, bool) or not isinstance(n, int) or n < 0 for n in numbers):
         raise AtlasgenError("the page budget needs whole, non-negative numbers and at least one conv layer")
 
