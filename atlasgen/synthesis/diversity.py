@@ -5,7 +5,8 @@ the others'.
 The N images of a filter run in one batch, each from its own start (a hash of the seed, the filter and
 its place), with the same parametrisation, fitted transforms, learned contrast and contrast search as
 the filter's whole-filter image; their objective adds `objectives.diversity`, the negative mean cosine
-similarity between the Gram matrices of the activations that feed the layer.
+similarity between the Gram matrices of the activations that feed the layer. A layer affine in the
+pixels has one best image, so its set images are each laid over it (`over_exact_extremes`).
 """
 
 from __future__ import annotations
