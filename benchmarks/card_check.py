@@ -43,9 +43,7 @@ import json
 import os
 import shutil
 import sys
-import tempfile
 import time
-from dataclasses import fields
 from pathlib import Path
 
 import numpy as np
@@ -58,6 +56,7 @@ from atlasgen.model.weights import load_model
 from atlasgen.progress import Progress
 from atlasgen.synthesis.probes import skimage_data
 from atlasgen.tf import keras
+from machine import in_workdir
 
 CURVE_MIN_POINTS = 16
 
@@ -156,26 +155,33 @@ def windows(photos: list[np.ndarray], size: int) -> np.ndarray:
 # --- the checks -------------------------------------------------------------------------------
 
 
-def check_negative(atlas: dict, out: Path, nets: dict, crop_means: dict, filters_of: dict) -> dict:
-    """a. Each negative image's pre-ReLU mean (recomputed from its file) against its filter's lowest crop."""
-    rows, failed, ratios = [], [], []
+def image_means(atlas: dict, out: Path, nets: dict, crop_means: dict, filters_of: dict, views: tuple[str, ...]):
+    """Each image of `views` the atlas has: (unit, view, its pre-ReLU mean recomputed from its file, the
+    filter's means over the natural crops)."""
     for layer in atlas["layers"]:
         for unit in layer["units"]:
-            for view in ("channel_negative", "maco_negative"):
+            for view in views:
                 path = unit["images"].get(view)
                 if path is None:
                     continue
                 f = unit["index"]
                 mean = float(nets[layer["name"]](decode_file(out / path)[None])[0, :, :, f].mean())
-                lowest = float(crop_means[layer["name"]][:, filters_of[layer["name"]].index(f)].min())
-                stored = unit["metrics"][view]["objective"]
-                row = {"unit": f"{layer['name']}/{f}", "view": view, "mean": round(mean, 3), "lowest_crop": round(lowest, 3),
-                       "stored_objective": round(stored, 3)}
-                rows.append(row)
-                if not mean < lowest:
-                    failed.append(row)
-                if lowest < 0:
-                    ratios.append(mean / lowest)
+                yield f"{layer['name']}/{f}", unit, view, mean, crop_means[layer["name"]][:, filters_of[layer["name"]].index(f)]
+
+
+def check_negative(atlas: dict, out: Path, nets: dict, crop_means: dict, filters_of: dict) -> dict:
+    """a. Each negative image's pre-ReLU mean (recomputed from its file) against its filter's lowest crop."""
+    rows, failed, ratios = [], [], []
+    for name, unit, view, mean, crops in image_means(atlas, out, nets, crop_means, filters_of,
+                                                     ("channel_negative", "maco_negative")):
+        lowest = float(crops.min())
+        row = {"unit": name, "view": view, "mean": round(mean, 3), "lowest_crop": round(lowest, 3),
+               "stored_objective": round(unit["metrics"][view]["objective"], 3)}
+        rows.append(row)
+        if not mean < lowest:
+            failed.append(row)
+        if lowest < 0:
+            ratios.append(mean / lowest)
     return {"checked": len(rows), "failed": failed, "rows": rows,
             "min_ratio_to_lowest_crop": round(min(ratios), 2) if ratios else None,
             "median_ratio_to_lowest_crop": round(float(np.median(ratios)), 2) if ratios else None}
@@ -185,20 +191,12 @@ def positive_info(atlas: dict, out: Path, nets: dict, crop_means: dict, filters_
     """Not a check of issue 21, for comparison: each positive whole-filter image's pre-ReLU mean against
     its filter's best natural crop (benchmarks/synthesis_acceptance.py checks this on its own crops)."""
     above, total, below = 0, 0, []
-    for layer in atlas["layers"]:
-        for unit in layer["units"]:
-            for view in ("channel", "maco_channel"):
-                path = unit["images"].get(view)
-                if path is None:
-                    continue
-                f = unit["index"]
-                mean = float(nets[layer["name"]](decode_file(out / path)[None])[0, :, :, f].mean())
-                best = float(crop_means[layer["name"]][:, filters_of[layer["name"]].index(f)].max())
-                total += 1
-                above += mean > best
-                if not mean > best:
-                    below.append({"unit": f"{layer['name']}/{f}", "view": view, "mean": round(mean, 3),
-                                  "best_crop": round(best, 3)})
+    for name, _, view, mean, crops in image_means(atlas, out, nets, crop_means, filters_of, ("channel", "maco_channel")):
+        best = float(crops.max())
+        total += 1
+        above += mean > best
+        if not mean > best:
+            below.append({"unit": name, "view": view, "mean": round(mean, 3), "best_crop": round(best, 3)})
     return {"above": above, "total": total, "not_above": below}
 
 
@@ -410,24 +408,18 @@ def main() -> int:
                         "default: a temp folder, removed after")
     args = parser.parse_args()
 
-    work = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="card-check-"))
-    try:
-        return run(args, work)
-    finally:
-        if not args.workdir:
-            shutil.rmtree(work, ignore_errors=True)
+    return in_workdir(args.workdir, "card-check-", lambda work: run(args, work))
 
 
 def run(args, work: Path) -> int:
     started = time.perf_counter()
     folder = work / "dataset"
     made = make_dataset(folder)
-    diverse = "diversity" in {f.name for f in fields(BuildConfig)}  # a build that has --diversity
     layers = tuple(dict.fromkeys(["block1_conv1", *[name for name in args.layers.split(",") if name]]))
     config = BuildConfig(preset="quick", weights=args.weights, layers=layers, filters=args.filters, size=args.size,
                          steps=args.steps, dataset=folder, dataset_size=args.dataset_size, examples=args.examples,
                          methods=tuple(args.method.split(",")), store=work / "store", out=work / "site",
-                         **({"diversity": args.diversity} if diverse else {}))
+                         diversity=args.diversity)
     result = run_build(config, Progress(stream=sys.stderr, bars=False))
     build_s = time.perf_counter() - started
     if not result.complete:
@@ -517,7 +509,7 @@ def run(args, work: Path) -> int:
                       "negative": {key: value for key, value in negative.items() if key != "rows"}, "positive": positive,
                       "diversity": diversity,
                       "settings": {"weights": args.weights, "layers": list(layers), "filters": args.filters, "size": args.size,
-                                   "steps": args.steps, "dataset_size": args.dataset_size, "examples": k, "diversity": args.diversity if diverse else None,
+                                   "steps": args.steps, "dataset_size": args.dataset_size, "examples": k, "diversity": args.diversity,
                                    "photos": len(sources), "method": args.method},
                       "seconds": {"build": round(build_s, 1), "total": round(time.perf_counter() - started, 1)}}))
     return 0 if passed else 1

@@ -4,7 +4,20 @@ machine's limit the convolution rates are measured against)."""
 from __future__ import annotations
 
 import multiprocessing
+import shutil
+import tempfile
 import time
+from pathlib import Path
+
+
+def in_workdir(workdir: str | None, prefix: str, function):
+    """`function(folder)` in `workdir`, kept; or, without one, in a temp folder removed after."""
+    work = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        return function(work)
+    finally:
+        if not workdir:
+            shutil.rmtree(work, ignore_errors=True)
 
 
 def in_child(function, *args):

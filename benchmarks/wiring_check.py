@@ -35,10 +35,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from html.parser import HTMLParser
 from pathlib import Path
@@ -51,6 +49,7 @@ from atlasgen.build.run import run_build
 from atlasgen.model.weights import load_model
 from atlasgen.progress import Progress
 from atlasgen.tf import keras
+from machine import in_workdir
 
 SLICE_DIGITS = 6
 
@@ -291,12 +290,7 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=8)
     parser.add_argument("--workdir", help="keep the store and site here; default: a temp folder, removed after")
     args = parser.parse_args()
-    work = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="wiring-check-"))
-    try:
-        return run(args, work)
-    finally:
-        if not args.workdir:
-            shutil.rmtree(work, ignore_errors=True)
+    return in_workdir(args.workdir, "wiring-check-", lambda work: run(args, work))
 
 
 def run(args, work: Path) -> int:
