@@ -222,8 +222,10 @@ def spectrum_step(engine: LayerEngine, objective: Objective, render: Callable, a
             image = augment(render(state.spectrum, contrast.of(state)), step_keys(inputs.keys, i))
             features = engine.features(image) if objective.needs_features else None
             maps = engine.own_maps(image, inputs.filter_ids, features=features)
-            loss = -tf.reduce_sum(objective(maps, features))
-            scores = objective.tracked(maps, features)  # without its regularisers: the filter's objective
+            scores = objective(maps, features)
+            loss = -tf.reduce_sum(scores)
+            if objective.track is not None:  # recorded without its regularisers: the filter's objective
+                scores = objective.tracked(maps, features)
         grad, contrast_grad = tape.gradient(loss, [state.spectrum, state.contrast])
         spectrum, moments = state.moments.update(state.spectrum, grad, i, learning_rate_at(lr, schedule, i, inputs.steps))
         log_contrast, contrast_moments = state.contrast, state.contrast_moments
