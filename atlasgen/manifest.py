@@ -346,7 +346,7 @@ class UnitRecord:
 class TransformsUsed:
     """What one kind of synthesised image of a layer was optimised with, fitted to the layer's
     receptive field (atlasgen.synthesis.images.transforms_used): the random transforms of every step
-    (pad, jitter, zoom, turn, last jitter) and Adam's learning rate."""
+    (pad, jitter, zoom, turn, last jitter), the step from which they stop, and Adam's learning rate."""
 
     pad: int = bounded(0)  # grey pixels added on every side
     jitter: int = bounded(0)  # random shift, up to this many pixels, before the zoom and turn
@@ -354,6 +354,10 @@ class TransformsUsed:
     rotate_degrees: float  # random turn, up to this many degrees either way (0: none)
     jitter_last: int = bounded(0)  # random shift after the zoom and turn
     learning_rate: float
+    # The first step scored on the bare image, as it is judged, with no transforms; absent: every step
+    # was transformed (a centre-neuron image, or an atlas written before algorithm 6).
+    untransformed_from: int | None = field(default=None, metadata={"least": 0, "most": MAX_WHOLE, "items": None,
+                                                                   **OMITTED_WHEN_NONE})
 
     def problems(self):
         if len(self.scale) != 2 or not 0 < self.scale[0] <= self.scale[1]:

@@ -11,7 +11,8 @@ With hed-bsds500 weights, for the first --filters filters of each layer, it make
 For both it prints how alike the images of a filter are, averaged over the filters:
   - the mean pairwise cosine similarity of the Gram matrices of the features that feed the layer
     (what the term pulls apart; 1: the same texture);
-  - the mean pairwise Pearson correlation of their pixels.
+  - the mean pairwise Pearson correlation of their pixels;
+  - the same within each colour channel (their layouts: a colour they share is not likeness).
 And it checks that every diversity image drives its filter above the filter's best crop of
 scikit-image's natural photographs (pre-ReLU spatial means, as benchmarks/synthesis_acceptance.py
 does), and that the term makes the sets less alike than the seeds do. Exit status 1 when a check fails.
@@ -45,6 +46,21 @@ def pixel_alike(images: list[np.ndarray]) -> float:
     return float(np.mean([np.corrcoef(a, b)[0, 1] for a, b in itertools.combinations(flat, 2)]))
 
 
+def layout_correlation(a: np.ndarray, b: np.ndarray) -> float:
+    """How alike two images' layouts are: the Pearson correlation of their pixels within each colour
+    channel, averaged over the channels that vary in both (1.0 when none does). Unlike the correlation
+    of all pixels at once, a colour both images share does not count as likeness: a set that must keep
+    one saturated colour to beat natural photos (a layer affine in the pixels) correlates above 0.9
+    by that colour alone, however differently its images are laid out."""
+    values = [np.corrcoef(a[..., c].astype(np.float64).ravel(), b[..., c].astype(np.float64).ravel())[0, 1]
+              for c in range(a.shape[-1]) if a[..., c].std() > 0 and b[..., c].std() > 0]
+    return float(np.mean(values)) if values else 1.0
+
+
+def layout_alike(images: list[np.ndarray]) -> float:
+    return float(np.mean([layout_correlation(a, b) for a, b in itertools.combinations(images, 2)]))
+
+
 def layer_report(engine: LayerEngine, filter_ids: list[int], params: SynthesisParams, faces: int, weight: float,
                  photo_crops: np.ndarray) -> dict:
     sets = diversity_batch(engine, filter_ids, params, faces, weight)
@@ -58,6 +74,7 @@ def layer_report(engine: LayerEngine, filter_ids: list[int], params: SynthesisPa
             "filter": made.filter,
             "gram_with_term": gram_alike(engine, made.images), "gram_seeds": gram_alike(engine, alone),
             "pixels_with_term": pixel_alike(made.images), "pixels_seeds": pixel_alike(alone),
+            "layout_with_term": layout_alike(made.images), "layout_seeds": layout_alike(alone),
             "objectives": [round(v, 3) for v in made.objectives], "best_crop": round(float(best_crop[i]), 3),
             "below_best_crop": [rank for rank, v in enumerate(made.objectives) if v <= best_crop[i]],
         })
@@ -82,7 +99,8 @@ def main() -> int:
                             photo_crops) for layer in args.layers.split(",")]
     rows = [row for report in reports for row in report["filters"]]
     summary = {name: round(float(np.mean([row[name] for row in rows])), 3)
-               for name in ("gram_with_term", "gram_seeds", "pixels_with_term", "pixels_seeds")}
+               for name in ("gram_with_term", "gram_seeds", "pixels_with_term", "pixels_seeds",
+                                                                "layout_with_term", "layout_seeds")}
     below = [f"{report['layer']}/{row['filter']}#{rank}" for report in reports for row in report["filters"]
              for rank in row["below_best_crop"]]
     summary.update(images=len(rows) * args.faces, below_best_crop=below, faces=args.faces, weight=args.weight,

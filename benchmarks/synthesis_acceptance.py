@@ -12,7 +12,8 @@ prints and checks:
     check names it;
   - every whole-filter image drives its filter above its best crop of scikit-image's natural
     photographs;
-  - every filter responds more to its own image than to the other filters' images.
+  - every filter responds more to its own image than to the other filters' images (a tie with an
+    identical image, two filters sharing one exact extreme, is not a loss, and is listed).
 A filter's response is the quantity the synthesis maximises, the spatial mean of its pre-ReLU
 map; the post-ReLU comparison with the crops is printed beside it (not checked): early edge
 filters fire harder on a photo's few sharp edges after the ReLU cuts their negative side.
@@ -81,6 +82,15 @@ def responses(engine: LayerEngine, images: np.ndarray, filter_ids: list[int]) ->
         pre.append(maps.mean(axis=(1, 2)))
         post.append(np.maximum(maps, 0).mean(axis=(1, 2)))
     return np.concatenate(pre), np.concatenate(post)
+
+
+def own_image_wins(pre: np.ndarray, images: list[np.ndarray], i: int) -> bool:
+    """Whether filter i responds more to its own image than to any other filter's (pre[j, i]: filter
+    i's response to image j). A tie with a pixel-identical image is not a loss: two filters of a layer
+    affine in the pixels whose weights have the same signs share one exact extreme, which is each one's
+    best image over all images."""
+    return all(pre[j, i] < pre[i, i] or (pre[j, i] == pre[i, i] and np.array_equal(images[j], images[i]))
+               for j in range(len(images)) if j != i)
 
 
 def box_pixels(image) -> np.ndarray:
@@ -165,11 +175,11 @@ def main() -> int:
         crop_pre, crop_post = responses(engine, photo_crops, filter_ids)
         best_crop, best_crop_post = crop_pre.max(axis=0), crop_post.max(axis=0)
         own_pre, own_post = responses(engine, np.stack([c.image for c in channels]), filter_ids)
+        wins = [own_image_wins(own_pre, [c.image for c in channels], i) for i in range(len(channels))]
         for i, image in enumerate(channels):
             own = own_pre[i, i]
-            others = np.delete(own_pre[:, i], i)
             beats += own > best_crop[i]
-            selective += bool(own > others.max())
+            selective += wins[i]
             flat += float(image.image.std()) < FLAT_STD
             unconverged = float(image.image.std()) < args.contrast and not image.faint
             grey += unconverged
@@ -193,7 +203,9 @@ def main() -> int:
             "best_crop_pre_relu_mean": [round(float(b), 3) for b in best_crop],
             "own_post_relu_mean": [round(float(own_post[i, i]), 3) for i in range(len(filter_ids))],
             "best_crop_post_relu_mean": [round(float(b), 3) for b in best_crop_post],
-            "own_image_wins": [bool(own_pre[i, i] > np.delete(own_pre[:, i], i).max()) for i in range(len(filter_ids))],
+            "own_image_wins": wins,
+            "own_image_ties_with_the_same_image": [filter_ids[i] for i in range(len(filter_ids))
+                                                   if wins[i] and not own_pre[i, i] > np.delete(own_pre[:, i], i).max()],
             "channel_rgb_std": [round(float(c.image.std()), 1) for c in channels],
             "faint_driven": [c.filter for c in channels if c.faint],
         }

@@ -3,6 +3,7 @@ prunes only the files an earlier export wrote."""
 
 import hashlib
 import json
+import math
 
 import pytest
 
@@ -186,16 +187,19 @@ def test_each_layer_records_the_transforms_its_images_were_made_with(built_atlas
                 "neuron": images._neuron_setup(engine, params).params}
         assert {"channel", "neuron"} <= set(layer["synthesis"])
         for name, run in used.items():
+            settled = {} if run.untransformed_from is None else {"untransformed_from": run.untransformed_from}
             assert layer["synthesis"][name] == {
                 "pad": run.pad, "jitter": run.jitter, "scale": list(run.scale), "rotate_degrees": run.rotate_degrees,
-                "jitter_last": run.jitter_last, "learning_rate": run.learning_rate}, (layer["name"], name)
+                "jitter_last": run.jitter_last, "learning_rate": run.learning_rate, **settled}, (layer["name"], name)
         unit_json = json.loads((site / layer["units"][0]["page"] / "unit.json").read_text())
         assert unit_json["layer"]["synthesis"] == layer["synthesis"]
     # At 32 px: block1_conv1's 3 px field gets no pad, no zoom or turn, and the small-field rate; the centre
     # neuron keeps the requested zoom and turn, its pad in whole strides.
     first, second = (layer["synthesis"] for layer in document["layers"])
+    # The whole-filter image is scored bare from settle_start of its steps on; the neuron's never is.
+    steps = document["parameters"]["steps"]
     assert first["channel"] == {"pad": 0, "jitter": 1, "scale": [1.0, 1.0], "rotate_degrees": 0.0, "jitter_last": 0,
-                                "learning_rate": 0.1}
+                                "learning_rate": 0.1, "untransformed_from": math.ceil(params.settle_start * steps)}
     assert first["neuron"] == {"pad": 12, "jitter": 0, "scale": [0.9, 1.1], "rotate_degrees": 10.0, "jitter_last": 0,
                                "learning_rate": 0.05}
     assert second["channel"]["jitter_last"] == 1 and second["neuron"]["jitter"] == 1

@@ -389,15 +389,20 @@ def test_the_transforms_and_kernel_records_are_optional_checked_and_never_null()
     # Older atlas.json have neither; one without them writes no null for them.
     assert "synthesis" not in doc["layers"][0] and "kernel" not in doc["layers"][0]["units"][0]
     used = {"pad": 0, "jitter": 1, "scale": [1.0, 1.0], "rotate_degrees": 0.0, "jitter_last": 0, "learning_rate": 0.1}
-    doc["layers"][0]["synthesis"] = {"channel": used, "neuron": {**used, "pad": 12, "scale": [0.9, 1.1]}}
+    # The neuron has no untransformed steps: the field is omitted, not null.
+    doc["layers"][0]["synthesis"] = {"channel": {**used, "untransformed_from": 48},
+                                     "neuron": {**used, "pad": 12, "scale": [0.9, 1.1]}}
     doc["layers"][0]["units"][0]["images"]["kernel"] = "vgg16/block1_conv1/0/kernel.webp"
     doc["layers"][0]["units"][0]["kernel"] = {"scale": 0.5, "taps": [3, 3], "flipped": True}
     back = Manifest.from_json(doc)
     assert back.layers[0].synthesis["neuron"].scale == [0.9, 1.1] and back.layers[0].units[0].kernel.taps == [3, 3]
+    assert back.layers[0].synthesis["channel"].untransformed_from == 48
+    assert back.layers[0].synthesis["neuron"].untransformed_from is None
     assert json.loads(back.to_bytes()) == doc
     for change, fragments in (
         (mutate(["layers", 0, "synthesis", "channel", "scale"], [1.1, 0.9]), ["synthesis.channel.scale", "low <= high"]),
         (mutate(["layers", 0, "synthesis", "neuron", "jitter"], -1), ["synthesis.neuron.jitter", "from 0"]),
+        (mutate(["layers", 0, "synthesis", "channel", "untransformed_from"], -2), ["synthesis.channel.untransformed_from"]),
         (mutate(["layers", 0, "units", 0, "kernel", "taps"], [3]), ["units[0].kernel.taps", "a list of 2"]),
         (mutate(["layers", 0, "units", 0, "kernel", "scale"], -0.5), ["units[0].kernel.scale", "at least 0"]),
         (mutate(["layers", 0, "units", 0, "kernel"], delete=True), ["units[0].kernel", "images.kernel is there"]),

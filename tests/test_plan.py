@@ -172,7 +172,8 @@ def test_recipe_keys_are_those_of_earlier_releases():
     """Every kind's key for a fixed plan, pinned: a reshaped plan or registry must find the store's
     existing artifacts (issue 18: a rebuild on an older store computes nothing). Pinned again at
     algorithm 4 (issue 20: learned contrast and the contrast search changed every image on purpose)
-    and at algorithm 5 (issue 21: a layer affine in the pixels gets its exact extreme)."""
+    at algorithm 5 (issue 21: a layer affine in the pixels gets its exact extreme) and at algorithm 6
+    (issue 20: the second half of a whole-filter run scores the bare image; contrast learning 0.4)."""
     import hashlib
     import json
 
@@ -189,7 +190,7 @@ def test_recipe_keys_are_those_of_earlier_releases():
                    a.chunk[:8] if a.chunk else "", a.key) for a in plan.artifacts if a.kind in pinned)
     assert len(rows) == 24
     assert [r[5] for r in rows if r[0] == "channel"] == [
-        "346d41ef638ebaf9f4d2807d243e823d6c7f155f6742b47c28b7fdce71952da9",
-        "963d553fd65d4573a7fb17f1e5e84ef0328053ed46a8f9eaccb0b91c0fd0f249"]
+        "91609c5ab90424c851e92684aa83d8855707da15c6307318017a6326ec9fd762",
+        "745f9c847b6500586ac4e894714195078ddd3fe2657e0957e6d39f26fbc79c06"]
     assert hashlib.sha256(json.dumps(rows).encode()).hexdigest() == \
-        "bfbab040e1ce40c65cb961279f34546c69cbdef540f5e7d5503cd9f1ec834e79"
+        "566129c9359839079953ca523ece82f928578ff0f8cd1602e6baa1368c978da2"

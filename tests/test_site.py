@@ -522,7 +522,8 @@ def test_every_page_is_free_of_what_html_validate_and_lighthouse_flag(tmp_path):
 
 # --- how each image was made, and first-layer kernels -----------------------------------------------
 
-CHANNEL_USED = {"pad": 0, "jitter": 1, "scale": [1.0, 1.0], "rotate_degrees": 0.0, "jitter_last": 0, "learning_rate": 0.1}
+CHANNEL_USED = {"pad": 0, "jitter": 1, "scale": [1.0, 1.0], "rotate_degrees": 0.0, "jitter_last": 0, "learning_rate": 0.1,
+                "untransformed_from": 384}
 NEURON_USED = {"pad": 12, "jitter": 0, "scale": [0.9, 1.1], "rotate_degrees": 10.0, "jitter_last": 0, "learning_rate": 0.05}
 CURVE = [[1, -2.0], [4, 0.5], [8, 3.5], [12, 3.0]]  # ends at the stored objective, 3.0
 
@@ -590,7 +591,7 @@ def test_the_filter_page_states_how_each_image_was_made(tmp_path):
     assert runs["Whole filter"] == {
         "Method": "Lucid: Fourier parametrisation with decorrelated colour", "Steps": "512",
         "Learning rate": "0.1 (Adam)", "Seed": "0", "Precision": "float32",
-        "Transforms": "no pad, jitter 1, no zoom, no turn, jitter 0"}
+        "Transforms": "no pad, jitter 1, no zoom, no turn, jitter 0; from step 384 on, the bare image, as it is judged"}
     assert runs["Centre neuron"]["Transforms"] == "pad 12, jitter 0, scale 0.9–1.1, rotate ±10°, jitter 0"
     assert runs["Centre neuron"]["Learning rate"] == "0.05 (Adam)"
     # An atlas.json without the record says so rather than state the requested values as used.
@@ -611,7 +612,14 @@ def test_a_maco_image_states_its_own_method_and_parameters(tmp_path):
     maco = settings_of(parse(tmp_path / "vgg16/block3_conv1/0/index.html"))["Whole filter (MACO)"]
     assert maco["Method"].startswith("MACO") and maco["Learning rate"] == "0.3 (Adam)" and maco["Seed"] == "7"
     assert maco["Steps"] == "256" and maco["Precision"].startswith("mixed")
+    # A MACO record written before algorithm 6 has no settle_start, and the page claims none.
     assert maco["Transforms"] == "4 random crops a step, their side from 0.9 to 0.5 of the image, noise sd 0.08"
+    manifest["method_parameters"]["maco"]["settle_start"] = 0.75
+    write_manifest(tmp_path, manifest)
+    render_site(tmp_path)
+    maco = settings_of(parse(tmp_path / "vgg16/block3_conv1/0/index.html"))["Whole filter (MACO)"]
+    assert maco["Transforms"] == ("4 random crops a step, their side from 0.9 to 0.5 of the image, noise sd 0.08; from 75% "
+                                  "of the steps on, the whole image, without crops or noise, as it is judged")
 
 
 def test_the_index_states_the_transforms_as_used_at_each_layer(tmp_path):
@@ -619,7 +627,8 @@ def test_the_index_states_the_transforms_as_used_at_each_layer(tmp_path):
     index = parse(tmp_path / "vgg16/index.html")
     table = index.find("table", class_="transforms")
     rows = [[c.text for c in tr.find_all()] for tr in table.find("tbody").find_all("tr")]
-    assert rows == [["block1_conv1", "3", "whole filter", "no pad, jitter 1, no zoom, no turn, jitter 0", "0.1"],
+    assert rows == [["block1_conv1", "3", "whole filter",
+                     "no pad, jitter 1, no zoom, no turn, jitter 0; from step 384 on, the bare image, as it is judged", "0.1"],
                     ["block1_conv1", "3", "centre neuron", "pad 12, jitter 0, scale 0.9–1.1, rotate ±10°, jitter 0", "0.05"]]
     facts = {dt.text: dd.text for dt, dd in zip(index.find("dl", class_="facts").find_all("dt"),
                                                   index.find("dl", class_="facts").find_all("dd"))}

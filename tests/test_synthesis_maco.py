@@ -14,7 +14,8 @@ PARAMS = MacoParams(size=SIZE, steps=4, crops=2)
 def engine(hed_model):
     from atlasgen.synthesis import LayerEngine
 
-    return LayerEngine(hed_model, "block1_conv1")
+    # Not block1_conv1: a layer affine in the pixels gets its exact extremes, whatever MACO made.
+    return LayerEngine(hed_model, "block1_conv2")
 
 
 def test_the_shipped_spectrum_is_a_natural_spectrum():
@@ -179,3 +180,20 @@ def test_the_search_after_the_run_keeps_a_contrast_only_when_its_filter_scores_i
     for a, b in zip(plain, searched):
         assert b.objective >= a.objective - 0.1 and b.image.std() <= a.image.std() + 0.5  # fainter, never louder
     assert searched[0].objective > plain[0].objective  # filter 0 prefers faint texture
+
+
+def test_from_settle_start_on_the_whole_image_is_scored_without_crops_or_noise(engine):
+    from dataclasses import replace
+
+    from atlasgen.tf import tf
+
+    ids = [0, 1]
+    params = MacoParams(size=SIZE, steps=1, crops=2, settle_start=0.0)
+    keys = [maco.filter_key(0, f) for f in ids]
+    start = maco.to_pixels(maco.pre_image(tf.constant(maco.initial_phase(keys, SIZE)),
+                                          tf.constant(maco.magnitude(SIZE)), SIZE))
+    whole = engine.own_maps(start, tf.constant(ids, tf.int32)).numpy().mean(axis=(1, 2))
+    np.testing.assert_allclose(maco.optimise_maco(engine, ids, params).history[0], whole, rtol=1e-4, atol=1e-4)
+    cropped = maco.optimise_maco(engine, ids, replace(params, settle_start=1.0)).history[0]
+    assert not np.allclose(cropped, whole, rtol=1e-3, atol=1e-3)
+    assert MacoParams().settle_start == 0.75 and "settle_start" in MacoParams().recipe()

@@ -104,7 +104,8 @@ def test_the_defaults_are_issue_11s_recipe():
     params = SynthesisParams()
     assert (params.learning_rate, params.small_field_learning_rate, params.decay_power) == (0.05, 0.1, 1.5)
     assert params.fit_transforms
-    assert (params.contrast_learning_rate, params.max_log_contrast, params.contrast_start) == (0.2, 0.0, 0.75)  # issue 20
+    assert (params.contrast_learning_rate, params.max_log_contrast, params.contrast_start) == (0.4, 0.0, 0.75)  # algorithm 6
+    assert params.settle_start == 0.5  # algorithm 6: the second half of a whole-filter run scores the bare image
 
 
 def test_a_learned_contrast_scales_the_deviation_from_the_mean_colour_and_never_past_the_cap(block1):
@@ -133,3 +134,31 @@ def test_a_learned_contrast_scales_the_deviation_from_the_mean_colour_and_never_
     # One that wants a loud map: the log contrast is capped at 0, so it adds nothing to the spectrum's own.
     loud = -1 * flat
     np.testing.assert_allclose(run(loud, learning, "loud-learned"), run(loud, ContrastLearning(), "loud"), atol=1e-5)
+
+
+def test_from_settle_start_on_each_image_is_scored_untransformed(block1):
+    param_f = FourierImage(24, 24)
+    ids = [0, 3]
+    common = dict(filter_ids=ids, keys=[filter_key(0, f) for f in ids], learning_rate=0.05)
+    transforms = standard(4, 2, (0.95, 1.05), 5, 1)
+
+    def run(transforms, settle_start, name):
+        return optimise(block1, objectives.channel_mean(), param_f, transforms, 6, cache_key=name,
+                        settle_start=settle_start, **common)
+
+    # Settled from the start: the run of no transforms at all.
+    settled, bare = run(transforms, 0.0, "settle-0"), run([], 1.0, "bare")
+    np.testing.assert_allclose(settled.images, bare.images, atol=1e-6)
+    np.testing.assert_allclose(settled.history, bare.history, rtol=1e-5, atol=1e-5)
+    # Settled from half-way: the transformed run's first 3 steps, then the bare image's.
+    half, never = run(transforms, 0.5, "settle-half"), run(transforms, 1.0, "never")
+    np.testing.assert_allclose(half.history[:3], never.history[:3], rtol=1e-5, atol=1e-5)
+    assert not np.allclose(half.history[3:], never.history[3:], rtol=1e-3, atol=1e-3)
+
+
+def test_the_first_untransformed_step_is_settle_start_of_the_run():
+    assert SynthesisParams(steps=64, settle_start=0.75).untransformed_from == 48
+    assert SynthesisParams(steps=10, settle_start=0.5).untransformed_from == 5
+    assert SynthesisParams(steps=7, settle_start=0.5).untransformed_from == 4  # step 3.5 on: steps 4, 5, 6
+    assert SynthesisParams(steps=64, settle_start=1.0).untransformed_from is None
+    assert "untransformed_from" not in SynthesisParams().recipe()  # settle_start names it

@@ -66,6 +66,7 @@ def diversity_batch(engine: LayerEngine, filter_ids: list[int], params: Synthesi
         learning_rate=fitted.learning_rate, lr_schedule=fitted.lr_schedule,
         cache_key=("diversity", param_f, objective.description, replace(fitted, steps=0), len(ids)),
         contrast=ContrastLearning(fitted.contrast_learning_rate, fitted.max_log_contrast, fitted.contrast_start),
+        settle_start=fitted.settle_start,
     )
     images = best_contrast(engine, to_bytes(run.images), ids, params.contrast_search)
     images, blends = over_exact_extremes(engine, images, ids)

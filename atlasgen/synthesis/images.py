@@ -35,6 +35,12 @@ CONTRAST_SCALES = (0.5, 1.0, 1.5, 2.0)
 #: An image's RGB standard deviation (0..255) under this is faint; it is then faint-driven when its
 #: filter scores both louder versions (x1.5, x2) lower, and otherwise has not converged.
 FAINT_STD = 16.0
+#: After the contrast search, a faint image grows louder by the best of these factors (about its mean
+#: colour) while its filter scores that higher: a faint image is shown only where faint is its filter's
+#: own choice. Vivid images are never made louder, so a vivid filter keeps the image its run gave.
+LOUDER_SCALES = (1.25, 1.5, 2.0)
+#: The most rounds of that.
+LOUDER_ROUNDS = 4
 
 
 @dataclass
@@ -140,13 +146,33 @@ def with_contrast(images: np.ndarray, scale, towards_grey=False) -> np.ndarray:
 def best_contrast(engine: LayerEngine, images: np.ndarray, filter_ids: list[int], scales, sign: int = 1) -> np.ndarray:
     """Each uint8 image at whichever of `scales` its filter scores highest (the first on ties), each
     scale taken about the image's own mean colour and about neutral grey (fainter colour too); with
-    `sign` -1, whichever it scores lowest (a negative image: the one that inhibits it most)."""
-    if len(scales) < 2:
-        return images
-    candidates = [(s, grey) for grey in (False, True) for s in scales]
-    scores = np.stack([evaluate(engine, with_contrast(images, s, grey), filter_ids)[0] for s, grey in candidates], axis=1)
-    best = [candidates[k] for k in np.argmax(sign * scores, axis=1)]
-    return to_bytes(with_contrast(images, [s for s, _ in best], [grey for _, grey in best]))
+    `sign` -1, whichever it scores lowest (a negative image: the one that inhibits it most). Then a
+    faint image grows louder while its filter prefers that (`louder_while_preferred`)."""
+    if len(scales) >= 2:
+        candidates = [(s, grey) for grey in (False, True) for s in scales]
+        scores = np.stack([evaluate(engine, with_contrast(images, s, grey), filter_ids)[0] for s, grey in candidates],
+                          axis=1)
+        best = [candidates[k] for k in np.argmax(sign * scores, axis=1)]
+        images = to_bytes(with_contrast(images, [s for s, _ in best], [grey for _, grey in best]))
+    return louder_while_preferred(engine, images, filter_ids, sign)
+
+
+def louder_while_preferred(engine: LayerEngine, images: np.ndarray, filter_ids: list[int], sign: int = 1) -> np.ndarray:
+    """Each faint uint8 image (RGB sd under FAINT_STD) scaled about its mean colour by the best of
+    LOUDER_SCALES while its filter scores that beyond the image (higher; with `sign` -1, lower), for
+    at most LOUDER_ROUNDS rounds; every other image as it is."""
+    for _ in range(LOUDER_ROUNDS):
+        faint = images.reshape(len(images), -1).std(axis=1) < FAINT_STD
+        if not faint.any():
+            break
+        own = sign * evaluate(engine, images / 255.0, filter_ids)[0]
+        louder = np.stack([sign * evaluate(engine, with_contrast(images, s), filter_ids)[0] for s in LOUDER_SCALES], axis=1)
+        gains = faint & (louder.max(axis=1) > own)
+        if not gains.any():
+            break
+        scale = np.where(gains, np.asarray(LOUDER_SCALES)[np.argmax(louder, axis=1)], 1.0)
+        images = to_bytes(with_contrast(images, scale))
+    return images
 
 
 def contrast_responses(engine: LayerEngine, images: np.ndarray, filter_ids: list[int]) -> tuple[list, list]:
@@ -191,6 +217,9 @@ def fitted_to_patch(params: SynthesisParams, field: int, stride: geometry.Pair) 
         pad=-(-params.pad // step) * step if params.pad else 0,
         jitter=min(params.jitter, int(field * JITTER_PER_FIELD)),
         jitter_last=min(params.jitter_last, int(field * LAST_JITTER_PER_FIELD)),
+        # Every step transformed: the neuron's unit is indexed on the padded canvas, so the bare image
+        # would put another unit there.
+        settle_start=1.0,
     )
 
 
@@ -216,6 +245,7 @@ def _run(engine: LayerEngine, kind: str, objective, param_f: FourierImage, param
         keys=[filter_key(params.seed, f) for f in filter_ids], learning_rate=params.learning_rate,
         cache_key=cache_key, lr_schedule=params.lr_schedule,
         contrast=ContrastLearning(params.contrast_learning_rate, params.max_log_contrast, params.contrast_start),
+        settle_start=params.settle_start,
     )
 
 
@@ -246,18 +276,23 @@ def channel_batch(engine: LayerEngine, filter_ids: list[int], params: SynthesisP
     ]
 
 
-def exact_extremes(engine: LayerEngine, filter_ids: list[int], size: int, sign: int = 1) -> np.ndarray:
-    """For a layer affine in the pixels (`LayerEngine.affine_in_pixels`), each filter's exact maximum
-    of its channel mean over every image in [0, 1] (with `sign` -1, its minimum): each pixel's colour
-    channel at 255 where the objective's gradient is positive, 0 where it is negative, neutral where
-    nothing depends on it. An affine map's gradient is the same everywhere, so grey is as good a
-    point as any to take it at. uint8, (len(filter_ids), size, size, 3)."""
+def affine_gradient(engine: LayerEngine, filter_ids: list[int], size: int) -> np.ndarray:
+    """For a layer affine in the pixels, the gradient of each filter's channel mean on the pixels of a
+    size x size image in [0, 1]: the same at every image, so taken at grey. (len(filter_ids), size, size, 3)."""
     grey = tf.fill([len(filter_ids), size, size, 3], np.float32(NEUTRAL))
     with tf.GradientTape() as tape:
         tape.watch(grey)
         maps = engine.own_maps(grey, tf.constant(filter_ids, tf.int32), float32=True)
         total = tf.reduce_sum(tf.reduce_mean(maps, axis=[1, 2]))
-    gradient = sign * tape.gradient(total, grey).numpy()
+    return tape.gradient(total, grey).numpy()
+
+
+def exact_extremes(engine: LayerEngine, filter_ids: list[int], size: int, sign: int = 1) -> np.ndarray:
+    """For a layer affine in the pixels (`LayerEngine.affine_in_pixels`), each filter's exact maximum
+    of its channel mean over every image in [0, 1] (with `sign` -1, its minimum): each pixel's colour
+    channel at 255 where the objective's gradient is positive, 0 where it is negative, neutral where
+    nothing depends on it. uint8, (len(filter_ids), size, size, 3)."""
+    gradient = sign * affine_gradient(engine, filter_ids, size)
     return np.where(gradient > 0, 255, np.where(gradient < 0, 0, NEUTRAL_BYTE)).astype(np.uint8)
 
 

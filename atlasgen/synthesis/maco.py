@@ -23,7 +23,8 @@ import numpy as np
 
 from atlasgen.errors import AtlasgenError
 from atlasgen.synthesis.images import (
-    FilterImage, best_contrast, check_batch, check_engine_precision, contrast_responses, evaluate, to_bytes,
+    FilterImage, affine_gradient, best_contrast, check_batch, check_engine_precision, contrast_responses, evaluate,
+    to_bytes, with_exact_extremes,
 )
 from atlasgen.synthesis.optimise import AdamMoments, LoopInputs, Step, compile_loop, run_loop, step_keys
 from atlasgen.synthesis.transforms import hash32, uniform
@@ -126,6 +127,9 @@ class MacoParams:
     # After the run, the image's contrast is scaled by whichever of these its filter scores highest
     # (SynthesisParams.contrast_search: fainter only, as the learned contrast).
     contrast_search: tuple[float, ...] = (1.0, 0.75, 0.5, 0.35, 0.25, 0.15, 0.1)
+    # From this fraction of the run on, each image is scored whole, without crops or noise, as it is
+    # judged (SynthesisParams.settle_start; 1: never): by then the crops are half the image, zoomed 2x.
+    settle_start: float = 0.75
 
     @classmethod
     def from_synthesis(cls, params) -> "MacoParams":
@@ -230,7 +234,8 @@ class MacoState(NamedTuple):
 def maco_step(engine, params: MacoParams, magnitude_tensor, sign: int = 1) -> Step:
     """One MACO step: Adam up the mean objective over each image's crops (down, with `sign` -1), on
     its phase (and its log contrast, when that learns), adding the objective's gradient on the pixels
-    to the saliency. The scores it records are the objective itself, whatever the sign."""
+    to the saliency; from `params.settle_start` of the run on, the objective of the whole image, as it
+    is judged. The scores it records are the objective itself, whatever the sign."""
     size = params.size
 
     def step(i, state: MacoState, inputs: LoopInputs):
@@ -238,9 +243,18 @@ def maco_step(engine, params: MacoParams, magnitude_tensor, sign: int = 1) -> St
         with tf.GradientTape() as tape:
             tape.watch([state.phase, state.contrast])
             image = to_pixels(pre_image(state.phase, magnitude_tensor, size), state.contrast)
-            crops = crops_and_noise(image, step_keys(inputs.keys, i), progress, params)
-            maps = engine.own_maps(crops, tf.repeat(inputs.filter_ids, params.crops))
-            scores = tf.reduce_mean(tf.reshape(tf.reduce_mean(maps, axis=[1, 2]), [-1, params.crops]), axis=1)
+
+            def cropped():
+                crops = crops_and_noise(image, step_keys(inputs.keys, i), progress, params)
+                maps = engine.own_maps(crops, tf.repeat(inputs.filter_ids, params.crops))
+                return tf.reduce_mean(tf.reshape(tf.reduce_mean(maps, axis=[1, 2]), [-1, params.crops]), axis=1)
+
+            if params.settle_start < 1:
+                settled = tf.cast(i, tf.float32) >= params.settle_start * tf.cast(inputs.steps, tf.float32)
+                scores = tf.cond(settled, lambda: tf.reduce_mean(engine.own_maps(image, inputs.filter_ids), axis=[1, 2]),
+                                 cropped)
+            else:
+                scores = cropped()
             loss = -float(sign) * tf.reduce_sum(scores)
         grad, contrast_grad, pixels = tape.gradient(loss, [state.phase, state.contrast, image])
         phase, moments = state.moments.update(state.phase, grad, i, params.learning_rate)
@@ -306,19 +320,28 @@ def maco_batch(engine, filter_ids: list[int], params: MacoParams, sign: int = 1)
     """One batch of MACO whole-filter images: `MacoImage` records, with their transparency maps.
     With `sign` -1 each image minimises its filter's channel mean instead (kind "maco-negative"; the
     contrast search keeps the contrast its filter scores lowest, and there is no contrast response
-    or faint verdict, as for Lucid's negative images)."""
+    or faint verdict, as for Lucid's negative images). On a layer affine in the pixels, the layer's
+    exact extreme replaces an image it scores beyond, as for Lucid's (`with_exact_extremes`)."""
     filter_ids = list(filter_ids)
     check_batch(engine, filter_ids, params)
     if params.crops < 1:
         raise AtlasgenError("MACO crops must be at least 1")
     run = optimise_maco(engine, filter_ids, params, sign)
     images = best_contrast(engine, to_bytes(run.images), filter_ids, params.contrast_search, sign)
+    images, exact = with_exact_extremes(engine, images, filter_ids, sign)
+    transparency = run.transparency
+    if any(exact):
+        # The exact extreme's own map: how much each pixel moves the objective, the same at every image.
+        exact_map = normalise(np.abs(affine_gradient(engine, filter_ids, params.size)).sum(axis=-1))
+        transparency = np.where(np.array(exact)[:, None, None], exact_map, transparency)
     objective, mean_act = evaluate(engine, images / 255.0, filter_ids)
     responses, faint = contrast_responses(engine, images, filter_ids) if sign > 0 else ([None] * len(images),) * 2
     kind = METHOD if sign > 0 else NEGATIVE
     return [
+        # An exact extreme is a saturated colour, not a faint image: the contrast facts are of optimised ones.
         MacoImage(engine.name, f, kind, images[i], float(objective[i]), float(mean_act[i]), run.history[:, i],
-                  contrast_response=responses[i], faint=faint[i], transparency=run.transparency[i])
+                  contrast_response=None if exact[i] else responses[i], faint=None if exact[i] else faint[i],
+                  exact=exact[i], transparency=transparency[i])
         for i, f in enumerate(filter_ids)
     ]
 

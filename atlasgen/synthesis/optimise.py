@@ -212,20 +212,34 @@ class ContrastLearning:
 
 
 def spectrum_step(engine: LayerEngine, objective: Objective, render: Callable, augment: Callable, lr: float,
-                  schedule: str = "constant", contrast: ContrastLearning = ContrastLearning()) -> Step:
+                  schedule: str = "constant", contrast: ContrastLearning = ContrastLearning(),
+                  settle_start: float = 1.0) -> Step:
     """One step of Lucid's method: Adam up the objective of each image's own filter, on its transformed
-    image; with a learning contrast, Adam moves each image's log contrast too."""
+    image; with a learning contrast, Adam moves each image's log contrast too. From `settle_start` of
+    the run on (a fraction of its steps; 1: never), each image is scored untransformed, as it will be
+    judged: the transforms have shaped its texture by then, and the last steps refine the image itself."""
+
+    def scored(image, inputs: LoopInputs):
+        features = engine.features(image) if objective.needs_features else None
+        maps = engine.own_maps(image, inputs.filter_ids, features=features)
+        scores = objective(maps, features)
+        # Recorded without its regularisers: the filter's objective.
+        return scores, scores if objective.track is None else objective.tracked(maps, features)
 
     def step(i, state: SpectrumState, inputs: LoopInputs):
         with tf.GradientTape() as tape:
             tape.watch([state.spectrum, state.contrast])
-            image = augment(render(state.spectrum, contrast.of(state)), step_keys(inputs.keys, i))
-            features = engine.features(image) if objective.needs_features else None
-            maps = engine.own_maps(image, inputs.filter_ids, features=features)
-            scores = objective(maps, features)
+            image = render(state.spectrum, contrast.of(state))
+
+            def transformed():
+                return scored(augment(image, step_keys(inputs.keys, i)), inputs)
+
+            if settle_start < 1:
+                settled = tf.cast(i, tf.float32) >= settle_start * tf.cast(inputs.steps, tf.float32)
+                scores, tracked = tf.cond(settled, lambda: scored(image, inputs), transformed)
+            else:
+                scores, tracked = transformed()
             loss = -tf.reduce_sum(scores)
-            if objective.track is not None:  # recorded without its regularisers: the filter's objective
-                scores = objective.tracked(maps, features)
         grad, contrast_grad = tape.gradient(loss, [state.spectrum, state.contrast])
         spectrum, moments = state.moments.update(state.spectrum, grad, i, learning_rate_at(lr, schedule, i, inputs.steps))
         log_contrast, contrast_moments = state.contrast, state.contrast_moments
@@ -233,7 +247,7 @@ def spectrum_step(engine: LayerEngine, objective: Objective, render: Callable, a
             log_contrast, contrast_moments = contrast_moments.update(log_contrast, contrast_grad, i,
                                                                      contrast.rate(i, inputs.steps))
             log_contrast = tf.minimum(log_contrast, contrast.max_log_contrast)
-        return SpectrumState(spectrum, moments, log_contrast, contrast_moments), scores
+        return SpectrumState(spectrum, moments, log_contrast, contrast_moments), tracked
 
     return step
 
@@ -251,18 +265,20 @@ def optimise(
     cache_key: Hashable,
     lr_schedule: str = "constant",
     contrast: ContrastLearning = ContrastLearning(),
+    settle_start: float = 1.0,
 ) -> Optimised:
     """Maximises `objective` for image i on filter `filter_ids[i]`, by Adam on the spectra of `param_f`.
 
     `keys[i]` seeds image i's start and its random transforms. `cache_key` must name everything that
     shapes the compiled graph (objective, parametrisation, transforms, learning rates, batch size);
     `steps` is a graph input, so runs that differ only in length share one graph. `contrast`: how
-    each image's contrast learns (by default it does not)."""
+    each image's contrast learns (by default it does not); `settle_start`: the fraction of the run after
+    which each image is scored untransformed (by default, never)."""
 
     def build():
         render = param_f.graph()
         step = spectrum_step(engine, objective, render, transforms_mod.compose(transforms), learning_rate, lr_schedule,
-                             contrast)
+                             contrast, settle_start)
         return compile_loop(SpectrumState.begin, step, lambda state: render(state.spectrum, contrast.of(state)))
 
     images, history = run_loop(
