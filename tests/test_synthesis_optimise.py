@@ -136,14 +136,15 @@ def test_a_learned_contrast_scales_the_deviation_from_the_mean_colour_and_never_
     np.testing.assert_allclose(run(loud, learning, "loud-learned"), run(loud, ContrastLearning(), "loud"), atol=1e-5)
 
 
-def test_from_settle_start_on_each_image_is_scored_untransformed(block1):
+@pytest.mark.parametrize("pad", [0, 4])  # the same shape as the bare image (one model graph), or another
+def test_from_settle_start_on_each_image_is_scored_untransformed(block1, pad):
     param_f = FourierImage(24, 24)
     ids = [0, 3]
     common = dict(filter_ids=ids, keys=[filter_key(0, f) for f in ids], learning_rate=0.05)
-    transforms = standard(4, 2, (0.95, 1.05), 5, 1)
+    transforms = standard(pad, 2, (0.95, 1.05), 5, 1)
 
     def run(transforms, settle_start, name):
-        return optimise(block1, objectives.channel_mean(), param_f, transforms, 6, cache_key=name,
+        return optimise(block1, objectives.channel_mean(), param_f, transforms, 6, cache_key=(name, pad),
                         settle_start=settle_start, **common)
 
     # Settled from the start: the run of no transforms at all.

@@ -230,15 +230,16 @@ def spectrum_step(engine: LayerEngine, objective: Objective, render: Callable, a
         with tf.GradientTape() as tape:
             tape.watch([state.spectrum, state.contrast])
             image = render(state.spectrum, contrast.of(state))
-
-            def transformed():
-                return scored(augment(image, step_keys(inputs.keys, i)), inputs)
-
-            if settle_start < 1:
-                settled = tf.cast(i, tf.float32) >= settle_start * tf.cast(inputs.steps, tf.float32)
-                scores, tracked = tf.cond(settled, lambda: scored(image, inputs), transformed)
+            seen = augment(image, step_keys(inputs.keys, i))
+            if settle_start >= 1:
+                scores, tracked = scored(seen, inputs)
             else:
-                scores, tracked = transformed()
+                settled = tf.cast(i, tf.float32) >= settle_start * tf.cast(inputs.steps, tf.float32)
+                if seen.shape.as_list()[1:] == image.shape.as_list()[1:]:
+                    # One model graph, not two branches of it: compiling it is a good part of a small build.
+                    scores, tracked = scored(tf.where(settled, image, seen), inputs)
+                else:  # a pad: the bare image has another shape
+                    scores, tracked = tf.cond(settled, lambda: scored(image, inputs), lambda: scored(seen, inputs))
             loss = -tf.reduce_sum(scores)
         grad, contrast_grad = tape.gradient(loss, [state.spectrum, state.contrast])
         spectrum, moments = state.moments.update(state.spectrum, grad, i, learning_rate_at(lr, schedule, i, inputs.steps))
