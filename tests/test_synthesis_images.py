@@ -295,3 +295,16 @@ def test_maco_images_of_a_layer_affine_in_the_pixels_are_its_exact_extremes(bloc
             # Its transparency is how much each pixel moves the objective, not the optimised image's run.
             np.testing.assert_allclose(image.transparency, where, atol=1e-6)
     assert all(image.exact is None for image in maco_batch(block3, [0], params))  # not affine: as optimised
+
+
+def test_a_layers_whole_filter_and_negative_images_share_one_compiled_graph(block3):
+    from atlasgen.synthesis.images import negative_channel_images
+    from atlasgen.synthesis.maco import MacoParams, maco_batch, negative_maco_batch
+
+    block3.compiled.clear()
+    channel_images(block3, [0, 1], TINY)
+    maco_batch(block3, [0, 1], MacoParams(size=32, steps=2, crops=2))
+    graphs = set(block3.compiled)
+    negative_channel_images(block3, [0, 1], TINY)
+    negative_maco_batch(block3, [0, 1], MacoParams(size=32, steps=2, crops=2))
+    assert set(block3.compiled) == graphs and len(graphs) == 2  # the sign is an input of each method's graph

@@ -235,7 +235,7 @@ def transforms_used(params: SynthesisParams, field: geometry.Field) -> dict[str,
 
 
 def _run(engine: LayerEngine, kind: str, objective, param_f: FourierImage, params: SynthesisParams,
-         filter_ids: list[int]) -> Optimised:
+         filter_ids: list[int], sign: int = 1) -> Optimised:
     check_engine_precision(engine, params)
     transforms = standard(params.pad, params.jitter, params.scale, params.rotate_degrees, params.jitter_last)
     # Everything that shapes the graph; steps do not (they are a graph input).
@@ -245,7 +245,7 @@ def _run(engine: LayerEngine, kind: str, objective, param_f: FourierImage, param
         keys=[filter_key(params.seed, f) for f in filter_ids], learning_rate=params.learning_rate,
         cache_key=cache_key, lr_schedule=params.lr_schedule,
         contrast=ContrastLearning(params.contrast_learning_rate, params.max_log_contrast, params.contrast_start),
-        settle_start=params.settle_start,
+        settle_start=params.settle_start, sign=sign,
     )
 
 
@@ -260,8 +260,7 @@ def channel_batch(engine: LayerEngine, filter_ids: list[int], params: SynthesisP
     param_f = FourierImage(params.size, params.size, params.init_sd, params.decay_power, params.decorrelate)
     if params.fit_transforms:
         params = fitted_to_field(params, min(engine.field((params.size, params.size)).extent))
-    objective = objectives.channel_mean() if sign > 0 else -objectives.channel_mean()
-    run = _run(engine, CHANNEL, objective, param_f, params, filter_ids)
+    run = _run(engine, CHANNEL, objectives.channel_mean(), param_f, params, filter_ids, sign)
     images = best_contrast(engine, to_bytes(run.images), filter_ids, params.contrast_search, sign)
     images, exact = with_exact_extremes(engine, images, filter_ids, sign)
     objective, mean_act = evaluate(engine, images / 255.0, filter_ids)
@@ -269,7 +268,7 @@ def channel_batch(engine: LayerEngine, filter_ids: list[int], params: SynthesisP
     kind = CHANNEL if sign > 0 else CHANNEL_NEGATIVE
     return [
         # An exact extreme is a saturated colour, not a faint image: the contrast facts are of optimised ones.
-        FilterImage(engine.name, f, kind, images[i], float(objective[i]), float(mean_act[i]), sign * run.history[:, i],
+        FilterImage(engine.name, f, kind, images[i], float(objective[i]), float(mean_act[i]), run.history[:, i],
                     contrast_response=None if exact[i] else responses[i], faint=None if exact[i] else faint[i],
                     exact=exact[i])
         for i, f in enumerate(filter_ids)

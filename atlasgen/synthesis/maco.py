@@ -231,8 +231,9 @@ class MacoState(NamedTuple):
                    tf.zeros([batch, size, size]))
 
 
-def maco_step(engine, params: MacoParams, magnitude_tensor, sign: int = 1) -> Step:
-    """One MACO step: Adam up the mean objective over each image's crops (down, with `sign` -1), on
+def maco_step(engine, params: MacoParams, magnitude_tensor) -> Step:
+    """One MACO step: Adam up the mean objective over each image's crops (down, where its sign in the
+    inputs is -1), on
     its phase (and its log contrast, when that learns), adding the objective's gradient on the pixels
     to the saliency; from `params.settle_start` of the run on, the objective of the whole image, as it
     is judged. The scores it records are the objective itself, whatever the sign."""
@@ -255,7 +256,7 @@ def maco_step(engine, params: MacoParams, magnitude_tensor, sign: int = 1) -> St
                                  cropped)
             else:
                 scores = cropped()
-            loss = -float(sign) * tf.reduce_sum(scores)
+            loss = -tf.reduce_sum(inputs.signs * scores)
         grad, contrast_grad, pixels = tape.gradient(loss, [state.phase, state.contrast, image])
         phase, moments = state.moments.update(state.phase, grad, i, params.learning_rate)
         contrast, contrast_moments = state.contrast, state.contrast_moments
@@ -268,9 +269,9 @@ def maco_step(engine, params: MacoParams, magnitude_tensor, sign: int = 1) -> St
     return step
 
 
-def compile_maco(engine, params: MacoParams, sign: int = 1):
-    """The compiled loop of a MACO batch (`sign` -1: minimising): from the phase to (images,
-    pre-images, saliency), history."""
+def compile_maco(engine, params: MacoParams):
+    """The compiled loop of a MACO batch, maximising or minimising by each image's sign in the inputs:
+    from the phase to (images, pre-images, saliency), history."""
     size = params.size
     magnitude_tensor = tf.constant(magnitude(size))
 
@@ -278,22 +279,21 @@ def compile_maco(engine, params: MacoParams, sign: int = 1):
         pre = pre_image(state.phase, magnitude_tensor, size)
         return to_pixels(pre, state.contrast), pre, state.saliency
 
-    return compile_loop(lambda phase: MacoState.begin(phase, size), maco_step(engine, params, magnitude_tensor, sign),
-                        finish)
+    return compile_loop(lambda phase: MacoState.begin(phase, size), maco_step(engine, params, magnitude_tensor), finish)
 
 
 def optimise_maco(engine, filter_ids: list[int], params: MacoParams, sign: int = 1) -> MacoRun:
     """Image i maximises the spatial mean of filter filter_ids[i]'s pre-ReLU map (minimises it, with
     `sign` -1), by Adam on its phase.
 
-    One compiled graph per (sign, parameters without steps, batch size), cached on the engine; steps
-    are a graph input."""
+    One compiled graph per (parameters without steps, batch size), cached on the engine; steps and
+    the sign are graph inputs."""
     check_engine_precision(engine, params)
-    cache_key = (METHOD, sign, replace(params, steps=0), len(filter_ids))
+    cache_key = (METHOD, replace(params, steps=0), len(filter_ids))
     keys = [filter_key(params.seed, f) for f in filter_ids]
     (images, pre, saliency), history = run_loop(
-        engine, cache_key, lambda: compile_maco(engine, params, sign), tf.constant(initial_phase(keys, params.size)),
-        LoopInputs.of(keys, filter_ids, params.steps),
+        engine, cache_key, lambda: compile_maco(engine, params), tf.constant(initial_phase(keys, params.size)),
+        LoopInputs.of(keys, filter_ids, params.steps, sign),
     )
     return MacoRun(images.numpy(), pre.numpy(), normalise(saliency.numpy()), history.numpy())
 

@@ -88,11 +88,15 @@ class LoopInputs(NamedTuple):
     keys: Any  # int64 (batch,): each image's filter key
     filter_ids: Any  # int32 (batch,): each image's filter
     steps: Any  # int32 scalar
+    # float32 (batch,): +1 where an image maximises its objective, -1 where it minimises it. An input, so
+    # a layer's whole-filter and negative images share one compiled graph.
+    signs: Any = None
 
     @classmethod
-    def of(cls, keys: Sequence[int], filter_ids: Sequence[int], steps: int) -> "LoopInputs":
+    def of(cls, keys: Sequence[int], filter_ids: Sequence[int], steps: int, sign: int = 1) -> "LoopInputs":
         """The inputs of one run, as tensors."""
-        return cls(tf.constant(list(keys), tf.int64), tf.constant(list(filter_ids), tf.int32), tf.constant(steps))
+        return cls(tf.constant(list(keys), tf.int64), tf.constant(list(filter_ids), tf.int32), tf.constant(steps),
+                   tf.fill([len(keys)], float(sign)))
 
 
 def step_keys(keys, i):
@@ -214,8 +218,8 @@ class ContrastLearning:
 def spectrum_step(engine: LayerEngine, objective: Objective, render: Callable, augment: Callable, lr: float,
                   schedule: str = "constant", contrast: ContrastLearning = ContrastLearning(),
                   settle_start: float = 1.0) -> Step:
-    """One step of Lucid's method: Adam up the objective of each image's own filter, on its transformed
-    image; with a learning contrast, Adam moves each image's log contrast too. From `settle_start` of
+    """One step of Lucid's method: Adam up the objective of each image's own filter (down, where its
+    sign in the inputs is -1), on its transformed image; with a learning contrast, Adam moves each image's log contrast too. From `settle_start` of
     the run on (a fraction of its steps; 1: never), each image is scored untransformed, as it will be
     judged: the transforms have shaped its texture by then, and the last steps refine the image itself."""
 
@@ -240,7 +244,7 @@ def spectrum_step(engine: LayerEngine, objective: Objective, render: Callable, a
                     scores, tracked = scored(tf.where(settled, image, seen), inputs)
                 else:  # a pad: the bare image has another shape
                     scores, tracked = tf.cond(settled, lambda: scored(image, inputs), lambda: scored(seen, inputs))
-            loss = -tf.reduce_sum(scores)
+            loss = -tf.reduce_sum(inputs.signs * scores)
         grad, contrast_grad = tape.gradient(loss, [state.spectrum, state.contrast])
         spectrum, moments = state.moments.update(state.spectrum, grad, i, learning_rate_at(lr, schedule, i, inputs.steps))
         log_contrast, contrast_moments = state.contrast, state.contrast_moments
@@ -267,6 +271,7 @@ def optimise(
     lr_schedule: str = "constant",
     contrast: ContrastLearning = ContrastLearning(),
     settle_start: float = 1.0,
+    sign: int = 1,
 ) -> Optimised:
     """Maximises `objective` for image i on filter `filter_ids[i]`, by Adam on the spectra of `param_f`.
 
@@ -274,7 +279,8 @@ def optimise(
     shapes the compiled graph (objective, parametrisation, transforms, learning rates, batch size);
     `steps` is a graph input, so runs that differ only in length share one graph. `contrast`: how
     each image's contrast learns (by default it does not); `settle_start`: the fraction of the run after
-    which each image is scored untransformed (by default, never)."""
+    which each image is scored untransformed (by default, never); `sign` -1 minimises the objective
+    instead, in the same graph. The history is the objective itself, whatever the sign."""
 
     def build():
         render = param_f.graph()
@@ -283,6 +289,6 @@ def optimise(
         return compile_loop(SpectrumState.begin, step, lambda state: render(state.spectrum, contrast.of(state)))
 
     images, history = run_loop(
-        engine, cache_key, build, tf.constant(param_f.initial(keys)), LoopInputs.of(keys, filter_ids, steps)
+        engine, cache_key, build, tf.constant(param_f.initial(keys)), LoopInputs.of(keys, filter_ids, steps, sign)
     )
     return Optimised(images.numpy(), history.numpy())
