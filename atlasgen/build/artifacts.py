@@ -8,7 +8,7 @@ import hashlib
 from dataclasses import dataclass, field
 
 #: In every recipe; bump it when synthesis changes, so that old artifacts are not reused.
-ALGORITHM_VERSION = 6  # 6: the last quarter of a whole-filter run scores the image untransformed, as it is judged
+ALGORITHM_VERSION = 6  # 6: the second half of a whole-filter run scores the bare image, as it is judged
 
 
 @dataclass(frozen=True)

@@ -233,10 +233,10 @@ class MacoState(NamedTuple):
 
 def maco_step(engine, params: MacoParams, magnitude_tensor) -> Step:
     """One MACO step: Adam up the mean objective over each image's crops (down, where its sign in the
-    inputs is -1), on
-    its phase (and its log contrast, when that learns), adding the objective's gradient on the pixels
-    to the saliency; from `params.settle_start` of the run on, the objective of the whole image, as it
-    is judged. The scores it records are the objective itself, whatever the sign."""
+    inputs is -1), on its phase (and its log contrast, when that learns), adding the objective's
+    gradient on the pixels to the saliency; from `params.settle_start` of the run on, the objective
+    of the whole image, as it is judged. The scores it records are the objective itself, whatever
+    the sign."""
     size = params.size
 
     def step(i, state: MacoState, inputs: LoopInputs):

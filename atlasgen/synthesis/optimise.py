@@ -90,7 +90,7 @@ class LoopInputs(NamedTuple):
     steps: Any  # int32 scalar
     # float32 (batch,): +1 where an image maximises its objective, -1 where it minimises it. An input, so
     # a layer's whole-filter and negative images share one compiled graph.
-    signs: Any = None
+    signs: Any
 
     @classmethod
     def of(cls, keys: Sequence[int], filter_ids: Sequence[int], steps: int, sign: int = 1) -> "LoopInputs":
@@ -219,9 +219,10 @@ def spectrum_step(engine: LayerEngine, objective: Objective, render: Callable, a
                   schedule: str = "constant", contrast: ContrastLearning = ContrastLearning(),
                   settle_start: float = 1.0) -> Step:
     """One step of Lucid's method: Adam up the objective of each image's own filter (down, where its
-    sign in the inputs is -1), on its transformed image; with a learning contrast, Adam moves each image's log contrast too. From `settle_start` of
-    the run on (a fraction of its steps; 1: never), each image is scored untransformed, as it will be
-    judged: the transforms have shaped its texture by then, and the last steps refine the image itself."""
+    sign in the inputs is -1), on its transformed image; with a learning contrast, Adam moves each
+    image's log contrast too. From `settle_start` of the run on (a fraction of its steps; 1: never),
+    each image is scored untransformed, as it will be judged: the transforms have shaped its texture
+    by then, and the last steps refine the image itself."""
 
     def scored(image, inputs: LoopInputs):
         features = engine.features(image) if objective.needs_features else None
