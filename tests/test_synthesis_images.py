@@ -171,10 +171,11 @@ def test_a_faint_image_is_faint_driven_only_when_louder_versions_score_lower(blo
     vivid = np.random.default_rng(0).integers(0, 256, (1, 8, 8, 3)).astype(np.uint8)
     # Scores of the 4 images at each contrast scale (0.5, 1, 1.5, 2): image 0's filter scores louder
     # versions lower (faint-driven), image 1's prefers x1.5, image 2's is indifferent, image 3 is vivid.
-    table = iter([np.array([2.0, 1.0, 3.0, 5.0]), np.array([3.0, 3.0, 3.0, 4.0]), np.array([1.0, 4.0, 3.0, 1.0]),
-                  np.array([0.5, 2.0, 3.0, 0.0])])
+    # Scale 1 is the image itself: its objective is given, not evaluated again.
+    table = iter([np.array([2.0, 1.0, 3.0, 5.0]), np.array([1.0, 4.0, 3.0, 1.0]), np.array([0.5, 2.0, 3.0, 0.0])])
     monkeypatch.setattr(images, "evaluate", lambda engine, pixels, ids: (next(table), None))
-    responses, faint = images.contrast_responses(block1, np.concatenate([flat, vivid]), [0, 1, 2, 3])
+    responses, faint = images.contrast_responses(block1, np.concatenate([flat, vivid]), [0, 1, 2, 3],
+                                                 np.array([3.0, 3.0, 3.0, 4.0]))
     assert [[s for s, _ in r] for r in responses] == [[0.5, 1.0, 1.5, 2.0]] * 4
     assert [r[1][1] for r in responses] == [3.0, 3.0, 3.0, 4.0]  # x1 is the image itself
     assert faint == [True, False, False, False]  # image 3 is vivid, whatever the scores say
@@ -269,8 +270,11 @@ def test_a_faint_image_grows_louder_while_its_filter_prefers_it(block1, monkeypa
     # Image 0's filter scores louder higher, image 1's quieter; image 2 is vivid and its filter wants louder.
     signs = np.array([1.0, -1.0, 1.0])
 
-    def by_contrast(engine, pixels, ids):
-        return signs * pixels.reshape(len(pixels), -1).std(axis=1), None
+    scored = []
+
+    def by_contrast(engine, pixels, ids, *, float32):
+        scored.append((list(ids), float32))
+        return signs[ids] * pixels.reshape(len(pixels), -1).std(axis=1), None
 
     monkeypatch.setattr(images, "evaluate", by_contrast)
     for sign in (1, -1):
@@ -280,6 +284,8 @@ def test_a_faint_image_grows_louder_while_its_filter_prefers_it(block1, monkeypa
         assert np.abs(out[0].astype(float).mean(axis=(0, 1)) - start[0].astype(float).mean(axis=(0, 1))).max() < 1.0
         np.testing.assert_array_equal(out[1], start[1])  # its filter prefers it faint
         np.testing.assert_array_equal(out[2], start[2])  # vivid: never made louder
+    # Only faint images are scored, and in the engine's precision: it is a choice, not a stored number.
+    assert scored and all(2 not in ids and not float32 for ids, float32 in scored)
 
 
 def test_maco_images_of_a_layer_affine_in_the_pixels_are_its_exact_extremes(block1, block3):

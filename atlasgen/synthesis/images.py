@@ -122,11 +122,13 @@ def neuron_batch_size(engine: LayerEngine, params: SynthesisParams, wanted: int)
     return _batch_size(engine, shape, wanted)
 
 
-def evaluate(engine: LayerEngine, images: np.ndarray, filter_ids: list[int], unit=None):
+def evaluate(engine: LayerEngine, images: np.ndarray, filter_ids: list[int], unit=None, *, float32: bool = True):
     """Pre-ReLU objective and post-ReLU mean of each image's own filter, without transforms.
 
-    Always in float32, whatever the engine's precision: what is stored stays comparable across precisions."""
-    maps = engine.own_maps(tf.constant(images, tf.float32), tf.constant(filter_ids, tf.int32), float32=True).numpy()
+    In float32 whatever the engine's precision, so that what is stored stays comparable across
+    precisions; with `float32` false, in the engine's precision: a choice among candidate images is
+    made in the precision they were optimised in (in "mixed", bfloat16 at about half the cost)."""
+    maps = engine.own_maps(tf.constant(images, tf.float32), tf.constant(filter_ids, tf.int32), float32=float32).numpy()
     objective = maps.mean(axis=(1, 2)) if unit is None else maps[:, unit[0], unit[1]]
     return objective, np.maximum(maps, 0).mean(axis=(1, 2))
 
@@ -150,8 +152,8 @@ def best_contrast(engine: LayerEngine, images: np.ndarray, filter_ids: list[int]
     faint image grows louder while its filter prefers that (`louder_while_preferred`)."""
     if len(scales) >= 2:
         candidates = [(s, grey) for grey in (False, True) for s in scales]
-        scores = np.stack([evaluate(engine, with_contrast(images, s, grey), filter_ids)[0] for s, grey in candidates],
-                          axis=1)
+        scores = np.stack([evaluate(engine, with_contrast(images, s, grey), filter_ids, float32=False)[0]
+                           for s, grey in candidates], axis=1)
         best = [candidates[k] for k in np.argmax(sign * scores, axis=1)]
         images = to_bytes(with_contrast(images, [s for s, _ in best], [grey for _, grey in best]))
     return louder_while_preferred(engine, images, filter_ids, sign)
@@ -162,25 +164,32 @@ def louder_while_preferred(engine: LayerEngine, images: np.ndarray, filter_ids: 
     LOUDER_SCALES while its filter scores that beyond the image (higher; with `sign` -1, lower), for
     at most LOUDER_ROUNDS rounds; every other image as it is."""
     for _ in range(LOUDER_ROUNDS):
-        faint = images.reshape(len(images), -1).std(axis=1) < FAINT_STD
-        if not faint.any():
+        faint = np.flatnonzero(images.reshape(len(images), -1).std(axis=1) < FAINT_STD)
+        if not len(faint):
             break
-        own = sign * evaluate(engine, images / 255.0, filter_ids)[0]
-        louder = np.stack([sign * evaluate(engine, with_contrast(images, s), filter_ids)[0] for s in LOUDER_SCALES], axis=1)
-        gains = faint & (louder.max(axis=1) > own)
+        # Only the faint images are scored: the rest are never made louder.
+        quiet, ids = images[faint], [filter_ids[k] for k in faint]
+        own = sign * evaluate(engine, quiet / 255.0, ids, float32=False)[0]
+        louder = np.stack([sign * evaluate(engine, with_contrast(quiet, s), ids, float32=False)[0]
+                           for s in LOUDER_SCALES], axis=1)
+        gains = louder.max(axis=1) > own
         if not gains.any():
             break
-        scale = np.where(gains, np.asarray(LOUDER_SCALES)[np.argmax(louder, axis=1)], 1.0)
+        scale = np.ones(len(images), np.float32)
+        scale[faint[gains]] = np.asarray(LOUDER_SCALES)[np.argmax(louder, axis=1)][gains]
         images = to_bytes(with_contrast(images, scale))
     return images
 
 
-def contrast_responses(engine: LayerEngine, images: np.ndarray, filter_ids: list[int]) -> tuple[list, list]:
+def contrast_responses(engine: LayerEngine, images: np.ndarray, filter_ids: list[int],
+                       objective: np.ndarray) -> tuple[list, list]:
     """Each whole-filter image's objective with its deviation from its mean colour scaled by each of
     CONTRAST_SCALES (clipped to 0..255), as [[scale, objective], ...], and whether its filter is
     faint-driven: the image is faint (RGB sd < FAINT_STD) and louder versions (x1.5 and x2) score
-    lower than the image itself. images: uint8 (batch, h, w, 3)."""
-    scores = np.stack([evaluate(engine, with_contrast(images, s), filter_ids)[0] for s in CONTRAST_SCALES], axis=1)
+    lower than the image itself. images: uint8 (batch, h, w, 3); objective: each image's own (float32)
+    `evaluate`, which is its response at scale 1."""
+    scores = np.stack([objective if s == 1.0 else evaluate(engine, with_contrast(images, s), filter_ids)[0]
+                       for s in CONTRAST_SCALES], axis=1)
     responses = [[[s, float(v)] for s, v in zip(CONTRAST_SCALES, row)] for row in scores]
     own = CONTRAST_SCALES.index(1.0)
     louder = [CONTRAST_SCALES.index(s) for s in (1.5, 2.0)]
@@ -264,7 +273,7 @@ def channel_batch(engine: LayerEngine, filter_ids: list[int], params: SynthesisP
     images = best_contrast(engine, to_bytes(run.images), filter_ids, params.contrast_search, sign)
     images, exact = with_exact_extremes(engine, images, filter_ids, sign)
     objective, mean_act = evaluate(engine, images / 255.0, filter_ids)
-    responses, faint = contrast_responses(engine, images, filter_ids) if sign > 0 else ([None] * len(images),) * 2
+    responses, faint = contrast_responses(engine, images, filter_ids, objective) if sign > 0 else ([None] * len(images),) * 2
     kind = CHANNEL if sign > 0 else CHANNEL_NEGATIVE
     return [
         # An exact extreme is a saturated colour, not a faint image: the contrast facts are of optimised ones.

@@ -335,7 +335,7 @@ def maco_batch(engine, filter_ids: list[int], params: MacoParams, sign: int = 1)
         exact_map = normalise(np.abs(affine_gradient(engine, filter_ids, params.size)).sum(axis=-1))
         transparency = np.where(np.array(exact)[:, None, None], exact_map, transparency)
     objective, mean_act = evaluate(engine, images / 255.0, filter_ids)
-    responses, faint = contrast_responses(engine, images, filter_ids) if sign > 0 else ([None] * len(images),) * 2
+    responses, faint = contrast_responses(engine, images, filter_ids, objective) if sign > 0 else ([None] * len(images),) * 2
     kind = METHOD if sign > 0 else NEGATIVE
     return [
         # An exact extreme is a saturated colour, not a faint image: the contrast facts are of optimised ones.
