@@ -67,7 +67,8 @@ class SynthesisParams:
     # The fraction of a whole-filter run after which each image is scored untransformed, as it is judged
     # (1: never). The transforms have shaped the texture by then, and the second half refines the image
     # itself: with it (and the contrast learning at 0.4), filters 0-7 of all 13 layers at the quick
-    # budget scored 10-40% higher and each responded most to its own image (algorithm 6).
+    # budget scored 10-40% higher and each responded most to its own image (algorithm 6). A centre
+    # neuron settles too where its field reaches the image's border (it then has no pad: algorithm 7).
     settle_start: float = 0.5
     # After the run, the whole-filter image's deviation from its mean colour, or from neutral grey, is
     # scaled by whichever of these factors its filter scores highest: a last step the one way the learned

@@ -172,8 +172,9 @@ def test_recipe_keys_are_those_of_earlier_releases():
     """Every kind's key for a fixed plan, pinned: a reshaped plan or registry must find the store's
     existing artifacts (issue 18: a rebuild on an older store computes nothing). Pinned again at
     algorithm 4 (issue 20: learned contrast and the contrast search changed every image on purpose)
-    at algorithm 5 (issue 21: a layer affine in the pixels gets its exact extreme) and at algorithm 6
-    (issue 20: the second half of a whole-filter run scores the bare image; contrast learning 0.4)."""
+    at algorithm 5 (issue 21: a layer affine in the pixels gets its exact extreme), at algorithm 6
+    (issue 20: the second half of a whole-filter run scores the bare image; contrast learning 0.4) and
+    at algorithm 7 (issue 20: a centre neuron whose field reaches the image's border has no pad and settles)."""
     import hashlib
     import json
 
@@ -190,7 +191,7 @@ def test_recipe_keys_are_those_of_earlier_releases():
                    a.chunk[:8] if a.chunk else "", a.key) for a in plan.artifacts if a.kind in pinned)
     assert len(rows) == 24
     assert [r[5] for r in rows if r[0] == "channel"] == [
-        "91609c5ab90424c851e92684aa83d8855707da15c6307318017a6326ec9fd762",
-        "745f9c847b6500586ac4e894714195078ddd3fe2657e0957e6d39f26fbc79c06"]
+        "b532c21deb077a9040a28893e296c172e9a1df5461d489782319868a180a0fe8",
+        "bcc7b7e86ff097685419cf424c80d7b8a34c00ab0cf6118d0fb0d2da88e83509"]
     assert hashlib.sha256(json.dumps(rows).encode()).hexdigest() == \
-        "566129c9359839079953ca523ece82f928578ff0f8cd1602e6baa1368c978da2"
+        "549e85afa06709406738fdff958526f85d71aff2eb294573c21532fa7ef6f711"

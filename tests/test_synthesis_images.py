@@ -63,6 +63,27 @@ def test_neuron_images_change_nothing_outside_the_receptive_field(block3):
         assert result.history[-1] > result.history[0]
 
 
+def test_a_neuron_whose_field_reaches_the_border_has_no_pad_and_settles(block3):
+    """Beyond the image's border the judged image has no grey: a neuron whose field reaches it is
+    optimised without a pad, so its unit is the same on the bare patch, and its second half settles."""
+    from atlasgen.synthesis.images import _neuron_setup, field_reaches_border, transforms_used
+
+    for size, border in ((64, False), (16, True)):  # block3_conv1's field is 24 px
+        params = SynthesisParams(size=size, steps=12)
+        field = block3.field((size, size))
+        assert field_reaches_border(field, size) is border
+        fitted = _neuron_setup(block3, params).params
+        assert fitted == transforms_used(params, field)["neuron"]  # what atlas.json records is what runs
+        if border:
+            assert fitted.pad == 0 and fitted.untransformed_from == 6
+        else:
+            assert fitted.pad == 12 and fitted.untransformed_from is None  # 12 px: whole strides of 4
+    assert _neuron_setup(block3, SynthesisParams(size=64, pad=10)).params.pad == 12  # rounded up to a stride
+    (image,) = neuron_images(block3, [1], SynthesisParams(size=16, steps=12))
+    assert image.changed_outside_box == 0 and image.history[-1] > image.history[0]
+    assert image.box == block3.patch_plan(16).box
+
+
 def test_changed_outside_counts_pixels_not_channels():
     image = np.full((10, 10, 3), NEUTRAL_BYTE, np.uint8)
     image[0, 0] = 0

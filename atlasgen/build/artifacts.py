@@ -8,7 +8,9 @@ import hashlib
 from dataclasses import dataclass, field
 
 #: In every recipe; bump it when synthesis changes, so that old artifacts are not reused.
-ALGORITHM_VERSION = 6  # 6: the second half of a whole-filter run scores the bare image, as it is judged
+# 6: the second half of a whole-filter run scores the bare image, as it is judged. 7: a centre neuron
+# whose field reaches the image's border has no grey pad, and its second half scores the bare image too.
+ALGORITHM_VERSION = 7
 
 
 @dataclass(frozen=True)
