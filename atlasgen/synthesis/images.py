@@ -159,12 +159,17 @@ def best_contrast(engine: LayerEngine, images: np.ndarray, filter_ids: list[int]
     return louder_while_preferred(engine, images, filter_ids, sign)
 
 
+def is_faint(images: np.ndarray) -> np.ndarray:
+    """For each uint8 image (batch, h, w, 3), whether its RGB sd is under FAINT_STD."""
+    return images.reshape(len(images), -1).std(axis=1) < FAINT_STD
+
+
 def louder_while_preferred(engine: LayerEngine, images: np.ndarray, filter_ids: list[int], sign: int = 1) -> np.ndarray:
     """Each faint uint8 image (RGB sd under FAINT_STD) scaled about its mean colour by the best of
     LOUDER_SCALES while its filter scores that beyond the image (higher; with `sign` -1, lower), for
     at most LOUDER_ROUNDS rounds; every other image as it is."""
     for _ in range(LOUDER_ROUNDS):
-        faint = np.flatnonzero(images.reshape(len(images), -1).std(axis=1) < FAINT_STD)
+        faint = np.flatnonzero(is_faint(images))
         if not len(faint):
             break
         # Only the faint images are scored: the rest are never made louder.
@@ -193,8 +198,7 @@ def contrast_responses(engine: LayerEngine, images: np.ndarray, filter_ids: list
     responses = [[[s, float(v)] for s, v in zip(CONTRAST_SCALES, row)] for row in scores]
     own = CONTRAST_SCALES.index(1.0)
     louder = [CONTRAST_SCALES.index(s) for s in (1.5, 2.0)]
-    faint = [bool(float(image.std()) < FAINT_STD and all(row[k] < row[own] for k in louder))
-             for image, row in zip(images, scores)]
+    faint = [bool(quiet and all(row[k] < row[own] for k in louder)) for quiet, row in zip(is_faint(images), scores)]
     return responses, faint
 
 
