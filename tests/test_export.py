@@ -196,7 +196,8 @@ def test_each_layer_records_the_transforms_its_images_were_made_with(built_atlas
     # At 32 px: block1_conv1's 3 px field gets no pad, no zoom or turn, and the small-field rate; the centre
     # neuron keeps the requested zoom and turn, its pad in whole strides.
     first, second = (layer["synthesis"] for layer in document["layers"])
-    # The whole-filter image is scored bare from settle_start of its steps on; the neuron's never is.
+    # The whole-filter image is scored bare from settle_start of its steps on; a neuron with a pad (its
+    # field short of the image's border, as here) never is.
     steps = document["parameters"]["steps"]
     assert first["channel"] == {"pad": 0, "jitter": 1, "scale": [1.0, 1.0], "rotate_degrees": 0.0, "jitter_last": 0,
                                 "learning_rate": 0.1, "untransformed_from": math.ceil(params.settle_start * steps)}
